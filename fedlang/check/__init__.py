@@ -1,0 +1,93 @@
+"""Check passes: AST → CheckedSpec, collecting every diagnostic instead of stopping at one.
+
+Passes run per block (structure, model, data, train, evaluate), then one cross-block pass
+(model against data, sampling against the population).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .. import ast
+from ..checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
+from ..diagnostics import Diagnostics, Source, Span
+from ..registry import HEADER_SEED
+from .data import check_data
+from .model import check_model
+from .structure import blocks_by_kind
+from .train import check_evaluate, check_train
+from .values import INVALID, resolve
+
+__all__ = ["check"]
+
+
+def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> CheckedSpec:
+    """Validate a parsed spec; raise SpecError with all diagnostics if anything is wrong."""
+    diags = Diagnostics()
+    base_dir = base_dir if base_dir is not None else Path(source.name).parent
+    blocks = blocks_by_kind(spec, diags)
+
+    name = blocks["experiment"].name.value if "experiment" in blocks else Path(source.name).stem
+    seed = 0
+    if "seed" in blocks:
+        value = resolve(HEADER_SEED, blocks["seed"].value, diags, "seed")
+        seed = 0 if value is INVALID else value
+    else:
+        diags.warning("W001", "no seed given; using seed 0", Span(1, 1, 1, 2),
+                      "add `seed 42` to make the choice explicit")
+
+    model = check_model(blocks["model"], diags) if "model" in blocks else None
+    data = check_data(blocks["data"], base_dir, diags) if "data" in blocks else None
+    train = check_train(blocks["train"], diags) if "train" in blocks else None
+    evaluate = check_evaluate(blocks["evaluate"], diags) if "evaluate" in blocks else None
+
+    if model and data and train:
+        train = _check_together(model, data, train, blocks, diags)
+        if evaluate and data.test.name == "none":
+            diags.error("E701", "an evaluate block needs test data", blocks["evaluate"].span,
+                        "add `test holdout(0.2)` to the data block")
+    diags.raise_if_errors(source)
+    assert model and data and train
+    return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings))
+
+
+def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, blocks, diags: Diagnostics):
+    model_block: ast.ModelBlock = blocks["model"]
+    input_decl = next(i for i in model_block.items if isinstance(i, ast.InputDecl))
+    if model.input_shape != data.feature_shape:
+        reshape = (f"; or reshape the data with `reshape {list(model.input_shape)}`"
+                   if _prod(model.input_shape) == _prod(data.feature_shape) else "")
+        diags.error("E510", f"the model's input {list(model.input_shape)} does not match the data's "
+                            f"examples {list(data.feature_shape)} ({data.facts.description})",
+                    input_decl.shape.span, f"write `input {list(data.feature_shape)}`{reshape}")
+    units, classes = model.output_units, data.facts.classes
+    last = next(i for i in reversed(model_block.items) if isinstance(i, ast.Layer))
+    if model.loss == "sparse_categorical_crossentropy" and units != classes:
+        diags.error("E511", f"the last layer has {units} units but the data has {classes} classes",
+                    last.span, f"use `dense {classes} softmax`")
+    if model.loss == "binary_crossentropy":
+        if classes != 2:
+            diags.error("E512", f"binary_crossentropy is for 2 classes; the data has {classes}",
+                        _loss_span(model_block), "use sparse_categorical_crossentropy")
+        elif units != 1:
+            diags.error("E511", f"binary_crossentropy needs 1 output unit; the last layer has {units}",
+                        last.span, "use `dense 1 sigmoid`")
+    cpr = train.clients_per_round
+    train_block: ast.TrainBlock = blocks["train"]
+    if cpr is not None and cpr > data.num_clients:
+        span = next(s.value.span for s in train_block.settings if s.key.name == "clients_per_round")
+        diags.error("E520", f"clients_per_round is {cpr} but there are only {data.num_clients} clients",
+                    span, f"use at most {data.num_clients}, or partition into more clients")
+    return dataclasses.replace(train, clients_per_round=min(cpr or data.num_clients, data.num_clients))
+
+
+def _loss_span(block: ast.ModelBlock) -> Span:
+    return next(i.loss.span for i in block.items if isinstance(i, ast.LossDecl))
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out

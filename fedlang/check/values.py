@@ -1,0 +1,204 @@
+"""Typing of values against registry parameters, shared by every check pass.
+
+`resolve` turns one AST value into a Python value of the parameter's type, or reports why it
+can't (and returns INVALID). `resolve_form` does the same for `name(arg, key = value)`,
+including positional/keyword matching, unknown and missing options.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from .. import ast
+from ..checked import Choice
+from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
+from ..registry import Form, Param
+
+INVALID = object()
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "name": "a name",
+    "shape": "a list of positive integers, e.g. [8, 8, 1]",
+    "names": "a list of names, e.g. [accuracy]",
+    "size": "an integer or a pair [h, w]",
+    "scale": "minmax, standard or a positive number",
+}
+
+
+def type_words(param: Param) -> str:
+    if param.type == "name" and param.choices:
+        return f"one of: {one_of(param.choices)}"
+    if param.type == "form":
+        return f"one of: {one_of(param.forms or ())}"
+    return _TYPE_WORDS[param.type]
+
+
+def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str) -> Any:
+    """The value of `param` written as `value`, or INVALID after reporting a diagnostic."""
+    kind = param.type
+    if kind == "form":
+        choice = resolve_form(value, param.forms or {}, param.name, diags)
+        return INVALID if choice is None else choice
+    if kind in ("int", "float"):
+        if not isinstance(value, ast.Number) or (kind == "int" and not isinstance(value.value, int)):
+            return _type_error(param, value, diags, owner)
+        return _check_range(param, value.value if kind == "int" else float(value.value), value, diags, owner)
+    if kind == "bool":
+        if not isinstance(value, ast.Bool):
+            return _type_error(param, value, diags, owner)
+        return value.value
+    if kind == "str":
+        if not isinstance(value, ast.String):
+            hint = f'quote it: "{value.text}"' if isinstance(value, ast.Name) else None
+            return _type_error(param, value, diags, owner, hint)
+        return value.value
+    if kind == "name":
+        if not isinstance(value, ast.Name):
+            return _type_error(param, value, diags, owner)
+        if param.choices and value.text not in param.choices:
+            diags.error("E206", f"unknown {param.name} '{value.text}'", value.span,
+                        did_you_mean(value.text, param.choices) or f"choose one of: {one_of(param.choices)}")
+            return INVALID
+        return value.text
+    if kind == "shape":
+        items = _int_list(value)
+        if items is None or not items or any(i < 1 for i in items):
+            return _type_error(param, value, diags, owner)
+        return tuple(items)
+    if kind == "names":
+        if isinstance(value, ast.Name):
+            return (value.text,)
+        if isinstance(value, ast.ListValue) and all(isinstance(i, ast.Name) for i in value.items):
+            return tuple(i.text for i in value.items)
+        return _type_error(param, value, diags, owner)
+    if kind == "size":
+        if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
+            return (value.value, value.value)
+        items = _int_list(value)
+        if items is not None and len(items) == 2 and min(items) >= 1:
+            return tuple(items)
+        return _type_error(param, value, diags, owner)
+    if kind == "scale":
+        if isinstance(value, ast.Name) and value.text in ("minmax", "standard"):
+            return value.text
+        if isinstance(value, ast.Number) and value.value > 0:
+            return float(value.value)
+        hint = did_you_mean(value.text, ("minmax", "standard")) if isinstance(value, ast.Name) else None
+        return _type_error(param, value, diags, owner, hint)
+    raise AssertionError(f"unknown parameter type {kind}")
+
+
+def resolve_form(value: ast.Value, forms: Mapping[str, Form], what: str,
+                 diags: Diagnostics) -> Choice | None:
+    """Resolve `name` or `name(args…)` against `forms`; None after reporting a problem."""
+    if isinstance(value, ast.Name):
+        name, args, name_span = value.text, (), value.span
+    elif isinstance(value, ast.Call):
+        name, args, name_span = value.name.text, value.args, value.name.span
+    else:
+        diags.error("E205", f"{what} must be one of: {one_of(forms)}; got {ast.describe(value)}", value.span,
+                    _example_hint(forms))
+        return None
+    form = forms.get(name)
+    if form is None:
+        diags.error("E201", f"unknown {what.replace('_', ' ')} '{name}'", name_span,
+                    did_you_mean(name, forms) or f"choose one of: {one_of(forms)}")
+        return None
+    resolved = resolve_args(form, args, value.span, diags)
+    return None if resolved is None else Choice(name, resolved, value.span)
+
+
+def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnostics,
+                 positional_names: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """Match positional and keyword arguments to a form's parameters, then type each one.
+
+    Positional arguments fill `positional_names` (default: the parameters in order). For
+    layers, a positional *name* fills the `activation` parameter wherever it appears.
+    """
+    ok = True
+    given: dict[str, ast.Arg] = {}
+    positional = list(positional_names or [p.name for p in form.params])
+    for arg in args:
+        if arg.key is not None:
+            key = arg.key.name
+            if form.param(key) is None:
+                names = [p.name for p in form.params]
+                hint = did_you_mean(key, names) or (f"options: {', '.join(names)}" if names
+                                                    else f"'{form.name}' takes no options")
+                diags.error("E202", f"'{form.name}' has no option '{key}'", arg.key.span, hint)
+                ok = False
+                continue
+        elif isinstance(arg.value, ast.Name) and form.param("activation") is not None \
+                and "activation" not in given:
+            key = "activation"
+        else:
+            key = next((n for n in positional if n not in given and n != "activation"), None)
+            if key is None:
+                diags.error("E203", f"too many arguments for '{form.name}'", arg.span,
+                            f"'{form.name}' takes: {', '.join(p.name for p in form.params) or 'nothing'}"
+                            + (f"; e.g. `{form.example}`" if form.example else ""))
+                ok = False
+                continue
+        if key in given:
+            diags.error("E207", f"'{key}' is given twice", arg.span)
+            ok = False
+            continue
+        given[key] = arg
+    out: dict[str, Any] = {}
+    for param in form.params:
+        if param.name in given:
+            value = resolve(param, given[param.name].value, diags, form.name)
+            ok = ok and value is not INVALID
+            out[param.name] = value
+        elif param.required:
+            example = f"; e.g. `{form.example}`" if form.example else ""
+            diags.error("E204", f"'{form.name}' needs '{param.name}'", span,
+                        f"add {param.name} ({type_words(param)}){example}")
+            ok = False
+        else:
+            out[param.name] = param.default
+    return out if ok else None
+
+
+def default_choice(param: Param, span: Span) -> Choice | None:
+    """The Choice a form-typed setting takes when the spec leaves it out."""
+    if param.default is None:
+        return None
+    name, overrides = param.default
+    form = param.forms[name]
+    args = {p.name: p.default for p in form.params}
+    args.update(overrides)
+    return Choice(name, args, span)
+
+
+def _int_list(value: ast.Value) -> list[int] | None:
+    if not isinstance(value, ast.ListValue):
+        return None
+    if not all(isinstance(i, ast.Number) and isinstance(i.value, int) for i in value.items):
+        return None
+    return [i.value for i in value.items]
+
+
+def _type_error(param: Param, value: ast.Value, diags: Diagnostics, owner: str, hint: str | None = None):
+    diags.error("E205", f"'{param.name}' must be {type_words(param)}; got {ast.describe(value)}",
+                value.span, hint or (f"{param.name}: {param.doc}" if param.doc else None))
+    return INVALID
+
+
+def _check_range(param: Param, number, value: ast.Value, diags: Diagnostics, owner: str):
+    too_low = param.low is not None and (number <= param.low if param.low_open else number < param.low)
+    too_high = param.high is not None and (number >= param.high if param.high_open else number > param.high)
+    if too_low or too_high:
+        diags.error("E206", f"'{param.name}' must be {param.range_text()}; got {value.text}", value.span,
+                    f"{param.name}: {param.doc}" if param.doc else None)
+        return INVALID
+    return number
+
+
+def _example_hint(forms: Mapping[str, Form]) -> str | None:
+    example = next((f.example for f in forms.values() if f.example), None)
+    return f"e.g. `{example}`" if example else None

@@ -1,0 +1,140 @@
+"""The checked spec: what the check passes hand to the lowering.
+
+Every value here has been validated and defaulted; nothing refers to syntax any more except
+`lines`, the source lines each part came from (used to comment the emitted program).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .diagnostics import Span
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolved form: `dirichlet(alpha = 0.5, clients = 100)` → name + every option's value."""
+
+    name: str
+    args: Mapping[str, Any]
+    span: Span
+
+    def __getitem__(self, key: str) -> Any:
+        return self.args[key]
+
+    def text(self) -> str:
+        if not self.args:
+            return self.name
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.args.items() if v is not None)
+        return f"{self.name}({inner})"
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    kind: str
+    args: Mapping[str, Any]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    line: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerConfig, ...]
+    loss: str
+    from_logits: bool
+    metrics: tuple[str, ...]
+    lines: tuple[int, int]
+
+    @property
+    def param_count(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def weight_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the trainable variables in Keras order (kernel then bias per layer)."""
+        shapes: list[tuple[int, ...]] = []
+        for layer in self.layers:
+            shapes.extend(layer_weight_shapes(layer))
+        return tuple(shapes)
+
+    @property
+    def output_units(self) -> int:
+        return self.layers[-1].output_shape[-1] if self.layers else math.prod(self.input_shape)
+
+
+def layer_weight_shapes(layer: LayerConfig) -> list[tuple[int, ...]]:
+    if layer.kind == "dense":
+        shapes = [(layer.input_shape[-1], layer.args["units"])]
+        return shapes + ([(layer.args["units"],)] if layer.args["use_bias"] else [])
+    if layer.kind == "conv2d":
+        kh, kw = layer.args["kernel"]
+        return [(kh, kw, layer.input_shape[-1], layer.args["filters"]), (layer.args["filters"],)]
+    return []
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What is known about the data before loading it (exact for bundled sets and files)."""
+
+    examples: int | None  # None: only known after generating (synthetic)
+    feature_shape: tuple[int, ...]
+    classes: int
+    natural_clients: int | None  # clients the source defines itself, if any
+    description: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    source: Choice
+    partition: Choice
+    test: Choice
+    scale: str | float | None
+    reshape: tuple[int, ...] | None
+    batch: int
+    shuffle: int
+    facts: DatasetFacts
+    num_clients: int
+    lines: tuple[int, int]
+    path: str | None = None  # data file as the emitted program opens it (relative to the cwd)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.reshape or self.facts.feature_shape
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    algorithm: str
+    rounds: int
+    clients_per_round: int
+    local_epochs: int
+    client_optimizer: Choice
+    server_optimizer: Choice
+    weighting: str
+    mu: float | None
+    lines: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    every: int
+    lines: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    source_name: str
+    experiment: str
+    seed: int
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig | None
+    warnings: tuple = field(default=())

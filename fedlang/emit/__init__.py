@@ -1,0 +1,100 @@
+"""Plan → standalone Python source (TFF + TF + NumPy, no fedlang import).
+
+The program is rendered from `templates/program.py.j2`. Helper functions are copied verbatim
+from fedlang/lib (read as text, never imported, so emitting does not load TensorFlow). Every
+value from the spec reaches the source through `repr` (the `py` filter) and every comment
+through the `comment` filter, which keeps it on one line.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import functools
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+from ..plan import Plan, PyCall, PyRef
+
+LIB = Path(__file__).resolve().parent.parent / "lib"
+
+
+def emit(plan: Plan) -> str:
+    """The experiment as one readable Python program."""
+    data_helpers = helper_source(LIB / "data.py", plan.helpers)
+    extra = []
+    if plan.checked.data.source.name == "emnist":
+        extra.append(helper_source(LIB / "emnist.py", ["load_emnist"]))
+    extra.append(helper_source(LIB / "tff_worker.py", ["use_local_tff_worker"]))
+    text = _env().get_template("program.py.j2").render(
+        plan=plan,
+        checked=plan.checked,
+        data=plan.checked.data,
+        steps=plan.data_steps,
+        helpers=data_helpers,
+        extra_helpers=extra,
+    )
+    pyast.parse(text)  # the template must always produce valid Python
+    return text.rstrip() + "\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("fedlang.emit", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["py"] = py
+    env.filters["comment"] = comment
+    return env
+
+
+def py(value: Any) -> str:
+    """Python source for a literal, a PyRef or a PyCall (arguments rendered recursively)."""
+    if isinstance(value, PyRef):
+        return value.name
+    if isinstance(value, PyCall):
+        args = ", ".join(py(v) if k is None else f"{k}={py(v)}" for k, v in value.args)
+        return f"{value.func}({args})"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(py(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py(k)}: {py(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
+
+
+def comment(text: str) -> str:
+    """Text safe inside a `#` comment: one line, printable characters only."""
+    return "".join(c if c.isprintable() else "?" for c in str(text)).rstrip()
+
+
+def helper_source(path: Path, names: Iterable[str]) -> str:
+    """The source of `names` and the helpers they need (by the module's REQUIRES), in file order."""
+    text = path.read_text()
+    module = pyast.parse(text)
+    requires: dict[str, tuple[str, ...]] = {}
+    defs: dict[str, pyast.AST] = {}
+    for node in module.body:
+        if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
+            defs[node.name] = node
+        elif isinstance(node, (pyast.Assign, pyast.AnnAssign)):
+            target = node.targets[0] if isinstance(node, pyast.Assign) else node.target
+            if isinstance(target, pyast.Name) and target.id == "REQUIRES":
+                requires = pyast.literal_eval(node.value)
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(requires.get(name, ()))
+    chunks = [pyast.get_source_segment(text, node) for name, node in defs.items() if name in wanted]
+    return "\n\n\n".join(chunks)

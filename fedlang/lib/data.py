@@ -1,0 +1,576 @@
+"""Data loading, splitting, partitioning and scaling for fedlang experiments.
+
+Everything here uses only numpy and the standard library, so the fedlang compiler can copy
+these functions verbatim into the standalone programs it generates. All randomness comes from
+an explicit ``rng: np.random.Generator`` argument, so a run is reproducible for a given seed.
+
+Errors are raised as ``ValueError`` (``FileNotFoundError`` for a missing file) with a message
+naming the file, the key, column or line, and what was expected.
+
+``REQUIRES`` at the bottom maps each function to the helpers of this module it calls.
+"""
+
+import csv
+import math
+import os
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_rng(rng, where):
+    """Raise a clear error unless ``rng`` is a numpy Generator."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"{where}: rng must be a numpy random Generator, e.g. np.random.default_rng(0); "
+            f"got {type(rng).__name__}"
+        )
+
+
+def _check_int(value, name, where, minimum):
+    """Return ``value`` as a Python int, raising a clear error if it is not an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{where}: {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _check_labels(labels, where):
+    """Return ``labels`` as a 1-D int64 array, raising a clear error otherwise."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{where}: labels must be a 1-D array, got shape {labels.shape}")
+    if labels.size and labels.dtype.kind not in "biu":
+        if labels.dtype.kind != "f" or not np.all(np.isfinite(labels)) or not np.all(
+            labels == np.round(labels)
+        ):
+            raise ValueError(f"{where}: labels must be integers, got dtype {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def _encode_client_ids(values, source):
+    """Turn raw client ids into an int64 array.
+
+    Integer ids (or whole-number floats) are kept as they are. Any other ids (for example
+    strings such as "alice") are numbered 0, 1, 2, ... in order of first appearance.
+    ``source`` names where the ids came from, for error messages.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"{source}: client ids must be 1-D, got shape {values.shape}")
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            return values.astype(np.int64)
+        raise ValueError(f"{source}: client ids must be whole numbers or strings")
+    # Strings (or other objects): number them in order of first appearance.
+    codes = {}
+    encoded = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values.tolist()):
+        encoded[i] = codes.setdefault(value, len(codes))
+    return encoded
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic data
+# ---------------------------------------------------------------------------------------------
+
+
+def synthetic_fedprox(
+    alpha: float,
+    beta: float,
+    num_devices: int = 30,
+    num_features: int = 60,
+    num_classes: int = 10,
+    iid: bool = False,
+    rng=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generate the Synthetic(alpha, beta) data set of the FedProx paper (Li et al., 2020).
+
+    Device k gets int(lognormal(4, 2)) + 50 examples. Its model is W_k ~ N(u_k, 1),
+    b_k ~ N(u_k, 1) with u_k ~ N(0, alpha); its inputs are x ~ N(v_k, Sigma) with
+    v_k ~ N(B_k, 1), B_k ~ N(0, beta) and Sigma diagonal, Sigma_jj = j^-1.2; the label is
+    argmax(softmax(W_k x + b_k)). So alpha controls how much the devices' models differ and
+    beta how much their inputs differ. With ``iid=True`` every device shares one W, b ~ N(0, 1)
+    and the input mean 0 (alpha and beta are then unused).
+
+    ``rng`` is a numpy Generator (an int seed is also accepted; None means unseeded).
+    Returns (x float32 [n, num_features], y int64 [n], client_ids int64 [n]).
+    """
+    where = "synthetic_fedprox"
+    num_devices = _check_int(num_devices, "num_devices", where, 1)
+    num_features = _check_int(num_features, "num_features", where, 1)
+    num_classes = _check_int(num_classes, "num_classes", where, 2)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{where}: {name} must be a number >= 0, got {value!r}")
+    rng = np.random.default_rng(rng)
+
+    samples_per_device = rng.lognormal(4, 2, num_devices).astype(np.int64) + 50
+    model_means = rng.normal(0, alpha, num_devices)  # u_k, used for both W_k and b_k
+    input_centres = rng.normal(0, beta, num_devices)  # B_k
+    feature_std = np.arange(1, num_features + 1, dtype=np.float64) ** (-1.2 / 2)  # sqrt(Sigma_jj)
+
+    if iid:
+        shared_w = rng.normal(0, 1, (num_features, num_classes))
+        shared_b = rng.normal(0, 1, num_classes)
+
+    xs, ys = [], []
+    for k in range(num_devices):
+        if iid:
+            w, b = shared_w, shared_b
+            mean_x = np.zeros(num_features)
+        else:
+            w = rng.normal(model_means[k], 1, (num_features, num_classes))
+            b = rng.normal(model_means[k], 1, num_classes)
+            mean_x = rng.normal(input_centres[k], 1, num_features)
+        # Sigma is diagonal, so N(mean_x, Sigma) is mean_x + sqrt(diag(Sigma)) * N(0, 1).
+        x = mean_x + feature_std * rng.standard_normal((samples_per_device[k], num_features))
+        # softmax is monotone, so argmax(softmax(z)) == argmax(z).
+        ys.append(np.argmax(x @ w + b, axis=1))
+        xs.append(x)
+
+    x = np.concatenate(xs).astype(np.float32)
+    y = np.concatenate(ys).astype(np.int64)
+    client_ids = np.repeat(np.arange(num_devices, dtype=np.int64), samples_per_device)
+    return x, y, client_ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def load_npz(
+    path: str, x_key: str = "x", y_key: str = "y", client_key: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Load features, labels and (optionally) client ids from a numpy ``.npz`` file.
+
+    Returns (x float32 [n, ...], y int64 [n], client_ids int64 [n] or None). Labels may be
+    stored as floats if they are whole numbers. String client ids are numbered 0, 1, ... in
+    order of first appearance. Pickled (object) arrays are refused.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(
+            f"{path} is a single-array .npy file; expected an .npz archive with arrays "
+            f"'{x_key}' and '{y_key}' (save it with np.savez)"
+        )
+    if not magic.startswith(b"PK"):
+        raise ValueError(f"{path} is not a valid .npz file (expected a zip archive made by np.savez)")
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:  # truncated or corrupt zip
+        raise ValueError(f"{path} is not a valid .npz file ({error})") from None
+    with archive:
+        available = list(archive.files)
+        arrays = {}
+        for role, key in (("x", x_key), ("y", y_key), ("client", client_key)):
+            if key is None:
+                continue
+            if key not in available:
+                raise ValueError(
+                    f"{path} has no array '{key}' (arrays: {', '.join(available) or 'none'})"
+                )
+            try:
+                arrays[role] = archive[key]
+            except Exception as error:  # object arrays need pickle, which we refuse
+                raise ValueError(
+                    f"{path}: array '{key}' could not be read ({error}); store plain numeric "
+                    f"or string arrays"
+                ) from None
+
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim == 0 or x.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{path}: array '{x_key}' must be a numeric array with one row per example, "
+            f"got dtype {x.dtype} and shape {x.shape}"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{path}: array '{y_key}' must be 1-D (one label per example), got shape {y.shape}"
+        )
+    if len(y) != len(x):
+        raise ValueError(
+            f"{path}: arrays '{x_key}' and '{y_key}' have different numbers of examples "
+            f"({len(x)} and {len(y)})"
+        )
+    if len(x) == 0:
+        raise ValueError(f"{path}: array '{x_key}' has no examples")
+
+    bad_rows = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if x.dtype.kind == "f" else None
+    if bad_rows is not None and bad_rows.any():
+        raise ValueError(
+            f"{path}: array '{x_key}' contains NaN or infinite values "
+            f"({int(bad_rows.sum())} examples, first at index {int(np.argmax(bad_rows))})"
+        )
+
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(np.nan_to_num(y)))
+        if not whole.all():
+            first = int(np.argmin(whole))
+            raise ValueError(
+                f"{path}: array '{y_key}' must hold integer class labels; "
+                f"index {first} is {y[first]!r}"
+            )
+    elif y.dtype.kind not in "biu":
+        raise ValueError(
+            f"{path}: array '{y_key}' must hold integer class labels, got dtype {y.dtype}"
+        )
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        first = int(np.argmax(y < 0))
+        raise ValueError(
+            f"{path}: array '{y_key}' must hold class labels >= 0; index {first} is {y[first]}"
+        )
+
+    client_ids = None
+    if client_key is not None:
+        raw = arrays["client"]
+        if raw.ndim != 1 or len(raw) != len(x):
+            raise ValueError(
+                f"{path}: array '{client_key}' must be 1-D with one client id per example "
+                f"({len(x)}), got shape {raw.shape}"
+            )
+        client_ids = _encode_client_ids(raw, f"{path}: array '{client_key}'")
+    return x.astype(np.float32), y, client_ids
+
+
+def load_csv(
+    path: str, label: str = "label", client: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Load a CSV file with a header row: one column of labels, optionally one of client ids,
+    and every other column a numeric feature.
+
+    Returns (x float32 [n, d], y int64 [n], client_ids int64 [n] or None). Client ids that
+    are all integers are kept; otherwise (e.g. names) they are numbered 0, 1, ... in order of
+    first appearance. Blank lines are ignored.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = None
+        for row in reader:
+            if row:
+                header = [name.strip() for name in row]
+                break
+        if header is None:
+            raise ValueError(f"{path} is empty; expected a header row naming the columns")
+
+        columns = ", ".join(header)
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"{path} header repeats column names: {', '.join(duplicates)}")
+        for role, name in (("label", label), ("client", client)):
+            if name is not None and name not in header:
+                raise ValueError(
+                    f"column '{name}' not found in {path} header (columns: {columns})"
+                )
+        if client is not None and client == label:
+            raise ValueError(f"{path}: the label and client columns must differ ('{label}')")
+        label_col = header.index(label)
+        client_col = header.index(client) if client is not None else None
+        feature_cols = [i for i in range(len(header)) if i not in (label_col, client_col)]
+        if not feature_cols:
+            raise ValueError(f"{path} has no feature columns (columns: {columns})")
+
+        features, labels, clients = [], [], []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            line = reader.line_num
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path} line {line}: expected {len(header)} columns, found {len(row)}"
+                )
+            values = []
+            for i in feature_cols:
+                cell = row[i].strip()
+                try:
+                    value = float(cell)
+                except ValueError:
+                    found = f"'{cell}'" if cell else "an empty cell"
+                    raise ValueError(
+                        f"{path} line {line}, column '{header[i]}': expected a number, "
+                        f"found {found}"
+                    ) from None
+                if not math.isfinite(value):
+                    raise ValueError(
+                        f"{path} line {line}, column '{header[i]}': expected a finite number, "
+                        f"found '{cell}'"
+                    )
+                values.append(value)
+            features.append(values)
+
+            cell = row[label_col].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or value != int(value) or value < 0:
+                raise ValueError(
+                    f"{path} line {line}, column '{label}': expected an integer class label "
+                    f">= 0, found '{cell}'"
+                )
+            labels.append(int(value))
+
+            if client_col is not None:
+                cell = row[client_col].strip()
+                if not cell:
+                    raise ValueError(
+                        f"{path} line {line}, column '{client}': expected a client id, "
+                        f"found an empty cell"
+                    )
+                clients.append(cell)
+
+    if not features:
+        raise ValueError(f"{path} has a header but no data rows")
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    client_ids = None
+    if client_col is not None:
+        try:
+            as_ints = [int(c) for c in clients]
+        except ValueError:
+            as_ints = None
+        if as_ints is not None:
+            client_ids = np.asarray(as_ints, dtype=np.int64)
+        else:
+            client_ids = _encode_client_ids(np.asarray(clients), f"{path} column '{client}'")
+    return x, y, client_ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting and partitioning
+# ---------------------------------------------------------------------------------------------
+
+
+def holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly hold out round(fraction * num_examples) examples for testing.
+
+    Returns (train_indices, test_indices), each sorted.
+    """
+    where = "holdout_split"
+    n = _check_int(num_examples, "num_examples", where, 2)
+    _check_rng(rng, where)
+    if not (isinstance(fraction, (int, float, np.number)) and 0 < fraction < 1):
+        raise ValueError(f"{where}: fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+    num_test = int(round(fraction * n))
+    if num_test == 0 or num_test == n:
+        part = "test" if num_test == 0 else "training"
+        raise ValueError(
+            f"{where}: holding out {fraction} of {n} examples leaves the {part} set empty"
+        )
+    order = rng.permutation(n)
+    return np.sort(order[num_test:]), np.sort(order[:num_test])
+
+
+def partition_iid(num_examples: int, num_clients: int, rng) -> list[np.ndarray]:
+    """Shuffle the examples and deal them into num_clients nearly equal parts (IID split).
+
+    Sizes differ by at most one. Returns one sorted index array per client.
+    """
+    where = "partition_iid"
+    n = _check_int(num_examples, "num_examples", where, 1)
+    num_clients = _check_int(num_clients, "num_clients", where, 1)
+    _check_rng(rng, where)
+    if num_clients > n:
+        raise ValueError(f"{where}: cannot split {n} examples among {num_clients} clients")
+    parts = np.array_split(rng.permutation(n), num_clients)
+    return [np.sort(part).astype(np.int64) for part in parts]
+
+
+def partition_dirichlet(
+    labels, num_clients: int, alpha: float, rng, min_examples: int = 1
+) -> list[np.ndarray]:
+    """Label-skewed split: each class is divided among the clients in proportions drawn from
+    Dirichlet(alpha, ..., alpha). Small alpha (e.g. 0.1) gives each client few classes;
+    large alpha (e.g. 100) approaches an IID split.
+
+    The draw is repeated (up to 1000 times) until every client has at least min_examples.
+    Returns one sorted index array per client.
+    """
+    where = "partition_dirichlet"
+    labels = _check_labels(labels, where)
+    num_clients = _check_int(num_clients, "num_clients", where, 1)
+    min_examples = _check_int(min_examples, "min_examples", where, 0)
+    _check_rng(rng, where)
+    if not (isinstance(alpha, (int, float, np.number)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"{where}: alpha must be a positive number, got {alpha!r}")
+    n = len(labels)
+    if num_clients > n:
+        raise ValueError(f"{where}: cannot split {n} examples among {num_clients} clients")
+    if num_clients * min_examples > n:
+        raise ValueError(
+            f"{where}: {num_clients} clients with at least {min_examples} examples each need "
+            f"{num_clients * min_examples} examples, but there are only {n}"
+        )
+
+    # Shuffle each class once; each attempt only redraws the proportions.
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    max_tries = 1000
+    for _ in range(max_tries):
+        shares = [[] for _ in range(num_clients)]
+        for indices in by_class:
+            proportions = rng.dirichlet(np.full(num_clients, float(alpha)))
+            cuts = (np.cumsum(proportions)[:-1] * len(indices)).astype(np.int64)
+            for client, part in enumerate(np.split(indices, cuts)):
+                shares[client].append(part)
+        parts = [np.sort(np.concatenate(s)).astype(np.int64) for s in shares]
+        if min(len(p) for p in parts) >= min_examples:
+            return parts
+    raise ValueError(
+        f"{where}: after {max_tries} draws some client still had fewer than {min_examples} "
+        f"examples ({n} examples, {num_clients} clients, alpha={alpha}); use fewer clients, "
+        f"a larger alpha or a smaller min_examples"
+    )
+
+
+def partition_shards(labels, num_clients: int, shards_per_client: int, rng) -> list[np.ndarray]:
+    """Pathological non-IID split of McMahan et al. (2017): sort the examples by label, cut
+    them into num_clients * shards_per_client contiguous shards (sizes differ by at most one)
+    and give each client shards_per_client shards at random. Each client then sees only a few
+    labels (at most shards_per_client when the class sizes are multiples of the shard size).
+
+    Returns one sorted index array per client.
+    """
+    where = "partition_shards"
+    labels = _check_labels(labels, where)
+    num_clients = _check_int(num_clients, "num_clients", where, 1)
+    shards_per_client = _check_int(shards_per_client, "shards_per_client", where, 1)
+    _check_rng(rng, where)
+    num_shards = num_clients * shards_per_client
+    if len(labels) < num_shards:
+        raise ValueError(
+            f"{where}: {num_clients} clients x {shards_per_client} shards need at least "
+            f"{num_shards} examples, but there are only {len(labels)}"
+        )
+    shards = np.array_split(np.argsort(labels, kind="stable"), num_shards)
+    order = rng.permutation(num_shards)
+    parts = []
+    for client in range(num_clients):
+        mine = order[client * shards_per_client : (client + 1) * shards_per_client]
+        parts.append(np.sort(np.concatenate([shards[s] for s in mine])).astype(np.int64))
+    return parts
+
+
+def partition_natural(client_ids) -> list[np.ndarray]:
+    """One client per distinct id in client_ids (the data's own users), in sorted id order.
+
+    Returns one sorted index array per client.
+    """
+    client_ids = np.asarray(client_ids)
+    if client_ids.ndim != 1 or len(client_ids) == 0:
+        raise ValueError(
+            f"partition_natural: client_ids must be a non-empty 1-D array, got shape "
+            f"{client_ids.shape}"
+        )
+    order = np.argsort(client_ids, kind="stable")  # stable: indices stay sorted within a client
+    sorted_ids = client_ids[order]
+    starts = np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1
+    return [part.astype(np.int64) for part in np.split(order, starts)]
+
+
+def sample_clients(rng, num_clients: int, clients_per_round: int) -> np.ndarray:
+    """Pick clients_per_round of the num_clients clients uniformly without replacement.
+
+    Returns their sorted indices (int64).
+    """
+    where = "sample_clients"
+    _check_rng(rng, where)
+    num_clients = _check_int(num_clients, "num_clients", where, 1)
+    clients_per_round = _check_int(clients_per_round, "clients_per_round", where, 1)
+    if clients_per_round > num_clients:
+        raise ValueError(
+            f"{where}: cannot pick {clients_per_round} clients per round from only "
+            f"{num_clients} clients"
+        )
+    chosen = rng.choice(num_clients, size=clients_per_round, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+def client_size_summary(partitions) -> dict:
+    """Summarise how many examples each client holds: min, median, mean and max."""
+    sizes = np.array([len(p) for p in partitions], dtype=np.int64)
+    if sizes.size == 0:
+        raise ValueError("client_size_summary: there are no clients")
+    return {
+        "min": int(sizes.min()),
+        "median": float(np.median(sizes)),
+        "mean": float(sizes.mean()),
+        "max": int(sizes.max()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature scaling (fit on the training data only, then apply to every split)
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_scaler(x_train, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Compute per-feature (shift, scale) from the training data, so that
+    (x - shift) / scale is in [0, 1] ("minmax") or has mean 0 and std 1 ("standard").
+
+    Constant features get scale 1 instead of 0.
+    """
+    x = np.asarray(x_train, dtype=np.float64)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError("fit_scaler: the training data is empty")
+    if kind == "minmax":
+        shift = x.min(axis=0)
+        scale = x.max(axis=0) - shift
+    elif kind == "standard":
+        shift = x.mean(axis=0)
+        scale = x.std(axis=0)
+    else:
+        raise ValueError(f"fit_scaler: unknown scaling '{kind}' (expected 'minmax' or 'standard')")
+    if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(scale))):
+        raise ValueError("fit_scaler: the training data contains NaN or infinite values")
+    scale = np.where(scale > 0, scale, 1.0)
+    return shift, scale
+
+
+def apply_scaler(x, shift, scale) -> np.ndarray:
+    """Return (x - shift) / scale as float32, with shift and scale from fit_scaler."""
+    x = np.asarray(x)
+    shift = np.asarray(shift)
+    if x.shape[1:] != shift.shape:
+        raise ValueError(
+            f"apply_scaler: the scaler was fitted on examples of shape {shift.shape}, "
+            f"but these examples have shape {x.shape[1:]}"
+        )
+    return ((x - shift) / scale).astype(np.float32)
+
+
+# Helpers each public function calls (directly), so the compiler can copy what is needed.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "_check_rng": (),
+    "_check_int": (),
+    "_check_labels": (),
+    "_encode_client_ids": (),
+    "synthetic_fedprox": ("_check_int",),
+    "load_npz": ("_encode_client_ids",),
+    "load_csv": ("_encode_client_ids",),
+    "holdout_split": ("_check_int", "_check_rng"),
+    "partition_iid": ("_check_int", "_check_rng"),
+    "partition_dirichlet": ("_check_labels", "_check_int", "_check_rng"),
+    "partition_shards": ("_check_labels", "_check_int", "_check_rng"),
+    "partition_natural": (),
+    "sample_clients": ("_check_rng", "_check_int"),
+    "client_size_summary": (),
+    "fit_scaler": (),
+    "apply_scaler": (),
+}

@@ -1,0 +1,334 @@
+"""Text → parse tree → typed AST.
+
+`parse_source` is the only entry point. Syntax errors become positioned diagnostics; the
+messages for common mistakes come from a table of example broken specs (the technique of
+lark's own `load_grammar.py`), so a new message is one more row in `SYNTAX_ERROR_EXAMPLES`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+import lark
+from lark import Lark, Transformer, Token, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
+
+BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate")
+MODEL_KEYWORDS = ("input", "loss", "metrics")
+
+# Broken snippets and the message each family of mistakes gets. The parser state at the
+# error is matched against these examples, so one row covers every spec failing the same way.
+SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
+    ("E102", "a setting needs a value", "write `key value`, e.g. `rounds 50`"): [
+        "train fedavg {\n rounds\n}",
+        "data {\n source\n}",
+        "train fedavg { rounds }",
+        "train fedavg {\n rounds 5 local\n}",
+        "data {\n batch 5 shuffle\n}",
+    ],
+    ("E103", "expected '{' to open the block", "blocks look like `model mlp { … }`"): [
+        "model mlp\n",
+        "train fedavg\n",
+        "data digits\n",
+        "evaluate\n",
+    ],
+    ("E104", "a block needs a name here", "write e.g. `model mlp {` or `train fedavg {`"): [
+        "model {",
+        "train {",
+    ],
+    ("E105", "missing value after '='", "keyword arguments look like `alpha = 0.5`"): [
+        "data {\n partition dirichlet(alpha = )\n}",
+        "model m {\n conv2d 3 kernel =\n}",
+    ],
+    ("E106", "unclosed '(' in a call", "close the argument list with ')'"): [
+        "data {\n partition dirichlet(alpha = 0.5\n}",
+        "data {\n partition dirichlet(0.5\n}",
+    ],
+    ("E107", "unclosed '[' in a list", "close the list with ']'"): [
+        "model m {\n input [64\n}",
+        "model m {\n input [64, 3\n}",
+    ],
+    ("E108", "separate list items and arguments with ','", None): [
+        "model m {\n input [8 8]\n}",
+        "data {\n partition dirichlet(alpha = 0.5 clients = 3)\n}",
+    ],
+    ("E109", "one model line per layer", "put each layer on its own line"): [
+        "model m {\n input [64] dense 10\n}",
+        "model m {\n loss x metrics [a]\n}",
+    ],
+}
+
+
+@functools.lru_cache(maxsize=1)
+def grammar_text() -> str:
+    """The grammar shipped in the `fedlang.grammar` package (the repo's grammar/ folder)."""
+    return importlib.resources.files("fedlang.grammar").joinpath("fedlang.lark").read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def read_source(path: str | Path, display_name: str | None = None) -> Source:
+    """Read a spec file as UTF-8; undecodable or NUL bytes are reported with their position."""
+    path = Path(path)
+    name = display_name or str(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[: exc.start].decode("utf-8")
+        source = Source(name, good)
+        raise SpecError(
+            source,
+            [
+                Diagnostic(
+                    "E001",
+                    f"file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                    _span_at(good, len(good)),
+                    hint="is this a .fed spec? fedlang reads UTF-8 text",
+                )
+            ],
+        ) from None
+    return Source(name, text)
+
+
+def parse_source(source: Source) -> ast.Spec:
+    """Parse a spec into the typed AST, or raise SpecError with positioned diagnostics."""
+    if "\x00" in source.text:
+        offset = source.text.index("\x00")
+        raise SpecError(
+            source,
+            [Diagnostic("E001", "file contains a NUL byte", _span_at(source.text, offset),
+                        hint="is this a .fed spec? fedlang reads UTF-8 text")],
+        )
+    text = source.text if source.text.endswith("\n") else source.text + "\n"
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as exc:
+        raise SpecError(source, [_syntax_diagnostic(source, text, exc)]) from None
+    return ToAst().transform(tree)
+
+
+# ---------------------------------------------------------------- tree → AST
+
+
+def _span(meta_or_token) -> Span:
+    if isinstance(meta_or_token, Token):
+        return Span(meta_or_token.line, meta_or_token.column,
+                    meta_or_token.end_line, meta_or_token.end_column)
+    return Span(meta_or_token.line, meta_or_token.column,
+                meta_or_token.end_line, meta_or_token.end_column)
+
+
+def _ident(token: Token) -> ast.Ident:
+    return ast.Ident(str(token), _span(token))
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    """Builds AST nodes from the parse tree; no validation happens here."""
+
+    def start(self, meta, items):
+        return ast.Spec(tuple(items))
+
+    def experiment(self, meta, children):
+        (token,) = children
+        return ast.Experiment(ast.String(_unquote(token), _span(token)), _span(meta))
+
+    def seed(self, meta, children):
+        return ast.Seed(children[0], _span(meta))
+
+    def model(self, meta, children):
+        name, *items = children
+        return ast.ModelBlock(_ident(name), tuple(items), _span(meta))
+
+    def input_decl(self, meta, children):
+        return ast.InputDecl(children[0], _span(meta))
+
+    def loss_decl(self, meta, children):
+        return ast.LossDecl(children[0], _span(meta))
+
+    def metrics_decl(self, meta, children):
+        return ast.MetricsDecl(children[0], _span(meta))
+
+    def layer(self, meta, children):
+        kind, *args = children
+        return ast.Layer(_ident(kind), tuple(_as_arg(a) for a in args), _span(meta))
+
+    def data(self, meta, children):
+        name = _ident(children[0]) if children and isinstance(children[0], Token) else None
+        settings = children[1:] if name else children
+        return ast.DataBlock(name, tuple(settings), _span(meta))
+
+    def train(self, meta, children):
+        algorithm, *settings = children
+        return ast.TrainBlock(_ident(algorithm), tuple(settings), _span(meta))
+
+    def evaluate(self, meta, children):
+        return ast.EvaluateBlock(tuple(children), _span(meta))
+
+    def setting(self, meta, children):
+        key, value = children
+        return ast.Setting(_ident(key), value, _span(meta))
+
+    # values
+    def number(self, meta, children):
+        (token,) = children
+        return ast.Number(_number(str(token)), str(token), _span(token))
+
+    def negative(self, meta, children):
+        (token,) = children
+        return ast.Number(-_number(str(token)), "-" + str(token), _span(meta))
+
+    def string(self, meta, children):
+        (token,) = children
+        return ast.String(_unquote(token), _span(token))
+
+    def true(self, meta, children):
+        return ast.Bool(True, _span(meta))
+
+    def false(self, meta, children):
+        return ast.Bool(False, _span(meta))
+
+    def list(self, meta, children):
+        return ast.ListValue(tuple(children), _span(meta))
+
+    def call(self, meta, children):
+        name, *args = children
+        return ast.Call(name, tuple(_as_arg(a) for a in args), _span(meta))
+
+    def keyword_arg(self, meta, children):
+        key, value = children
+        return ast.Arg(_ident(key), value, _span(meta))
+
+    def dotted(self, meta, children):
+        return ast.Name(tuple(str(t) for t in children), _span(meta))
+
+
+def _as_arg(node) -> ast.Arg:
+    return node if isinstance(node, ast.Arg) else ast.Arg(None, node, node.span)
+
+
+def _number(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _unquote(token: Token) -> str:
+    body = str(token)[1:-1]
+    return body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
+
+
+# ---------------------------------------------------------------- syntax errors
+
+
+def _span_at(text: str, offset: int) -> Span:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return Span.point(line, column)
+
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "MINUS": "'-'",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        pattern = parser().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+
+
+def _found(token: Token) -> str:
+    if token.type == "_NL":
+        return "end of line"
+    if token.type == "$END":
+        return "end of file"
+    return f"'{token}'"
+
+
+def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagnostic:
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream]
+        shown = repr(char) if not char.isprintable() or char.isspace() else f"'{char}'"
+        hint = None
+        if char in "\"'":
+            hint = "strings end on the line they start"
+        elif char == ":":
+            hint = "settings are written `key value`, without ':'"
+        elif char == ";":
+            hint = "put each statement on its own line instead of using ';'"
+        return Diagnostic("E101", f"unexpected character {shown}", Span.point(exc.line, exc.column), hint)
+
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        opened = _unclosed_brace(text)
+        if opened is not None:
+            return Diagnostic("E110", "this block is never closed", _span_at(text, opened),
+                              hint="add the matching '}'")
+        return Diagnostic("E100", "unexpected end of file", _span_at(text, len(text.rstrip())))
+
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    span = Span(token.line, token.column, token.end_line or token.line,
+                token.end_column or token.column + 1)
+    if token.type == "_NL":  # point at the end of the line, not the start of the next
+        span = Span.point(token.line, token.column)
+    expected = sorted(exc.expected)
+    keywords = [t for t in (_describe_terminal(e).strip("'") for e in expected)
+                if t in BLOCK_KEYWORDS + MODEL_KEYWORDS]
+
+    # A misspelled block keyword at the top level: `modle mlp {`.
+    if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
+        hint = did_you_mean(str(token), BLOCK_KEYWORDS) or f"a spec is made of: {', '.join(BLOCK_KEYWORDS)}"
+        return Diagnostic("E111", f"unknown block '{token}'", span, hint)
+
+    label = exc.match_examples(parser().parse, SYNTAX_ERROR_EXAMPLES, use_accepts=True)
+    if label is not None:
+        code, message, hint = label
+        return Diagnostic(code, f"{message}; found {_found(token)}", span, hint)
+
+    wanted = ", ".join(dict.fromkeys(_describe_terminal(e) for e in expected))
+    return Diagnostic("E100", f"unexpected {_found(token)}", span, f"expected one of: {wanted}")
+
+
+def _unclosed_brace(text: str) -> int | None:
+    """Offset of the last '{' left open (strings and comments skipped), if any."""
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if c in "\"'":
+            end = text.find(c, i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None

@@ -1,0 +1,62 @@
+"""The lowered plan: what to build, as calls with literal arguments.
+
+A plan is the single input of both back ends: the emitter renders it as Python source, and
+`fedlang run` executes exactly that source. Calls are `PyCall(func, args)` where `func` is a
+constant chosen by the lowering (never text from the spec) and every argument is a literal
+rendered with `repr`, so a spec cannot inject code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checked import CheckedSpec
+
+
+@dataclass(frozen=True)
+class PyRef:
+    """A reference to a name defined in the emitted program, e.g. `model_fn`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PyCall:
+    func: str
+    args: tuple[tuple[str | None, Any], ...] = ()
+
+    @staticmethod
+    def of(func: str, *positional: Any, **keywords: Any) -> "PyCall":
+        return PyCall(func, tuple((None, p) for p in positional) + tuple(keywords.items()))
+
+
+@dataclass(frozen=True)
+class Section:
+    """The .fed lines a part of the emitted program came from (for its comment)."""
+
+    first: int
+    last: int
+    text: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    checked: CheckedSpec
+    source_name: str
+    fedlang_version: str
+    constants: tuple[tuple[str, Any], ...]
+    imports: tuple[str, ...]
+    helpers: tuple[str, ...]  # fedlang.lib.data functions copied into the program
+    data_steps: dict[str, Any]
+    layers: tuple[PyCall, ...]
+    loss: PyCall
+    metrics: tuple[PyCall, ...]
+    element_spec: tuple[PyCall, PyCall]
+    binary_labels: bool
+    process: PyCall
+    sections: dict[str, Section]
+    model_weights_type: str
+    client_data_type: str
+    round_signature: str
+    metric_names: tuple[str, ...] = field(default=())

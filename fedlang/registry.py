@@ -1,0 +1,254 @@
+"""Everything a spec may name: blocks' settings, layers, sources, partitions, optimizers.
+
+This table is the single source of truth for the checker (what is valid), the lowering
+(what it becomes) and docs/language.md (what is documented). Adding an option means adding a
+`Param` here and using it in fedlang/lower.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One option of a form or one setting of a block, with its type and valid range.
+
+    type: int | float | bool | str | name | shape | names | size (int or [int, int]) |
+          scale (minmax, standard or a positive number) | form (one of `forms`)
+    """
+
+    name: str
+    type: str
+    default: object = REQUIRED
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    forms: Mapping[str, "Form"] | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def range_text(self) -> str | None:
+        lo = None if self.low is None else f"{'>' if self.low_open else '>='} {_fmt(self.low)}"
+        hi = None if self.high is None else f"{'<' if self.high_open else '<='} {_fmt(self.high)}"
+        if lo and hi:
+            return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
+        return lo or hi
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class Form:
+    """A named choice with options, written `name` or `name(arg, key = value)`."""
+
+    name: str
+    params: tuple[Param, ...] = ()
+    doc: str = ""
+    example: str = ""
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+def _forms(*forms: Form) -> dict[str, Form]:
+    return {f.name: f for f in forms}
+
+
+# ---------------------------------------------------------------- model
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu", "gelu", "swish", "softplus")
+PADDINGS = ("valid", "same")
+
+_activation = Param("activation", "name", default="linear", choices=ACTIVATIONS, doc="activation function")
+
+LAYERS = _forms(
+    Form("dense", (Param("units", "int", low=1, doc="output units"), _activation,
+                   Param("use_bias", "bool", default=True)),
+         doc="fully connected layer", example="dense 128 relu"),
+    Form("dropout", (Param("rate", "float", low=0, high=1, high_open=True, doc="fraction dropped"),),
+         doc="dropout (active during local training only)", example="dropout 0.2"),
+    Form("conv2d", (Param("filters", "int", low=1), _activation,
+                    Param("kernel", "size", default=3), Param("strides", "size", default=1),
+                    Param("padding", "name", default="valid", choices=PADDINGS)),
+         doc="2-d convolution over [height, width, channels]", example="conv2d 32 relu kernel = 3"),
+    Form("maxpool", (Param("pool", "size", default=2), Param("strides", "size", default=None),
+                     Param("padding", "name", default="valid", choices=PADDINGS)),
+         doc="2-d max pooling", example="maxpool 2"),
+    Form("flatten", (), doc="flattens to a vector", example="flatten"),
+    Form("reshape", (Param("shape", "shape"),), doc="reshapes (batch dimension excluded)",
+         example="reshape [8, 8, 1]"),
+)
+
+LOSSES = _forms(
+    Form("sparse_categorical_crossentropy", doc="integer class labels; softmax (or linear = logits) output"),
+    Form("binary_crossentropy", doc="two classes; one sigmoid (or linear = logit) output unit"),
+)
+
+METRICS = ("accuracy", "auc", "precision", "recall")
+BINARY_ONLY_METRICS = ("auc", "precision", "recall")
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class BundledSet:
+    """A data set that ships inside scikit-learn: its facts are known without loading it."""
+
+    loader: str
+    examples: int
+    features: tuple[int, ...]
+    classes: int
+    value_range: tuple[float, float]
+
+
+SKLEARN_SETS = {
+    "sklearn.digits": BundledSet("load_digits", 1797, (64,), 10, (0.0, 16.0)),
+    "sklearn.breast_cancer": BundledSet("load_breast_cancer", 569, (30,), 2, (0.0, 4254.0)),
+    "sklearn.wine": BundledSet("load_wine", 178, (13,), 3, (0.13, 1680.0)),
+    "sklearn.iris": BundledSet("load_iris", 150, (4,), 3, (0.1, 7.9)),
+}
+
+EMNIST_FACTS = {True: (341873, 3383, 10), False: (671585, 3400, 62)}  # examples, clients, classes
+
+SOURCES = _forms(
+    *(Form(name, (), doc=f"scikit-learn's bundled {name.split('.')[1].replace('_', ' ')} set "
+                        f"({s.examples} examples, {s.features[0]} features, {s.classes} classes)",
+           example=f"source {name}")
+      for name, s in SKLEARN_SETS.items()),
+    Form("synthetic", (
+        Param("alpha", "float", default=1.0, low=0, doc="model heterogeneity across devices"),
+        Param("beta", "float", default=1.0, low=0, doc="data heterogeneity across devices"),
+        Param("devices", "int", default=30, low=1),
+        Param("features", "int", default=60, low=1),
+        Param("classes", "int", default=10, low=2),
+        Param("iid", "bool", default=False)),
+        doc="the FedProx paper's Synthetic(α, β) generator; one client per device",
+        example="source synthetic(alpha = 1, beta = 1)"),
+    Form("npz", (Param("path", "str"), Param("x", "str", default="x"), Param("y", "str", default="y"),
+                 Param("client", "str", default=None, doc="array of client ids (natural partition)")),
+         doc="a NumPy .npz file you supply", example='source npz("data/train.npz")'),
+    Form("csv", (Param("path", "str"), Param("label", "str", default="label"),
+                 Param("client", "str", default=None, doc="client-id column (natural partition)")),
+         doc="a CSV file with a header row; every other column is a feature",
+         example='source csv("data/train.csv", label = "target", client = "user")'),
+    Form("emnist", (Param("only_digits", "bool", default=True), Param("cache_dir", "str", default=None)),
+         doc="TFF's federated EMNIST (by writer); needs the data set in TFF's cache when offline",
+         example="source emnist(only_digits = true)"),
+)
+
+NATURAL_SOURCES = ("synthetic", "emnist")  # sources that come with client ids
+
+PARTITIONS = _forms(
+    Form("iid", (Param("clients", "int", low=1),), doc="uniformly random, equal-sized clients",
+         example="partition iid(clients = 10)"),
+    Form("dirichlet", (Param("alpha", "float", low=0, low_open=True), Param("clients", "int", low=1),
+                       Param("min_examples", "int", default=1, low=1)),
+         doc="label skew: class proportions per client drawn from Dir(alpha)",
+         example="partition dirichlet(alpha = 0.5, clients = 100)"),
+    Form("shards", (Param("clients", "int", low=1), Param("per_client", "int", default=2, low=1)),
+         doc="McMahan et al.'s pathological split: sorted by label, k shards per client",
+         example="partition shards(clients = 100, per_client = 2)"),
+    Form("natural", (), doc="one client per client id of the source", example="partition natural"),
+)
+
+TESTS = _forms(
+    Form("holdout", (Param("fraction", "float", low=0, high=1, low_open=True, high_open=True),),
+         doc="a random fraction of all examples, held out before partitioning",
+         example="test holdout(0.2)"),
+    Form("split", (), doc="the source's own test split (emnist)", example="test split"),
+    Form("none", (), doc="no test set (no evaluation)", example="test none"),
+)
+
+DATA_SETTINGS = (
+    Param("source", "form", forms=SOURCES, doc="where the examples come from"),
+    Param("partition", "form", default=None, forms=PARTITIONS,
+          doc="how examples are split into clients (default: natural for sources with client ids)"),
+    Param("test", "form", default=("none", {}), forms=TESTS, doc="held-out evaluation data"),
+    Param("scale", "scale", default=None, doc="minmax, standard (fitted on training data) or a factor"),
+    Param("reshape", "shape", default=None, doc="reshape each example, e.g. [8, 8, 1]"),
+    Param("batch", "int", default=32, low=1, doc="local batch size"),
+    Param("shuffle", "int", default=0, low=0, doc="shuffle buffer (0 = no shuffling)"),
+)
+
+
+# ---------------------------------------------------------------- train
+
+_lr = Param("learning_rate", "float", low=0, low_open=True)
+
+
+def _optional_lr(default: float) -> Param:
+    return Param("learning_rate", "float", default=default, low=0, low_open=True)
+
+
+_beta1 = Param("beta_1", "float", default=0.9, low=0, high=1, high_open=True)
+_beta2 = Param("beta_2", "float", default=0.999, low=0, high=1, high_open=True)
+
+CLIENT_OPTIMIZERS = _forms(
+    Form("sgd", (_lr, Param("momentum", "float", default=0.0, low=0, high=1, high_open=True)),
+         doc="SGD, optionally with momentum", example="client_optimizer sgd(learning_rate = 0.05)"),
+    Form("adam", (_optional_lr(0.001), _beta1, _beta2,
+                  Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
+         doc="Adam", example="client_optimizer adam(learning_rate = 0.001)"),
+)
+
+SERVER_OPTIMIZERS = _forms(
+    Form("sgd", (_optional_lr(1.0), Param("momentum", "float", default=0.0, low=0, high=1, high_open=True)),
+         doc="SGD on the averaged update; momentum > 0 is FedAvgM",
+         example="server_optimizer sgd(learning_rate = 1.0, momentum = 0.9)"),
+    Form("adam", (_optional_lr(0.01), _beta1, _beta2,
+                  Param("epsilon", "float", default=1e-3, low=0, low_open=True)),
+         doc="FedAdam", example="server_optimizer adam(learning_rate = 0.01)"),
+    Form("yogi", (_optional_lr(0.01), _beta1, _beta2,
+                  Param("epsilon", "float", default=1e-3, low=0, low_open=True),
+                  Param("initial_preconditioner_value", "float", default=1e-6, low=0, low_open=True)),
+         doc="FedYogi", example="server_optimizer yogi(learning_rate = 0.01)"),
+    Form("adagrad", (_optional_lr(0.01), Param("initial_preconditioner_value", "float", default=0.1, low=0),
+                     Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
+         doc="FedAdagrad", example="server_optimizer adagrad(learning_rate = 0.01)"),
+)
+
+ALGORITHMS = {
+    "fedavg": "Federated Averaging (McMahan et al. 2017)",
+    "fedprox": "FedProx: FedAvg with a proximal term mu/2·||w − w_global||² (Li et al. 2020)",
+    "fedsgd": "FedSGD: one full-batch gradient per client per round",
+}
+
+WEIGHTINGS = ("examples", "uniform")
+
+TRAIN_SETTINGS = (
+    Param("rounds", "int", low=1, doc="number of federated rounds"),
+    Param("clients_per_round", "int", default=None, low=1,
+          doc="clients sampled uniformly without replacement each round (default: all)"),
+    Param("local_epochs", "int", default=1, low=1, doc="passes over local data per round"),
+    Param("client_optimizer", "form", default=("sgd", {"learning_rate": 0.02}), forms=CLIENT_OPTIMIZERS,
+          doc="optimizer for local training"),
+    Param("server_optimizer", "form", default=("sgd", {"learning_rate": 1.0}), forms=SERVER_OPTIMIZERS,
+          doc="optimizer applied to the aggregated update"),
+    Param("weighting", "name", default="examples", choices=WEIGHTINGS,
+          doc="examples: weight client updates by example count; uniform: plain mean"),
+    Param("mu", "float", default=None, low=0, doc="FedProx proximal strength (fedprox only)"),
+)
+
+EVALUATE_SETTINGS = (
+    Param("every", "int", default=1, low=1, doc="evaluate on the test set every k rounds (and after the last)"),
+)
+
+HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")

@@ -1,0 +1,121 @@
+"""The local TFF worker started by fedlang.lib.tff_worker must never outlive its Python process."""
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.tff
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import tensorflow_federated as tff
+    from fedlang.lib.tff_worker import use_local_tff_worker
+
+    mode = sys.argv[1]
+    worker = use_local_tff_worker(secure_aggregation=(mode == "secure"))
+    print("WORKER_PID", worker.pid, flush=True)
+
+    @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
+    def total(values):
+        return tff.federated_sum(values)
+
+    print("SUM", total([1.0, 2.0, 3.5]), flush=True)
+    if mode == "secure":
+        @tff.federated_computation(tff.FederatedType(np.int32, tff.CLIENTS))
+        def secure_total(values):
+            return tff.federated_secure_sum_bitwidth(values, 8)
+        print("SECURE_SUM", secure_total([1, 2, 3]), flush=True)
+    print("READY", flush=True)
+    if mode == "raise":
+        raise ValueError("boom")
+    if mode == "sleep":
+        time.sleep(120)
+""")
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _command(mode):
+    return [sys.executable, "-c", SCRIPT, mode]
+
+
+def _worker_alive(pid):
+    """True if `pid` is a running (non-zombie) worker_binary."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and "worker_bin" in proc.name()
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _assert_worker_gone(pid, within=10.0):
+    deadline = time.monotonic() + within
+    while _worker_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)  # don't leak it from the test run either
+            pytest.fail(f"worker_binary {pid} still alive {within}s after its parent ended")
+        time.sleep(0.1)
+
+
+def _pid_from(stdout):
+    lines = [l for l in stdout.splitlines() if l.startswith("WORKER_PID ")]
+    assert lines, f"script did not report a worker pid; stdout:\n{stdout}"
+    return int(lines[0].split()[1])
+
+
+@pytest.mark.parametrize("mode", ["exit", "secure"])
+def test_normal_exit_with_piped_stdout_returns_and_stops_worker(mode):
+    # (a) normal exit and (f) piped stdout: run() must return, not hang on the worker's stdout.
+    result = subprocess.run(_command(mode), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, timeout=60, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SUM 6.5" in result.stdout
+    if mode == "secure":
+        assert "SECURE_SUM 6" in result.stdout
+    _assert_worker_gone(_pid_from(result.stdout))
+
+
+def test_uncaught_exception_stops_worker():
+    result = subprocess.run(_command("raise"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, timeout=60, env=_env())
+    assert result.returncode != 0 and "ValueError: boom" in result.stderr
+    _assert_worker_gone(_pid_from(result.stdout))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signal_to_parent_stops_worker(sig):
+    proc = subprocess.Popen(_command("sleep"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=_env())
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    pid, deadline = None, time.monotonic() + 60
+    try:
+        while True:  # read until the computation has run and the script sleeps
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line.startswith("WORKER_PID "):
+                pid = int(line.split()[1])
+            if line.startswith("READY"):
+                break
+        assert pid is not None and _worker_alive(pid)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    _assert_worker_gone(pid)
