@@ -50,6 +50,7 @@ def _env() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["py"] = py
+    env.filters["py_wrapped"] = py_wrapped
     env.filters["comment"] = comment
     return env
 
@@ -69,6 +70,17 @@ def py(value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
+
+
+def py_wrapped(value: Any, indent: int = 4, width: int = 96) -> str:
+    """Like `py`, but a call too long for one line gets one argument per line."""
+    flat = py(value)
+    if not isinstance(value, PyCall) or indent + len(flat) <= width:
+        return flat
+    pad = " " * (indent + 4)
+    args = [py_wrapped(v, indent + 4, width) if k is None else f"{k}={py_wrapped(v, indent + 4 + len(k) + 1, width)}"
+            for k, v in value.args]
+    return f"{value.func}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
 
 
 def comment(text: str) -> str:

@@ -1,0 +1,91 @@
+"""The `fedlang` command: check, emit and run .fed specs.
+
+Exit codes: 0 success, 1 a bad spec or a failed run, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .diagnostics import SpecError, render, render_all
+
+EXIT_BAD_SPEC = 1
+
+
+def _compile_or_exit(spec_path: str):
+    from .pipeline import compile_file
+
+    try:
+        compiled = compile_file(spec_path)
+    except SpecError as exc:
+        click.echo(render_all(exc.source, exc.diagnostics, color=_color(sys.stderr)), err=True)
+        sys.exit(EXIT_BAD_SPEC)
+    for warning in compiled.checked.warnings:
+        click.echo(render(compiled.source, warning, color=_color(sys.stderr)), err=True)
+    return compiled
+
+
+def _color(stream) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+_spec_argument = click.argument("spec", type=click.Path(exists=True, dir_okay=False, readable=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fedlang")
+def main() -> None:
+    """Declare federated-learning experiments in .fed files; check, run and emit them as TFF."""
+
+
+@main.command()
+@_spec_argument
+@click.option("--types", is_flag=True, help="Also print the TFF type of every value and each layer's shape.")
+def check(spec: str, types: bool) -> None:
+    """Parse and check SPEC, then summarise the experiment it declares."""
+    from .summary import summary_lines
+
+    compiled = _compile_or_exit(spec)
+    c = compiled.checked
+    click.echo(f"{spec}: ok — experiment {c.experiment!r}, seed {c.seed}")
+    rows = summary_lines(compiled.plan, show_types=types)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        click.echo(f"  {label:<{width}}  {text}")
+
+
+@main.command()
+@_spec_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the program to this file instead of standard output.")
+def emit(spec: str, output: str | None) -> None:
+    """Print SPEC as a standalone TFF Python program (no fedlang needed to run it)."""
+    compiled = _compile_or_exit(spec)
+    program = compiled.program()
+    if output:
+        Path(output).write_text(program)
+        click.echo(f"wrote {output} ({len(program.splitlines())} lines); run it with: python {output}", err=True)
+    else:
+        click.echo(program, nl=False)
+
+
+@main.command()
+@_spec_argument
+@click.option("--rounds", type=click.IntRange(min=1), help="Override the number of rounds in the spec.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run directory for metrics, model and plots (default: runs/<experiment>-<time>).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the per-round table.")
+def run(spec: str, rounds: int | None, out_dir: str | None, quiet: bool) -> None:
+    """Run SPEC on TFF's runtime: per-round table, metrics files, final model."""
+    compiled = _compile_or_exit(spec)
+    from .runtime.runner import run_compiled  # imports TensorFlow lazily, after the spec is known good
+
+    sys.exit(run_compiled(compiled, rounds=rounds, out_dir=out_dir, quiet=quiet))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,41 @@
+"""The whole front end in one call: text → AST → CheckedSpec → Plan (→ Python source).
+
+Nothing here imports TensorFlow; `fedlang.runtime` is the only place that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ast
+from .check import check
+from .checked import CheckedSpec
+from .diagnostics import Source
+from .emit import emit
+from .lower import lower
+from .parse import parse_source, read_source
+from .plan import Plan
+
+
+@dataclass(frozen=True)
+class Compiled:
+    source: Source
+    spec: ast.Spec
+    checked: CheckedSpec
+    plan: Plan
+
+    def program(self) -> str:
+        """The emitted standalone Python program."""
+        return emit(self.plan)
+
+
+def compile_source(source: Source, base_dir: Path | None = None) -> Compiled:
+    """Parse, check and lower; raises SpecError with positioned diagnostics."""
+    spec = parse_source(source)
+    checked = check(spec, source, base_dir)
+    return Compiled(source, spec, checked, lower(checked, source))
+
+
+def compile_file(path: str | Path) -> Compiled:
+    return compile_source(read_source(path))

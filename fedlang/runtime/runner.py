@@ -1,0 +1,226 @@
+"""`fedlang run`: execute the emitted program in-process, on a worker whose lifetime we own.
+
+Running the emitted source itself (rather than a parallel implementation) is what keeps
+`fedlang run` and `fedlang emit` from drifting: both are the same program, the runner only
+adds a progress bar, the per-round table and the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..pipeline import Compiled
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def default_run_dir(experiment: str, root: Path = Path("runs")) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-.") or "run"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{slug}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{slug}-{stamp}-{n}"
+    return path
+
+
+class RunRecorder:
+    """Writes each round as it finishes (JSON lines + CSV), so an interrupted run loses nothing."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.rows: list[dict[str, Any]] = []
+        self.jsonl = open(out_dir / "metrics.jsonl", "w")
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.jsonl.write(json.dumps(row) + "\n")
+        self.jsonl.flush()
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns.extend(k for k in row if k not in columns)
+        with open(self.out_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def close(self) -> None:
+        self.jsonl.close()
+
+
+class RoundTable:
+    """The per-round table on the console (a live progress bar when it is a terminal)."""
+
+    def __init__(self, console: Console, rounds: int, quiet: bool):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=console, transient=True, disable=quiet or not console.is_terminal)
+        self.task = self.progress.add_task("starting", total=rounds)
+        self.columns: list[str] | None = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def status(self, message: str) -> None:
+        self.progress.update(self.task, description=message)
+        if not self.console.is_terminal and not message.startswith("round"):
+            self.console.print(f"[dim]{message}…[/dim]")
+
+    def add(self, row: dict[str, Any], metric_names: tuple[str, ...]) -> None:
+        if self.columns is None:
+            self.columns = ["round"] + [f"train_{m}" for m in metric_names] + \
+                           [f"eval_{m}" for m in metric_names] + ["seconds"]
+            self.console.print("  ".join(f"{c:>{_width(c)}}" for c in self.columns), style="bold")
+        cells = []
+        for c in self.columns:
+            v = row.get(c)
+            cells.append(f"{'':>{_width(c)}}" if v is None else
+                         f"{v:>{_width(c)}d}" if isinstance(v, int) else f"{v:>{_width(c)}.4f}")
+        self.console.print("  ".join(cells), highlight=False)
+        self.progress.advance(self.task)
+
+
+def _width(column: str) -> int:
+    return max(len(column), 8 if column != "round" else 5)
+
+
+def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | Path | None = None,
+                 quiet: bool = False) -> int:
+    """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind."""
+    console = Console(stderr=False, highlight=False)
+    err = Console(stderr=True)
+    checked, plan = compiled.checked, compiled.plan
+    rounds = rounds or checked.train.rounds
+    out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
+    out.mkdir(parents=True, exist_ok=True)
+    program = compiled.program()
+    (out / "program.py").write_text(program)
+    (out / "spec.fed").write_text(compiled.source.text)
+    console.print(f"[bold]{checked.experiment}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
+                  f"seed {checked.seed} → {out}")
+
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _sigterm_to_keyboard_interrupt)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
+    recorder = RunRecorder(out)
+    status, code, worker = "failed", EXIT_FAILED, None
+    started = time.time()
+    try:
+        namespace = _load_program(program, out / "program.py")
+        worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"))
+        with RoundTable(console, rounds, quiet) as table:
+            def on_round(row: dict[str, Any]) -> None:
+                recorder.add(row)
+                table.add(row, plan.metric_names)
+
+            keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status)
+        keras_model.save(out / "model.keras")
+        status, code = "completed", 0
+    except KeyboardInterrupt:
+        status, code = "interrupted", EXIT_INTERRUPTED
+        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {out}")
+    except (ValueError, RuntimeError, OSError) as exc:
+        _save_traceback(out)
+        err.print(f"[red bold]error:[/] {exc}", highlight=False)
+        err.print(f"(details in {out / 'traceback.txt'})")
+    except Exception as exc:  # a bug in fedlang or TFF: keep the details, show one line
+        _save_traceback(out)
+        err.print(f"[red bold]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err.print(f"the traceback is in {out / 'traceback.txt'}; please report it with the spec")
+    finally:
+        if worker is not None:
+            worker.close()
+        recorder.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started)
+        if recorder.rows:
+            _plot(out, recorder.rows, plan.metric_names, checked.experiment)
+    if status == "completed":
+        final = recorder.rows[-1]
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
+        console.print(f"done: {shown or 'no evaluation'}; results in {out}/ "
+                      f"(metrics.csv, metrics.jsonl, summary.json, model.keras, metrics.png)")
+    return code
+
+
+def _sigterm_to_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _load_program(program: str, path: Path) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "fedlang_program", "__file__": str(path)}
+    exec(compile(program, str(path), "exec"), namespace)  # noqa: S102 - our own emitted program
+    return namespace
+
+
+def _save_traceback(out: Path) -> None:
+    (out / "traceback.txt").write_text(traceback.format_exc())
+
+
+def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict], status: str,
+                   seconds: float) -> None:
+    from .. import __version__
+
+    c = compiled.checked
+    summary = {
+        "experiment": c.experiment,
+        "spec": compiled.source.name,
+        "seed": c.seed,
+        "status": status,
+        "rounds_planned": rounds,
+        "rounds_completed": len(rows),
+        "final": rows[-1] if rows else None,
+        "seconds": round(seconds, 3),
+        "fedlang": __version__,
+        "model_parameters": c.model.param_count,
+        "clients": c.data.num_clients,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _plot(out: Path, rows: list[dict], metric_names: tuple[str, ...], title: str) -> None:
+    """metrics.png: one panel per metric, train per round and eval where measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(5 * len(metric_names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], metric_names):
+        for prefix, style in (("train", "-"), ("eval", "o-")):
+            points = [(r["round"], r[f"{prefix}_{name}"]) for r in rows if f"{prefix}_{name}" in r]
+            if points:
+                ax.plot(*zip(*points), style, label=prefix, markersize=3)
+        ax.set_xlabel("round")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=110)
+    plt.close(fig)

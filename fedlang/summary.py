@@ -1,0 +1,53 @@
+"""What `fedlang check` prints about a valid spec (computed without TensorFlow)."""
+
+from __future__ import annotations
+
+from .checked import CheckedSpec
+from .plan import Plan
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]:
+    """(label, text) rows describing the experiment a spec declares."""
+    c: CheckedSpec = plan.checked
+    model, data, train = c.model, c.data, c.train
+    rows: list[tuple[str, str]] = []
+    kinds = ", ".join(layer.kind for layer in model.layers)
+    rows.append(("model", f"{model.name}: {len(model.layers)} layers ({kinds}), "
+                          f"{_n(model.param_count)} parameters ({model.param_count * 4 / 1024:.1f} KiB as float32)"))
+    facts = data.facts
+    if facts.examples is not None:
+        test = round(data.test["fraction"] * facts.examples) if data.test.name == "holdout" else 0
+        split = (f"{_n(facts.examples - test)} train / {_n(test)} test" if data.test.name == "holdout"
+                 else _n(facts.examples))
+        rows.append(("data", f"{facts.description}: {_n(facts.examples)} examples ({split}), "
+                             f"examples of shape {list(data.feature_shape)}, {facts.classes} classes"))
+        train_examples = facts.examples - test
+        per_client = f"{train_examples / data.num_clients:.1f} training examples per client on average"
+    else:
+        rows.append(("data", f"{facts.description}: examples of shape {list(data.feature_shape)}, "
+                             f"{facts.classes} classes (size drawn at run time)"))
+        per_client = "sizes drawn at run time"
+    rows.append(("clients", f"{_n(data.num_clients)} ({data.partition.text()}); {per_client}"))
+    sampled = (f"{train.clients_per_round} of {data.num_clients} clients per round"
+               if train.clients_per_round < data.num_clients else "all clients every round")
+    opt = (f"server {train.server_optimizer.text()}" if train.algorithm == "fedsgd" else
+           f"{train.local_epochs} local epoch{'s' if train.local_epochs > 1 else ''}, batch {data.batch}, "
+           f"client {train.client_optimizer.text()}, server {train.server_optimizer.text()}")
+    extra = f", mu={train.mu:g}" if train.mu is not None else ""
+    weighting = "" if train.algorithm == "fedsgd" else f", {train.weighting}-weighted"
+    rows.append(("training", f"{train.algorithm}{extra}{weighting}: {train.rounds} rounds, {sampled}; {opt}"))
+    if c.evaluate and data.test.name != "none":
+        rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
+                                 f"(and after the last) on the test set"))
+    rows.append(("round type", plan.round_signature))
+    if show_types:
+        rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
+        rows.append(("client data", plan.client_data_type))
+        for layer in model.layers:
+            rows.append((f"  line {layer.line}", f"{layer.kind}: {list(layer.input_shape)} -> "
+                                                 f"{list(layer.output_shape)}, {_n(layer.params)} parameters"))
+    return rows
