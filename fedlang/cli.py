@@ -1,10 +1,11 @@
 """The `fedlang` command: check, emit and run .fed specs.
 
-Exit codes: 0 success, 1 a bad spec or a failed run, 2 bad usage, 130 interrupted.
+Exit codes: 0 success, 1 a bad spec or a failed run, 2 bad usage, 3 a compiler bug, 130 interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from . import __version__
 from .diagnostics import SpecError, render, render_all
 
 EXIT_BAD_SPEC = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 
 def _compile_or_exit(spec_path: str):
@@ -24,6 +27,16 @@ def _compile_or_exit(spec_path: str):
     except SpecError as exc:
         click.echo(render_all(exc.source, exc.diagnostics, color=_color(sys.stderr)), err=True)
         sys.exit(EXIT_BAD_SPEC)
+    except OSError as exc:
+        click.echo(f"error: cannot read {spec_path}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:  # a compiler bug: one line for the user, details on request
+        if os.environ.get("FEDLANG_DEBUG"):
+            raise
+        click.echo(f"{spec_path}: internal compiler error: {type(exc).__name__}: {exc}\n"
+                   "  this is a bug in fedlang; rerun with FEDLANG_DEBUG=1 for the traceback and report it",
+                   err=True)
+        sys.exit(EXIT_INTERNAL)
     for warning in compiled.checked.warnings:
         click.echo(render(compiled.source, warning, color=_color(sys.stderr)), err=True)
     return compiled

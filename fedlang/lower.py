@@ -21,6 +21,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         fedlang_version=__version__,
         constants=_constants(checked),
         imports=_imports(data),
+        stdlib_imports=tuple(sorted(_STDLIB_IMPORTS + (("csv",) if data.source.name == "csv" else ()))),
         helpers=_helpers(data),
         data_steps=_data_steps(data),
         layers=tuple(_layer(layer, i) for i, layer in enumerate(model.layers)),
@@ -58,10 +59,13 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
     )
 
 
+# Used by the copied helpers (fedlang/lib/data.py and tff_worker.py) and the program itself.
+_STDLIB_IMPORTS = ("argparse", "atexit", "ctypes", "math", "os", "signal", "socket", "subprocess", "sys",
+                   "threading", "time")
+
+
 def _imports(data: DataConfig) -> tuple[str, ...]:
     imports = []
-    if data.source.name == "csv":
-        imports.append("import csv")
     if data.source.name.startswith("sklearn."):
         imports.append("import sklearn.datasets")
     return tuple(imports)

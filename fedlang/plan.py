@@ -46,7 +46,8 @@ class Plan:
     source_name: str
     fedlang_version: str
     constants: tuple[tuple[str, Any], ...]
-    imports: tuple[str, ...]
+    imports: tuple[str, ...]  # third-party import lines beyond numpy/tensorflow/tff/grpc
+    stdlib_imports: tuple[str, ...]
     helpers: tuple[str, ...]  # fedlang.lib.data functions copied into the program
     data_steps: dict[str, Any]
     layers: tuple[PyCall, ...]

@@ -160,7 +160,10 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
                         f"add {param.name} ({type_words(param)}){example}")
             ok = False
         else:
-            out[param.name] = param.default
+            default = param.default
+            if param.type == "size" and isinstance(default, int):
+                default = (default, default)
+            out[param.name] = default
     return out if ok else None
 
 
