@@ -77,6 +77,7 @@ def parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
+        cache=True,  # LALR tables pickled in the temp dir: ~0.35 s saved per command
         maybe_placeholders=False,
     )
 
