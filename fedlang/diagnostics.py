@@ -46,11 +46,19 @@ class Source:
     text: str
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
+        lines = self._lines()
         return lines[line - 1] if 1 <= line <= len(lines) else ""
 
     def lines(self, first: int, last: int) -> list[str]:
-        return self.text.splitlines()[first - 1 : last]
+        return self._lines()[first - 1 : last]
+
+    def _lines(self) -> list[str]:
+        # Lines end at '\n' only, as the parser counts them: str.splitlines() would also split
+        # at form feeds, '\x1c'…'\x1e', '\x85' and '\u2028', shifting every later line number.
+        lines = self.text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 from pathlib import Path
 
 import lark
@@ -53,7 +54,8 @@ SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
         "model m {\n input [64\n}",
         "model m {\n input [64, 3\n}",
     ],
-    ("E108", "separate list items and arguments with ','", None): [
+    ("E108", "separate list items and arguments with ','",
+     "e.g. `[8, 8, 1]` or `dirichlet(alpha = 0.5, clients = 10)`"): [
         "model m {\n input [8 8]\n}",
         "data {\n partition dirichlet(alpha = 0.5 clients = 3)\n}",
     ],
@@ -61,7 +63,18 @@ SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
         "model m {\n input [64] dense 10\n}",
         "model m {\n loss x metrics [a]\n}",
     ],
+    ("E112", "settings are written `key value`, without '='",
+     "write e.g. `rounds 50`; '=' is only for options inside a call or on a layer, e.g. `iid(clients = 10)`"): [
+        "train fedavg {\n rounds = 5\n}",
+        "data {\n partition = iid(clients = 3)\n}",
+        "model m {\n input = [64]\n}",
+        "model m {\n dense = 10\n}",
+    ],
 }
+
+# Lists and calls nest; nobody needs more than a few levels, and the tree → AST transform is
+# recursive, so absurd nesting is refused up front instead of overflowing the stack.
+MAX_NESTING = 32
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,11 +100,16 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     path = Path(path)
     name = display_name or str(path)
     data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
+        data = data[3:]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         good = data[: exc.start].decode("utf-8")
         source = Source(name, good)
+        looks_like_text = exc.start > 0 and all(c.isprintable() or c in "\t\r\n" for c in good)
+        hint = ("the file looks like text in another encoding (e.g. Latin-1 or Windows-1252): "
+                "save it as UTF-8" if looks_like_text else "is this a .fed spec? fedlang reads UTF-8 text")
         raise SpecError(
             source,
             [
@@ -99,7 +117,7 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
                     "E001",
                     f"file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
                     _span_at(good, len(good)),
-                    hint="is this a .fed spec? fedlang reads UTF-8 text",
+                    hint=hint,
                 )
             ],
         ) from None
@@ -115,12 +133,80 @@ def parse_source(source: Source) -> ast.Spec:
             [Diagnostic("E001", "file contains a NUL byte", _span_at(source.text, offset),
                         hint="is this a .fed spec? fedlang reads UTF-8 text")],
         )
+    lone_cr = re.search(r"\r(?!\n)", source.text)
+    if lone_cr:
+        raise SpecError(
+            source,
+            [Diagnostic("E001", "file uses '\\r' line endings without '\\n' (classic Mac OS style)",
+                        _span_at(source.text, lone_cr.start()),
+                        hint="save the file with Unix (\\n) or Windows (\\r\\n) line endings")],
+        )
     text = source.text if source.text.endswith("\n") else source.text + "\n"
+    if text.startswith("\ufeff"):  # byte-order mark: blank it out, keeping every column in place
+        text = " " + text[1:]
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        raise SpecError(
+            source,
+            [Diagnostic("E115", f"lists and calls are nested more than {MAX_NESTING} levels deep",
+                        _span_at(text, too_deep), hint="flatten the value; shapes and options need a level or two")],
+        )
     try:
         tree = parser().parse(text)
     except UnexpectedInput as exc:
         raise SpecError(source, [_syntax_diagnostic(source, text, exc)]) from None
+    bad_strings = [_bad_escape(token) for token in tree.scan_values(
+        lambda v: isinstance(v, Token) and v.type == "STRING")]
+    bad_strings = [d for d in bad_strings if d is not None]
+    if bad_strings:
+        raise SpecError(source, bad_strings)
     return ToAst().transform(tree)
+
+
+def _bad_escape(token: Token) -> Diagnostic | None:
+    """E114 for a string whose backslash escapes do not decode (`"\\x"`, `"\\N{nope}"`)."""
+    body = str(token)[1:-1]
+    for m in _ESCAPE.finditer(body):
+        try:
+            m.group(0).encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            column = token.column + 1 + m.start()
+            return Diagnostic("E114", f"invalid escape sequence '{m.group(0)}' in a string",
+                              Span(token.line, column, token.line, column + len(m.group(0))),
+                              hint="write a backslash as '\\\\' (in file paths, '/' works too)")
+    try:
+        _unquote(token)
+    except UnicodeDecodeError as exc:
+        return Diagnostic("E114", f"invalid escape sequence in a string ({exc.reason})", _span(token),
+                          hint="write a backslash as '\\\\'")
+    return None
+
+
+_ESCAPE = re.compile(r"\\(N\{[^}]*\}?|x[0-9a-fA-F]{0,2}|u[0-9a-fA-F]{0,4}|U[0-9a-fA-F]{0,8}|.)")
+
+
+def _too_deep(text: str) -> int | None:
+    """Offset of the first '[' or '(' nested deeper than MAX_NESTING (strings and comments skipped)."""
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if c in "\"'":
+            end = text.find(c, i + 1)
+            newline = text.find("\n", i + 1)
+            i = n if end < 0 else (end + 1 if newline < 0 or end < newline else newline)
+            continue
+        if c in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                return i
+        elif c in ")]":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
 
 
 # ---------------------------------------------------------------- tree → AST
@@ -273,14 +359,20 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream]
         shown = repr(char) if not char.isprintable() or char.isspace() else f"'{char}'"
-        hint = None
+        message, hint = f"unexpected character {shown}", None
         if char in "\"'":
-            hint = "strings end on the line they start"
+            message = "this string is never closed"
+            hint = f"strings end on the line they start: add the closing {char}"
         elif char == ":":
             hint = "settings are written `key value`, without ':'"
         elif char == ";":
             hint = "put each statement on its own line instead of using ';'"
-        return Diagnostic("E101", f"unexpected character {shown}", Span.point(exc.line, exc.column), hint)
+        elif char in "/\\":
+            hint = 'file paths are strings: quote them, e.g. npz("data/train.npz")'
+        elif char.isprintable() and not char.isspace():
+            hint = ("a spec is made of names, numbers, \"strings\", true/false, [lists], calls(…), "
+                    "{ } blocks, '=', ',', '-' and # comments")
+        return Diagnostic("E101", message, Span.point(exc.line, exc.column), hint)
 
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         opened = _unclosed_brace(text)
@@ -304,19 +396,110 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
         hint = did_you_mean(str(token), BLOCK_KEYWORDS) or f"a spec is made of: {', '.join(BLOCK_KEYWORDS)}"
         return Diagnostic("E111", f"unknown block '{token}'", span, hint)
 
-    label = exc.match_examples(parser().parse, SYNTAX_ERROR_EXAMPLES, use_accepts=True)
+    if token.type == "RBRACE" and _open_braces(text, _offset(text, token)) == 0:
+        return Diagnostic("E113", "unmatched '}'", span,
+                          "no block is open here; remove it, or check the '{' of the block above")
+
+    label = _match_example(exc)
     if label is not None:
         code, message, hint = label
-        return Diagnostic(code, f"{message}; found {_found(token)}", span, hint)
+        if code in ("E106", "E107"):  # point at the bracket left open, not where parsing gave up
+            opener = _unclosed_bracket(text, "(" if code == "E106" else "[", _offset(text, token))
+            if opener is not None:
+                found = _found(token) + (f" on line {token.line}" if token.line != opener[0] else "")
+                return Diagnostic(code, f"{message}; found {found}", Span.point(*opener), hint)
+        found = "" if code == "E112" else f"; found {_found(token)}"
+        return Diagnostic(code, message + found, span, hint)
 
     wanted = ", ".join(dict.fromkeys(_describe_terminal(e) for e in expected))
-    return Diagnostic("E100", f"unexpected {_found(token)}", span, f"expected one of: {wanted}")
+    hint = f"expected one of: {wanted}"
+    if expected == ["STRING"] and token.type in ("NAME", "NUMBER"):
+        return Diagnostic("E100", f"expected a string, found {_found(token)}", span, f'quote it: "{token}"')
+    return Diagnostic("E100", f"unexpected {_found(token)}", span, hint)
+
+
+@functools.lru_cache(maxsize=1)
+def _example_states() -> tuple[tuple[tuple[str, str, str | None], int, str], ...]:
+    """(label, parser state, token type) of every example in SYNTAX_ERROR_EXAMPLES."""
+    out = []
+    for label, examples in SYNTAX_ERROR_EXAMPLES.items():
+        for example in examples:
+            try:
+                parser().parse(example)
+            except UnexpectedToken as exc:
+                out.append((label, exc.state.position, exc.token.type))
+            except UnexpectedInput:  # pragma: no cover - examples are token errors
+                pass
+            else:  # pragma: no cover
+                raise AssertionError(f"syntax example parses: {example!r}")
+    return tuple(out)
+
+
+def _match_example(exc: UnexpectedToken):
+    """The label of the example failing in the same parser state (and on the same kind of token).
+
+    Lark's own `match_examples` also compares the depth of the parser's stack, so an example
+    written at the top of a file never matches the same mistake after a `seed` line; the state
+    alone says what the parser expected, which is what the message is about.
+    """
+    if exc.state is None:
+        return None
+    position = exc.state.position
+    fallback = None
+    for label, state, token_type in _example_states():
+        if state != position:
+            continue
+        if token_type == exc.token.type:
+            return label
+        fallback = fallback or label
+    return fallback
+
+
+def _offset(text: str, token: Token) -> int:
+    start = getattr(token, "start_pos", None)
+    return len(text) if start is None else start
+
+
+def _unclosed_bracket(text: str, bracket: str, limit: int) -> tuple[int, int] | None:
+    """(line, column) of the innermost `bracket` still open at offset `limit`."""
+    closer = {"(": ")", "[": "]"}[bracket]
+    stack: list[int] = []
+    i = 0
+    while i < limit:
+        c = text[i]
+        if c == "#":
+            while i < limit and text[i] != "\n":
+                i += 1
+            continue
+        if c in "\"'":
+            end = text.find(c, i + 1)
+            i = limit if end < 0 else end + 1
+            continue
+        if c == bracket:
+            stack.append(i)
+        elif c == closer and stack:
+            stack.pop()
+        i += 1
+    if not stack:
+        return None
+    span = _span_at(text, stack[-1])
+    return span.line, span.column
+
+
+def _open_braces(text: str, limit: int) -> int:
+    """How many '{' are open at offset `limit`."""
+    return len(_brace_stack(text, limit))
 
 
 def _unclosed_brace(text: str) -> int | None:
     """Offset of the last '{' left open (strings and comments skipped), if any."""
+    stack = _brace_stack(text, len(text))
+    return stack[-1] if stack else None
+
+
+def _brace_stack(text: str, n: int) -> list[int]:
     stack: list[int] = []
-    i, n = 0, len(text)
+    i = 0
     while i < n:
         c = text[i]
         if c == "#":
@@ -332,4 +515,4 @@ def _unclosed_brace(text: str) -> int | None:
         elif c == "}" and stack:
             stack.pop()
         i += 1
-    return stack[-1] if stack else None
+    return stack

@@ -80,19 +80,21 @@ _activation = Param("activation", "name", default="linear", choices=ACTIVATIONS,
 
 LAYERS = _forms(
     Form("dense", (Param("units", "int", low=1, doc="output units"), _activation,
-                   Param("use_bias", "bool", default=True)),
+                   Param("use_bias", "bool", default=True, doc="add a bias vector")),
          doc="fully connected layer", example="dense 128 relu"),
     Form("dropout", (Param("rate", "float", low=0, high=1, high_open=True, doc="fraction dropped"),),
          doc="dropout (active during local training only)", example="dropout 0.2"),
-    Form("conv2d", (Param("filters", "int", low=1), _activation,
-                    Param("kernel", "size", default=3), Param("strides", "size", default=1),
-                    Param("padding", "name", default="valid", choices=PADDINGS)),
+    Form("conv2d", (Param("filters", "int", low=1, doc="output channels"), _activation,
+                    Param("kernel", "size", default=3, doc="window size, n or [h, w]"),
+                    Param("strides", "size", default=1, doc="step, n or [h, w]"),
+                    Param("padding", "name", default="valid", choices=PADDINGS, doc="valid or same")),
          doc="2-d convolution over [height, width, channels]", example="conv2d 32 relu kernel = 3"),
-    Form("maxpool", (Param("pool", "size", default=2), Param("strides", "size", default=None),
-                     Param("padding", "name", default="valid", choices=PADDINGS)),
+    Form("maxpool", (Param("pool", "size", default=2, doc="window size, n or [h, w]"),
+                     Param("strides", "size", default=None, doc="step, n or [h, w] (default: the pool size)"),
+                     Param("padding", "name", default="valid", choices=PADDINGS, doc="valid or same")),
          doc="2-d max pooling", example="maxpool 2"),
     Form("flatten", (), doc="flattens to a vector", example="flatten"),
-    Form("reshape", (Param("shape", "shape"),), doc="reshapes (batch dimension excluded)",
+    Form("reshape", (Param("shape", "shape", doc="new shape of one example"),), doc="reshapes (batch dimension excluded)",
          example="reshape [8, 8, 1]"),
 )
 
@@ -142,10 +144,13 @@ SOURCES = _forms(
         Param("iid", "bool", default=False)),
         doc="the FedProx paper's Synthetic(α, β) generator; one client per device",
         example="source synthetic(alpha = 1, beta = 1)"),
-    Form("npz", (Param("path", "str"), Param("x", "str", default="x"), Param("y", "str", default="y"),
+    Form("npz", (Param("path", "str", doc="the .npz file, relative to the spec's folder"),
+                 Param("x", "str", default="x", doc="name of the features array"),
+                 Param("y", "str", default="y", doc="name of the labels array"),
                  Param("client", "str", default=None, doc="array of client ids (natural partition)")),
          doc="a NumPy .npz file you supply", example='source npz("data/train.npz")'),
-    Form("csv", (Param("path", "str"), Param("label", "str", default="label"),
+    Form("csv", (Param("path", "str", doc="the .csv file, relative to the spec's folder"),
+                 Param("label", "str", default="label", doc="name of the label column"),
                  Param("client", "str", default=None, doc="client-id column (natural partition)")),
          doc="a CSV file with a header row; every other column is a feature",
          example='source csv("data/train.csv", label = "target", client = "user")'),
@@ -157,20 +162,24 @@ SOURCES = _forms(
 NATURAL_SOURCES = ("synthetic", "emnist")  # sources that come with client ids
 
 PARTITIONS = _forms(
-    Form("iid", (Param("clients", "int", low=1),), doc="uniformly random, equal-sized clients",
+    Form("iid", (Param("clients", "int", low=1, doc="number of clients"),), doc="uniformly random, equal-sized clients",
          example="partition iid(clients = 10)"),
-    Form("dirichlet", (Param("alpha", "float", low=0, low_open=True), Param("clients", "int", low=1),
-                       Param("min_examples", "int", default=1, low=1)),
+    Form("dirichlet", (Param("alpha", "float", low=0, low_open=True,
+                             doc="concentration; small (0.1) = strong label skew, large (100) = nearly iid"),
+                       Param("clients", "int", low=1, doc="number of clients"),
+                       Param("min_examples", "int", default=1, low=1, doc="fewest examples any client gets")),
          doc="label skew: class proportions per client drawn from Dir(alpha)",
          example="partition dirichlet(alpha = 0.5, clients = 100)"),
-    Form("shards", (Param("clients", "int", low=1), Param("per_client", "int", default=2, low=1)),
+    Form("shards", (Param("clients", "int", low=1, doc="number of clients"),
+                    Param("per_client", "int", default=2, low=1, doc="shards per client")),
          doc="McMahan et al.'s pathological split: sorted by label, k shards per client",
          example="partition shards(clients = 100, per_client = 2)"),
     Form("natural", (), doc="one client per client id of the source", example="partition natural"),
 )
 
 TESTS = _forms(
-    Form("holdout", (Param("fraction", "float", low=0, high=1, low_open=True, high_open=True),),
+    Form("holdout", (Param("fraction", "float", low=0, high=1, low_open=True, high_open=True,
+                           doc="share of all examples held out for testing, e.g. 0.2"),),
          doc="a random fraction of all examples, held out before partitioning",
          example="test holdout(0.2)"),
     Form("split", (), doc="the source's own test split (emnist)", example="test split"),
@@ -191,18 +200,20 @@ DATA_SETTINGS = (
 
 # ---------------------------------------------------------------- train
 
-_lr = Param("learning_rate", "float", low=0, low_open=True)
+_lr = Param("learning_rate", "float", low=0, low_open=True, doc="step size, e.g. 0.01")
 
 
 def _optional_lr(default: float) -> Param:
-    return Param("learning_rate", "float", default=default, low=0, low_open=True)
+    return Param("learning_rate", "float", default=default, low=0, low_open=True,
+                 doc=f"step size (default {default:g})")
 
 
-_beta1 = Param("beta_1", "float", default=0.9, low=0, high=1, high_open=True)
-_beta2 = Param("beta_2", "float", default=0.999, low=0, high=1, high_open=True)
+_beta1 = Param("beta_1", "float", default=0.9, low=0, high=1, high_open=True, doc="decay of the first moment")
+_beta2 = Param("beta_2", "float", default=0.999, low=0, high=1, high_open=True, doc="decay of the second moment")
+_momentum = Param("momentum", "float", default=0.0, low=0, high=1, high_open=True, doc="0 = plain SGD, e.g. 0.9")
 
 CLIENT_OPTIMIZERS = _forms(
-    Form("sgd", (_lr, Param("momentum", "float", default=0.0, low=0, high=1, high_open=True)),
+    Form("sgd", (_lr, _momentum),
          doc="SGD, optionally with momentum", example="client_optimizer sgd(learning_rate = 0.05)"),
     Form("adam", (_optional_lr(0.001), _beta1, _beta2,
                   Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
@@ -210,7 +221,7 @@ CLIENT_OPTIMIZERS = _forms(
 )
 
 SERVER_OPTIMIZERS = _forms(
-    Form("sgd", (_optional_lr(1.0), Param("momentum", "float", default=0.0, low=0, high=1, high_open=True)),
+    Form("sgd", (_optional_lr(1.0), _momentum),
          doc="SGD on the averaged update; momentum > 0 is FedAvgM",
          example="server_optimizer sgd(learning_rate = 1.0, momentum = 0.9)"),
     Form("adam", (_optional_lr(0.01), _beta1, _beta2,

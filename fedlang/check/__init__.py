@@ -33,7 +33,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     if "seed" in blocks:
         value = resolve(HEADER_SEED, blocks["seed"].value, diags, "seed")
         seed = 0 if value is INVALID else value
-    else:
+    elif spec.items:
         diags.warning("W001", "no seed given; using seed 0", Span(1, 1, 1, 2),
                       "add `seed 42` to make the choice explicit")
 
@@ -45,8 +45,13 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     if model and data and train:
         train = _check_together(model, data, train, blocks, diags)
         if evaluate and data.test.name == "none":
-            diags.error("E701", "an evaluate block needs test data", blocks["evaluate"].span,
-                        "add `test holdout(0.2)` to the data block")
+            data_block: ast.DataBlock = blocks["data"]
+            test = next((s for s in data_block.settings if s.key.name == "test"), None)
+            where = (f"replace `test none` on line {test.span.line}" if test is not None
+                     else f"add `test holdout(0.2)` to the data block (line {data_block.span.line})")
+            diags.error("E701", "an evaluate block needs test data, but the data block has none",
+                        _head(blocks["evaluate"].span, "evaluate"),
+                        f"{where}, or remove the evaluate block")
     diags.raise_if_errors(source)
     assert model and data and train
     return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings))
@@ -64,15 +69,17 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
     units, classes = model.output_units, data.facts.classes
     last = next(i for i in reversed(model_block.items) if isinstance(i, ast.Layer))
     if model.loss == "sparse_categorical_crossentropy" and units != classes:
-        diags.error("E511", f"the last layer has {units} units but the data has {classes} classes",
-                    last.span, f"use `dense {classes} softmax`")
+        diags.error("E511", f"the last layer has {units} units but the data has {classes} classes "
+                            f"({data.facts.description})",
+                    _units_span(last), f"use `dense {classes} {model.layers[-1].args.get('activation', 'softmax')}`"
+                    if model.layers[-1].kind == "dense" else f"end the model with `dense {classes} softmax`")
     if model.loss == "binary_crossentropy":
         if classes != 2:
             diags.error("E512", f"binary_crossentropy is for 2 classes; the data has {classes}",
                         _loss_span(model_block), "use sparse_categorical_crossentropy")
         elif units != 1:
             diags.error("E511", f"binary_crossentropy needs 1 output unit; the last layer has {units}",
-                        last.span, "use `dense 1 sigmoid`")
+                        _units_span(last), "use `dense 1 sigmoid`")
     cpr = train.clients_per_round
     train_block: ast.TrainBlock = blocks["train"]
     if cpr is not None and cpr > data.num_clients:
@@ -80,6 +87,19 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
         diags.error("E520", f"clients_per_round is {cpr} but there are only {data.num_clients} clients",
                     span, f"use at most {data.num_clients}, or partition into more clients")
     return dataclasses.replace(train, clients_per_round=min(cpr or data.num_clients, data.num_clients))
+
+
+def _units_span(layer: ast.Layer) -> Span:
+    """The units of a `dense` line (its first number), else the whole line."""
+    if layer.kind.name == "dense":
+        for arg in layer.args:
+            if (arg.key is None and isinstance(arg.value, ast.Number)) or (arg.key and arg.key.name == "units"):
+                return arg.value.span
+    return layer.span
+
+
+def _head(span: Span, word: str) -> Span:
+    return Span(span.line, span.column, span.line, span.column + len(word))
 
 
 def _loss_span(block: ast.ModelBlock) -> Span:

@@ -6,7 +6,9 @@ file is reported by `fedlang check` at the line that names it.
 
 from __future__ import annotations
 
+import csv
 import math
+import re
 from pathlib import Path
 
 from .. import ast
@@ -23,7 +25,7 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
     if not s.valid("source"):
         return None
     source: Choice = s["source"]
-    facts = _facts(source, base_dir, s.span("source"), diags)
+    facts = _facts(source, base_dir, _path_span(s.settings.get("source")) or source.span, diags)
     if facts is None:
         return None
 
@@ -66,7 +68,8 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
     reshape = s["reshape"]
     if reshape is not None and math.prod(reshape) != math.prod(facts.feature_shape):
         diags.error("E413", f"cannot reshape examples of shape {list(facts.feature_shape)} "
-                            f"({math.prod(facts.feature_shape)} values) to {list(reshape)}", s.span("reshape"),
+                            f"({math.prod(facts.feature_shape)} values) to {list(reshape)} "
+                            f"({math.prod(reshape)} values)", s.value_span("reshape"),
                     f"the product of the new shape must be {math.prod(facts.feature_shape)}")
         return None
     if len(diags.errors) > before:
@@ -85,6 +88,41 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
         lines=(block.span.line, block.span.end_line),
         path=str(resolve_data_path(source["path"], base_dir)) if "path" in source.args else None,
     )
+
+
+def _path_span(setting: ast.Setting | None) -> Span | None:
+    """The path string of `source npz("…")` / `source csv(path = "…")`, to put the caret on."""
+    if setting is None or not isinstance(setting.value, ast.Call):
+        return None
+    args = setting.value.args
+    for arg in args:
+        if arg.key is not None and arg.key.name == "path":
+            return arg.value.span
+    unnamed = [a for a in args if a.key is None]
+    return unnamed[0].value.span if unnamed else None
+
+
+def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> str | None:
+    if isinstance(exc, FileNotFoundError):
+        return f"paths are relative to the spec's folder ({base_dir.as_posix() or '.'})"
+    if path.is_dir():
+        return "give the path of a file, not a folder"
+    text = str(exc)
+    missing = re.search(r"has no array '([^']*)' \(arrays: (.*)\)$", text)
+    if source.name == "npz" and missing:
+        roles = {source[r]: r for r in ("x", "y", "client") if source[r] is not None}
+        role = roles.get(missing.group(1), "y")
+        others = [a for a in missing.group(2).split(", ") if a not in roles and a != "none"]
+        if others:
+            return f'say which array to use, e.g. npz("…", {role} = "{others[0]}")'
+        return f"the file has no array for {role}; save it with np.savez(path, x = …, y = …)"
+    if source.name == "csv" and "not found in" in text and "column" in text:
+        return 'name the column to use, e.g. csv("…", label = "target")'
+    if source.name == "csv" and "expected a number" in text:
+        return "every column except the label (and client) column must hold numbers"
+    if source.name == "csv" and " columns, found " in text:
+        return "every row needs one cell per column of the header"
+    return None
 
 
 def resolve_data_path(path: str, base_dir: Path) -> Path:
@@ -118,13 +156,17 @@ def _file_facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) 
             x, y, clients = datalib.load_npz(str(path), source["x"], source["y"], source["client"])
         else:
             x, y, clients = datalib.load_csv(str(path), source["label"], source["client"])
-    except (OSError, ValueError) as exc:
-        diags.error("E501", f"cannot read {source.name} data: {exc}", source.span,
-                    "paths are relative to the spec's folder" if isinstance(exc, FileNotFoundError) else None)
+    except (OSError, ValueError, csv.Error) as exc:
+        diags.error("E501", f"cannot read {source.name} data: {exc}", span, _read_hint(source, exc, path, base_dir))
+        return None
+    if x.ndim < 2:
+        diags.error("E501", f"cannot read {source.name} data: {path}: array '{source['x']}' has shape "
+                            f"{list(x.shape)}; expected one row of features per example", span,
+                    "save x with shape [examples, features…], e.g. x.reshape(-1, 1) for one feature")
         return None
     if len(y) and int(y.min()) < 0:
         diags.error("E502", f"labels in {path.name} must be class numbers 0, 1, 2, …; found {int(y.min())}",
-                    source.span)
+                    span)
         return None
     classes = int(y.max()) + 1 if len(y) else 0
     natural = None if clients is None else len(set(clients.tolist()))

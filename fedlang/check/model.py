@@ -8,6 +8,7 @@ from .. import ast
 from ..checked import LayerConfig, ModelConfig, layer_weight_shapes
 from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
 from ..registry import BINARY_ONLY_METRICS, LAYERS, LOSSES, METRICS, Param
+from .settings import move_hint, home_of
 from .values import INVALID, resolve, resolve_args, resolve_form
 
 _INPUT = Param("input", "shape", doc="shape of one example, without the batch dimension")
@@ -65,7 +66,7 @@ def check_model(block: ast.ModelBlock, diags: Diagnostics) -> ModelConfig | None
         return None
     activation = next((c.args.get("activation") for c in reversed(configs) if "activation" in c.args), "linear")
     last = next((layer for layer, c in zip(reversed(layers), reversed(configs)) if "activation" in c.args), layers[-1])
-    if not _loss_fits(loss_name, activation, diags, last, loss_decl):
+    if not _loss_fits(loss_name, activation, diags, _arg_span(last, "activation", None, ast.Name), loss_decl):
         return None
     return ModelConfig(
         name=block.name.name,
@@ -108,6 +109,13 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
     ok = True
     for layer in layers:
         form = LAYERS.get(layer.kind.name)
+        where = home_of(layer.kind.name)
+        if form is None and where is not None:
+            home, what = where
+            diags.error("E201", f"'{layer.kind.name}' is {what}, not a layer", layer.kind.span,
+                        move_hint(home))
+            ok = False
+            continue
         if form is None:
             diags.error("E201", f"unknown layer '{layer.kind.name}'", layer.kind.span,
                         did_you_mean(layer.kind.name, LAYERS) or f"layers: {', '.join(LAYERS)}")
@@ -147,7 +155,8 @@ def _output_shape(kind: str, args: dict, shape: tuple[int, ...], layer: ast.Laye
     if kind == "reshape":
         if math.prod(args["shape"]) != math.prod(shape):
             diags.error("E413", f"cannot reshape {list(shape)} ({math.prod(shape)} values) to "
-                                f"{list(args['shape'])} ({math.prod(args['shape'])} values)", layer.span)
+                                f"{list(args['shape'])} ({math.prod(args['shape'])} values)",
+                        _arg_span(layer, "shape", 0), f"the product of the new shape must be {math.prod(shape)}")
             return None
         return args["shape"]
     # conv2d and maxpool work on [height, width, channels]
@@ -170,15 +179,33 @@ def _output_shape(kind: str, args: dict, shape: tuple[int, ...], layer: ast.Laye
     return (dims[0], dims[1], args["filters"] if kind == "conv2d" else shape[2])
 
 
-def _loss_fits(loss: str, activation: str, diags: Diagnostics, last: ast.Layer, decl) -> bool:
+def _loss_fits(loss: str, activation: str, diags: Diagnostics, where: Span, decl) -> bool:
     if loss == "sparse_categorical_crossentropy" and activation not in ("softmax", "linear"):
         diags.error("E420", f"sparse_categorical_crossentropy needs softmax (or linear logits) outputs, "
-                            f"but the last layer uses '{activation}'", last.span,
-                    "end with `dense <classes> softmax`")
+                            f"but the last layer uses '{activation}'", where,
+                    "use softmax here" + (" (or binary_crossentropy with `dense 1 sigmoid` for two classes)"
+                                          if activation == "sigmoid" else ""))
         return False
     if loss == "binary_crossentropy" and activation not in ("sigmoid", "linear"):
         diags.error("E420", f"binary_crossentropy needs a sigmoid (or linear logit) output, "
-                            f"but the last layer uses '{activation}'", last.span,
-                    "end with `dense 1 sigmoid`")
+                            f"but the last layer uses '{activation}'", where,
+                    "end with `dense 1 sigmoid`" + (" (or use sparse_categorical_crossentropy with softmax)"
+                                                    if activation == "softmax" else ""))
         return False
     return True
+
+
+def _arg_span(layer: ast.Layer, key: str, position: int | None, kind: type | None = None) -> Span:
+    """Where option `key` of a layer line is written: `key = …`, the `position`-th unnamed
+    argument, or the first unnamed argument of type `kind`; else the whole line."""
+    unnamed = [a for a in layer.args if a.key is None]
+    for arg in layer.args:
+        if arg.key is not None and arg.key.name == key:
+            return arg.value.span
+    if kind is not None:
+        for arg in unnamed:
+            if isinstance(arg.value, kind):
+                return arg.value.span
+    elif position is not None and position < len(unnamed):
+        return unnamed[position].value.span
+    return layer.span

@@ -6,17 +6,19 @@ from typing import Any, Iterable
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span, did_you_mean
-from ..registry import Param
+from ..registry import DATA_SETTINGS, EVALUATE_SETTINGS, LAYERS, TRAIN_SETTINGS, Param
 from .values import INVALID, default_choice, resolve
 
 
 class Settings:
     """Resolved settings of one block: `settings["rounds"]`, plus where each was written."""
 
-    def __init__(self, values: dict[str, Any], spans: dict[str, Span], block_span: Span):
+    def __init__(self, values: dict[str, Any], spans: dict[str, Span], block_span: Span,
+                 settings: dict[str, ast.Setting] | None = None):
         self.values = values
         self.spans = spans
         self.block_span = block_span
+        self.settings = settings or {}
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -26,6 +28,14 @@ class Settings:
 
     def span(self, key: str) -> Span:
         return self.spans.get(key, self.block_span)
+
+    def key_span(self, key: str) -> Span:
+        """The setting's name, e.g. `mu` in `mu 0.01` (the block header if it was not given)."""
+        return self.settings[key].key.span if key in self.settings else self.block_span
+
+    def value_span(self, key: str) -> Span:
+        """The setting's value, e.g. `0.01` in `mu 0.01` (the block header if it was not given)."""
+        return self.settings[key].value.span if key in self.settings else self.block_span
 
     def valid(self, *keys: str) -> bool:
         return all(self.values.get(k) is not INVALID for k in keys)
@@ -37,18 +47,26 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
     table = {p.name: p for p in params}
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
+    given: dict[str, ast.Setting] = {}
     for setting in settings:
         key = setting.key.name
         param = table.get(key)
         if param is None:
-            diags.error("E208", f"unknown setting '{key}' in the {block} block", setting.key.span,
-                        did_you_mean(key, table) or f"{block} settings: {', '.join(table)}")
+            where = home_of(key)
+            if where is not None and where[0] != block:
+                home, what = where
+                diags.error("E208", f"'{key}' is {what}, not a {block} setting", setting.key.span,
+                            move_hint(home))
+            else:
+                diags.error("E208", f"unknown setting '{key}' in the {block} block", setting.key.span,
+                            did_you_mean(key, table) or f"{block} settings: {', '.join(table)}")
             continue
         if key in spans:
             diags.error("E207", f"'{key}' is set twice in the {block} block", setting.key.span,
                         f"first set on line {spans[key].line}")
             continue
         spans[key] = setting.span
+        given[key] = setting
         values[key] = resolve(param, setting.value, diags, block)
     header = Span(block_span.line, block_span.column, block_span.line, block_span.column + len(block))
     for param in params:
@@ -62,4 +80,29 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
             values[param.name] = default_choice(param, header)
         else:
             values[param.name] = param.default
-    return Settings(values, spans, header)
+    return Settings(values, spans, header, given)
+
+
+def move_hint(home: str) -> str:
+    """How to fix a word written in the wrong block (`home` as returned by home_of)."""
+    if home == "top":
+        return "blocks do not nest: close this block with '}' before starting the next"
+    if home in ("experiment", "seed"):
+        return f"write `{home} …` on a line of its own at the top of the spec, outside any block"
+    return f"move it to the {home} block"
+
+
+def home_of(key: str) -> tuple[str, str] | None:
+    """(block, description) of where a word may be written, if anywhere."""
+    if key in LAYERS:
+        return "model", "a layer"
+    if key in ("input", "loss", "metrics"):
+        return "model", "a model line"
+    if key in ("experiment", "seed"):
+        return key, "a top-level line"
+    if key in ("model", "data", "train", "evaluate"):
+        return "top", "a block"
+    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS)):
+        if any(p.name == key for p in params):
+            return block, f"a {block} setting"
+    return None

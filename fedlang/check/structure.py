@@ -34,11 +34,15 @@ def blocks_by_kind(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Item]:
                         f"the first one is on line {first}")
             continue
         found[kind] = item
-    end = spec.items[-1].span if spec.items else Span(1, 1, 1, 1)
-    where = Span(end.end_line, 1, end.end_line, 2) if spec.items else Span(1, 1, 1, 2)
+    if not spec.items:  # one error for an empty file, not one per missing block
+        diags.error("E301", "the spec is empty: it needs model, data and train blocks", Span(1, 1, 1, 2),
+                    "a spec declares `model <name> { … }`, `data { … }` and `train <algorithm> { … }`; "
+                    "examples/quickstart.fed is a complete one")
+        return found
+    end = spec.items[-1].span
+    where = Span(end.end_line, 1, end.end_line, 2)
     for kind in REQUIRED_BLOCKS:
         if kind not in found:
             example = _EXAMPLES[kind].replace("\n", " ⏎ ")
-            diags.error("E301", f"missing {kind} block" + (" (the file is empty)" if not spec.items else ""),
-                        where, f"add one, e.g. `{example}`")
+            diags.error("E301", f"missing {kind} block", where, f"add one, e.g. `{example}`")
     return found

@@ -22,15 +22,16 @@ def check_train(block: ast.TrainBlock, diags: Diagnostics) -> TrainConfig | None
         diags.error("E209", "fedprox needs 'mu', the proximal strength", s.block_span,
                     "add e.g. `mu 0.01`")
     if algorithm != "fedprox" and s.given("mu"):
-        diags.error("E601", f"'mu' is a FedProx option; {algorithm} has no proximal term", s.span("mu"),
+        diags.error("E601", f"'mu' is a FedProx option; {algorithm} has no proximal term", s.key_span("mu"),
                     "use `train fedprox { … }`, or remove mu")
     if algorithm == "fedsgd":
         for key in ("client_optimizer", "local_epochs"):
             if s.given(key):
                 diags.error("E602", f"fedsgd takes one gradient per client per round: '{key}' does not apply",
-                            s.span(key), "use fedavg for local training steps")
+                            s.key_span(key), "use fedavg for local training steps")
         if s.given("weighting") and s["weighting"] == "uniform":
-            diags.error("E602", "fedsgd always weights gradients by example count", s.span("weighting"))
+            diags.error("E602", "fedsgd always weights gradients by example count", s.value_span("weighting"),
+                        "remove `weighting uniform`, or use fedavg")
     if len(diags.errors) > before:
         return None
     return TrainConfig(

@@ -7,6 +7,8 @@ including positional/keyword matching, unknown and missing options.
 
 from __future__ import annotations
 
+import difflib
+import math
 from typing import Any, Iterable, Mapping
 
 from .. import ast
@@ -37,58 +39,88 @@ def type_words(param: Param) -> str:
     return _TYPE_WORDS[param.type]
 
 
-def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str) -> Any:
-    """The value of `param` written as `value`, or INVALID after reporting a diagnostic."""
+def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
+            context: str | None = None) -> Any:
+    """The value of `param` written as `value`, or INVALID after reporting a diagnostic.
+
+    `context` is a hint for type errors that says where the value came from (e.g. which
+    positional argument of a layer it filled); it replaces the parameter's doc in the hint.
+    """
     kind = param.type
     if kind == "form":
         choice = resolve_form(value, param.forms or {}, param.name, diags)
         return INVALID if choice is None else choice
     if kind in ("int", "float"):
         if not isinstance(value, ast.Number) or (kind == "int" and not isinstance(value.value, int)):
-            return _type_error(param, value, diags, owner)
+            hint = None
+            if kind == "int" and isinstance(value, ast.Number) and float(value.value).is_integer() \
+                    and math.isfinite(value.value):
+                hint = f"write it without a fraction or exponent: {int(value.value)}"
+            elif isinstance(value, ast.String) and _is_number(value.value):
+                hint = f"numbers are written without quotes: {value.value.strip()}"
+            return _type_error(param, value, diags, owner, hint, context)
+        if not math.isfinite(value.value):
+            diags.error("E206", f"'{param.name}' is too large: {value.text}", value.span,
+                        f"{param.name} must be a finite number" + (f" {param.range_text()}" if param.range_text() else ""))
+            return INVALID
         return _check_range(param, value.value if kind == "int" else float(value.value), value, diags, owner)
     if kind == "bool":
         if not isinstance(value, ast.Bool):
-            return _type_error(param, value, diags, owner)
+            hint = None
+            if isinstance(value, ast.Number) and value.value in (0, 1):
+                hint = f"write {'true' if value.value else 'false'} instead of {value.text}"
+            elif isinstance(value, (ast.String, ast.Name)) and str(_text(value)).lower() in ("true", "false"):
+                hint = f"write {str(_text(value)).lower()}, without quotes or capitals"
+            return _type_error(param, value, diags, owner, hint or context or "write true or false")
         return value.value
     if kind == "str":
         if not isinstance(value, ast.String):
-            hint = f'quote it: "{value.text}"' if isinstance(value, ast.Name) else None
-            return _type_error(param, value, diags, owner, hint)
+            hint = f'quote it: "{value.text}"' if isinstance(value, (ast.Name, ast.Number)) else None
+            return _type_error(param, value, diags, owner, hint, context)
         return value.value
     if kind == "name":
         if not isinstance(value, ast.Name):
-            return _type_error(param, value, diags, owner)
+            hint = None
+            if isinstance(value, ast.String) and (not param.choices or value.value in param.choices):
+                hint = f"names are written without quotes: {value.value}"
+            return _type_error(param, value, diags, owner, hint, context)
         if param.choices and value.text not in param.choices:
-            diags.error("E206", f"unknown {param.name} '{value.text}'", value.span,
+            diags.error("E201", f"unknown {param.name} '{value.text}'", value.span,
                         did_you_mean(value.text, param.choices) or f"choose one of: {one_of(param.choices)}")
             return INVALID
         return value.text
     if kind == "shape":
         items = _int_list(value)
         if items is None or not items or any(i < 1 for i in items):
-            return _type_error(param, value, diags, owner)
+            hint = None
+            if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
+                hint = f"a shape is a list, even with one dimension: [{value.value}]"
+            elif items is not None and not items:
+                hint = "give at least one dimension, e.g. [64]"
+            elif items is not None:
+                hint = "every dimension must be at least 1"
+            return _type_error(param, value, diags, owner, hint, context)
         return tuple(items)
     if kind == "names":
         if isinstance(value, ast.Name):
             return (value.text,)
         if isinstance(value, ast.ListValue) and all(isinstance(i, ast.Name) for i in value.items):
             return tuple(i.text for i in value.items)
-        return _type_error(param, value, diags, owner)
+        return _type_error(param, value, diags, owner, None, context)
     if kind == "size":
         if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
             return (value.value, value.value)
         items = _int_list(value)
         if items is not None and len(items) == 2 and min(items) >= 1:
             return tuple(items)
-        return _type_error(param, value, diags, owner)
+        return _type_error(param, value, diags, owner, None, context)
     if kind == "scale":
         if isinstance(value, ast.Name) and value.text in ("minmax", "standard"):
             return value.text
         if isinstance(value, ast.Number) and value.value > 0:
             return float(value.value)
         hint = did_you_mean(value.text, ("minmax", "standard")) if isinstance(value, ast.Name) else None
-        return _type_error(param, value, diags, owner, hint)
+        return _type_error(param, value, diags, owner, hint, context)
     raise AssertionError(f"unknown parameter type {kind}")
 
 
@@ -122,11 +154,15 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
     ok = True
     given: dict[str, ast.Arg] = {}
     positional = list(positional_names or [p.name for p in form.params])
+    slots: dict[str, int] = {}  # parameter → which positional argument filled it (1-based)
+    misspelled: set[str] = set()  # parameters a misspelled key was probably meant for
     for arg in args:
         if arg.key is not None:
             key = arg.key.name
             if form.param(key) is None:
                 names = [p.name for p in form.params]
+                close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                misspelled.update(close)
                 hint = did_you_mean(key, names) or (f"options: {', '.join(names)}" if names
                                                     else f"'{form.name}' takes no options")
                 diags.error("E202", f"'{form.name}' has no option '{key}'", arg.key.span, hint)
@@ -137,6 +173,8 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
             key = "activation"
         else:
             key = next((n for n in positional if n not in given and n != "activation"), None)
+            if key is not None:
+                slots[key] = [n for n in positional if n != "activation"].index(key) + 1
             if key is None:
                 diags.error("E203", f"too many arguments for '{form.name}'", arg.span,
                             f"'{form.name}' takes: {', '.join(p.name for p in form.params) or 'nothing'}"
@@ -144,16 +182,28 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
                 ok = False
                 continue
         if key in given:
-            diags.error("E207", f"'{key}' is given twice", arg.span)
+            first = given[key]
+            where = "" if first.span.line == arg.span.line else f" on line {first.span.line}"
+            diags.error("E207", f"'{key}' is given twice", arg.span,
+                        f"first given as `{_source_text(first)}`{where}; remove one")
             ok = False
             continue
         given[key] = arg
     out: dict[str, Any] = {}
+    order = [n for n in positional if n != "activation"]
     for param in form.params:
         if param.name in given:
-            value = resolve(param, given[param.name].value, diags, form.name)
+            context = None
+            if slots.get(param.name, 1) > 1:
+                activation = " (and a name, the activation)" if "activation" in positional else ""
+                context = (f"unnamed arguments of '{form.name}' fill {', '.join(order)} in that order"
+                           f"{activation}, so this one is {param.name}"
+                           + (f"; e.g. `{form.example}`" if form.example else ""))
+            value = resolve(param, given[param.name].value, diags, form.name, context)
             ok = ok and value is not INVALID
             out[param.name] = value
+        elif param.name in misspelled:
+            ok = False  # already reported as a misspelled option
         elif param.required:
             example = f"; e.g. `{form.example}`" if form.example else ""
             diags.error("E204", f"'{form.name}' needs '{param.name}'", span,
@@ -186,10 +236,29 @@ def _int_list(value: ast.Value) -> list[int] | None:
     return [i.value for i in value.items]
 
 
-def _type_error(param: Param, value: ast.Value, diags: Diagnostics, owner: str, hint: str | None = None):
+def _type_error(param: Param, value: ast.Value, diags: Diagnostics, owner: str, hint: str | None = None,
+                context: str | None = None):
     diags.error("E205", f"'{param.name}' must be {type_words(param)}; got {ast.describe(value)}",
-                value.span, hint or (f"{param.name}: {param.doc}" if param.doc else None))
+                value.span, hint or context or (f"{param.name}: {param.doc}" if param.doc else None))
     return INVALID
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _text(value: ast.Value) -> str:
+    return value.value if isinstance(value, ast.String) else value.text
+
+
+def _source_text(arg: ast.Arg) -> str:
+    value = arg.value
+    shown = value.text if isinstance(value, (ast.Number, ast.Name)) else ast.describe(value)
+    return f"{arg.key.name} = {shown}" if arg.key else shown
 
 
 def _check_range(param: Param, number, value: ast.Value, diags: Diagnostics, owner: str):
