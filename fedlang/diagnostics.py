@@ -112,8 +112,21 @@ def _order(d: Diagnostic) -> tuple[int, int]:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """`did you mean 'x'?` for the closest choice, or None when nothing is close."""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """`did you mean 'x'?` for the closest choice, or None when nothing is close.
+
+    Names other tools use for the same thing (`lr`, `batch_size`, …) are matched through
+    `registry.ALIASES` first, then letter case, then spelling.
+    """
+    from .registry import ALIASES
+
+    choices = list(choices)
+    alias = ALIASES.get(word) or ALIASES.get(word.lower())
+    if alias in choices and alias != word:
+        return f"did you mean '{alias}'?"
+    folded = [c for c in choices if c.lower() == word.lower()]
+    if folded:
+        return f"did you mean '{folded[0]}'? (names are lower-case)"
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None
 
 

@@ -18,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
+from .registry import home_of
 
 BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate")
 MODEL_KEYWORDS = ("input", "loss", "metrics")
@@ -36,6 +37,7 @@ SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
         "model mlp\n",
         "train fedavg\n",
         "data digits\n",
+        "data\n",
         "evaluate\n",
     ],
     ("E104", "a block needs a name here", "write e.g. `model mlp {` or `train fedavg {`"): [
@@ -70,7 +72,22 @@ SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
         "model m {\n input = [64]\n}",
         "model m {\n dense = 10\n}",
     ],
+    ("E116", "the parts of a line are separated by spaces, not ','",
+     "write e.g. `dense 128 relu` or `batch 32  shuffle 100`; ',' separates items inside [ ] and ( )"): [
+        "model m {\n dense 10, relu\n}",
+        "model m {\n input [8], \n}",
+        "data {\n batch 32, shuffle 5\n}",
+        "seed 1,\n",
+    ],
+    ("E117", "a layer line is written without parentheses",
+     "write e.g. `dense 128 relu` or `conv2d 32 relu kernel = 3`"): [
+        "model m {\n dense(10)\n}",
+    ],
 }
+
+# Labels whose examples match only on the very token they fail at: the parser state alone
+# (after a setting's or a layer's name) is shared with other mistakes.
+EXACT_TOKEN_ONLY = {"E112", "E116", "E117"}
 
 # Lists and calls nest; nobody needs more than a few levels, and the tree → AST transform is
 # recursive, so absurd nesting is refused up front instead of overflowing the stack.
@@ -367,6 +384,8 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
             hint = "settings are written `key value`, without ':'"
         elif char == ";":
             hint = "put each statement on its own line instead of using ';'"
+        elif char in "\u201c\u201d\u2018\u2019":
+            hint = "use straight quotes \"…\" (word processors turn them into curly ones)"
         elif char in "/\\":
             hint = 'file paths are strings: quote them, e.g. npz("data/train.npz")'
         elif char.isprintable() and not char.isspace():
@@ -393,12 +412,33 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
 
     # A misspelled block keyword at the top level: `modle mlp {`.
     if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
+        home = home_of(str(token))
+        if home is not None and home[0] in ("model", "data", "train", "evaluate"):
+            block, what = home
+            return Diagnostic("E111", f"'{token}' is {what}; it belongs inside the {block} block", span,
+                              f"move it above the closing '}}' of the {block} block")
         hint = did_you_mean(str(token), BLOCK_KEYWORDS) or f"a spec is made of: {', '.join(BLOCK_KEYWORDS)}"
         return Diagnostic("E111", f"unknown block '{token}'", span, hint)
+
+    # A block starting inside another one: the one above is missing its '}'.
+    if token.type == "LBRACE":
+        braces = _brace_stack(text, _offset(text, token))
+        if braces:
+            opened = _span_at(text, braces[-1])
+            words = source.line_text(opened.line).split()
+            block = words[0] if words and words[0] in BLOCK_KEYWORDS else "block"
+            return Diagnostic("E110", f"the {block} block opened on line {opened.line} is not closed "
+                                      f"before this one starts", span,
+                              f"add '}}' at the end of the {block} block")
 
     if token.type == "RBRACE" and _open_braces(text, _offset(text, token)) == 0:
         return Diagnostic("E113", "unmatched '}'", span,
                           "no block is open here; remove it, or check the '{' of the block above")
+
+    # `data "digits" {`: a quoted name.
+    if token.type == "STRING" and "NAME" in exc.expected:
+        return Diagnostic("E100", f"expected a name, found {_found(token)}", span,
+                          f"names are written without quotes: {str(token)[1:-1]}")
 
     label = _match_example(exc)
     if label is not None:
@@ -408,7 +448,7 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
             if opener is not None:
                 found = _found(token) + (f" on line {token.line}" if token.line != opener[0] else "")
                 return Diagnostic(code, f"{message}; found {found}", Span.point(*opener), hint)
-        found = "" if code == "E112" else f"; found {_found(token)}"
+        found = "" if code in EXACT_TOKEN_ONLY else f"; found {_found(token)}"
         return Diagnostic(code, message + found, span, hint)
 
     wanted = ", ".join(dict.fromkeys(_describe_terminal(e) for e in expected))
@@ -451,7 +491,8 @@ def _match_example(exc: UnexpectedToken):
             continue
         if token_type == exc.token.type:
             return label
-        fallback = fallback or label
+        if label[0] not in EXACT_TOKEN_ONLY:
+            fallback = fallback or label
     return fallback
 
 

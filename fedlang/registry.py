@@ -263,3 +263,55 @@ EVALUATE_SETTINGS = (
 )
 
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
+
+
+# ---------------------------------------------------------------- where words belong (for messages)
+
+MODEL_LINES = ("input", "loss", "metrics")
+BLOCKS = ("model", "data", "train", "evaluate")
+TOP_LINES = ("experiment", "seed")
+
+# Names from other tools that users type out of habit, and what fedlang calls them.
+ALIASES = {
+    "lr": "learning_rate", "learning-rate": "learning_rate", "epochs": "local_epochs",
+    "num_epochs": "local_epochs", "local_steps": "local_epochs", "num_rounds": "rounds",
+    "batch_size": "batch", "num_clients": "clients", "n_clients": "clients",
+    "clients": "clients_per_round", "num_clients_per_round": "clients_per_round",
+    "optimizer": "client_optimizer", "server_lr": "server_optimizer", "client_lr": "client_optimizer",
+    "units": "dense", "linear": "dense", "fc": "dense", "conv": "conv2d", "conv2D": "conv2d",
+    "max_pool": "maxpool", "maxpooling2d": "maxpool", "pool": "maxpool", "flat": "flatten",
+    "crossentropy": "sparse_categorical_crossentropy",
+    "categorical_crossentropy": "sparse_categorical_crossentropy",
+    "cross_entropy": "sparse_categorical_crossentropy", "bce": "binary_crossentropy",
+    "acc": "accuracy", "sparse_categorical_accuracy": "accuracy", "mnist": "emnist",
+    "digits": "sklearn.digits", "iris": "sklearn.iris", "wine": "sklearn.wine",
+    "breast_cancer": "sklearn.breast_cancer", "fed_avg": "fedavg", "fedavgm": "fedavg",
+    "fed_prox": "fedprox", "fed_sgd": "fedsgd", "random": "iid", "uniform": "iid", "label_skew": "dirichlet",
+    "proximal": "mu", "test_split": "test", "holdout": "test",
+}
+
+
+def home_of(word: str) -> tuple[str, str] | None:
+    """(where, description) of where a word may be written, if anywhere: a block name, "top"
+    for a block keyword itself, or "experiment"/"seed" for those top-level lines."""
+    if word in LAYERS:
+        return "model", "a layer"
+    if word in MODEL_LINES:
+        return "model", "a model line"
+    if word in TOP_LINES:
+        return word, "a top-level line"
+    if word in BLOCKS:
+        return "top", "a block"
+    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS)):
+        if any(p.name == word for p in params):
+            return block, f"a {block} setting"
+    return None
+
+
+def move_hint(home: str) -> str:
+    """How to fix a word written in the wrong place (`home` as returned by home_of)."""
+    if home == "top":
+        return "blocks do not nest: close this block with '}' before starting the next"
+    if home in TOP_LINES:
+        return f"write `{home} …` on a line of its own at the top of the spec, outside any block"
+    return f"move it to the {home} block"

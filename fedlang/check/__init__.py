@@ -71,8 +71,7 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
     if model.loss == "sparse_categorical_crossentropy" and units != classes:
         diags.error("E511", f"the last layer has {units} units but the data has {classes} classes "
                             f"({data.facts.description})",
-                    _units_span(last), f"use `dense {classes} {model.layers[-1].args.get('activation', 'softmax')}`"
-                    if model.layers[-1].kind == "dense" else f"end the model with `dense {classes} softmax`")
+                    _units_span(last), _dense_hint(model, classes))
     if model.loss == "binary_crossentropy":
         if classes != 2:
             diags.error("E512", f"binary_crossentropy is for 2 classes; the data has {classes}",
@@ -87,6 +86,14 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
         diags.error("E520", f"clients_per_round is {cpr} but there are only {data.num_clients} clients",
                     span, f"use at most {data.num_clients}, or partition into more clients")
     return dataclasses.replace(train, clients_per_round=min(cpr or data.num_clients, data.num_clients))
+
+
+def _dense_hint(model: ModelConfig, classes: int) -> str:
+    last = model.layers[-1]
+    if last.kind != "dense":
+        return f"end the model with `dense {classes} softmax`"
+    activation = last.args.get("activation", "linear")
+    return f"use `dense {classes}{'' if activation == 'linear' else ' ' + activation}`"
 
 
 def _units_span(layer: ast.Layer) -> Span:

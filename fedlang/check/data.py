@@ -62,7 +62,8 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
         if needed > train_examples:
             what = "shards" if partition.name == "shards" else "clients"
             diags.error("E505", f"{needed} {what} but only {train_examples} training examples",
-                        partition.span, "use fewer clients")
+                        partition.span, "use fewer clients" + (" or fewer shards per client"
+                                                               if partition.name == "shards" else ""))
             return None
 
     reshape = s["reshape"]

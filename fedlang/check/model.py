@@ -7,8 +7,7 @@ import math
 from .. import ast
 from ..checked import LayerConfig, ModelConfig, layer_weight_shapes
 from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
-from ..registry import BINARY_ONLY_METRICS, LAYERS, LOSSES, METRICS, Param
-from .settings import move_hint, home_of
+from ..registry import BINARY_ONLY_METRICS, LAYERS, LOSSES, METRICS, Param, home_of, move_hint
 from .values import INVALID, resolve, resolve_args, resolve_form
 
 _INPUT = Param("input", "shape", doc="shape of one example, without the batch dimension")
@@ -88,8 +87,10 @@ def _check_metrics(value: ast.Value, loss: str | None, diags: Diagnostics) -> tu
     names: list[str] = []
     for item in items:
         if not isinstance(item, ast.Name):
+            quoted = isinstance(item, ast.String) and item.value in METRICS
             diags.error("E205", f"metrics are names such as accuracy; got {ast.describe(item)}", item.span,
-                        f"available metrics: {one_of(METRICS)}")
+                        f"names are written without quotes: {item.value}" if quoted
+                        else f"available metrics: {one_of(METRICS)}")
         elif item.text not in METRICS:
             diags.error("E201", f"unknown metric '{item.text}'", item.span,
                         did_you_mean(item.text, METRICS) or f"available metrics: {one_of(METRICS)}")
@@ -173,8 +174,10 @@ def _output_shape(kind: str, args: dict, shape: tuple[int, ...], layer: ast.Laye
     for size, k, s in zip(shape[:2], window, strides):
         dims.append(math.ceil(size / s) if args["padding"] == "same" else (size - k) // s + 1)
     if min(dims) < 1:
-        diags.error("E412", f"{kind} window {list(window)} is larger than its input {list(shape[:2])}", layer.span,
-                    "use a smaller kernel/pool or padding = same")
+        what = "kernel" if kind == "conv2d" else "pool"
+        diags.error("E412", f"{kind} window {list(window)} is larger than its input {list(shape[:2])}",
+                    _arg_span(layer, what, 1 if kind == "conv2d" else 0),
+                    f"use a {what} of at most {list(shape[:2])}, or padding = same")
         return None
     return (dims[0], dims[1], args["filters"] if kind == "conv2d" else shape[2])
 

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span, did_you_mean
-from ..registry import DATA_SETTINGS, EVALUATE_SETTINGS, LAYERS, TRAIN_SETTINGS, Param
+from ..registry import Param, home_of, move_hint
 from .values import INVALID, default_choice, resolve
 
 
@@ -81,28 +81,3 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
         else:
             values[param.name] = param.default
     return Settings(values, spans, header, given)
-
-
-def move_hint(home: str) -> str:
-    """How to fix a word written in the wrong block (`home` as returned by home_of)."""
-    if home == "top":
-        return "blocks do not nest: close this block with '}' before starting the next"
-    if home in ("experiment", "seed"):
-        return f"write `{home} …` on a line of its own at the top of the spec, outside any block"
-    return f"move it to the {home} block"
-
-
-def home_of(key: str) -> tuple[str, str] | None:
-    """(block, description) of where a word may be written, if anywhere."""
-    if key in LAYERS:
-        return "model", "a layer"
-    if key in ("input", "loss", "metrics"):
-        return "model", "a model line"
-    if key in ("experiment", "seed"):
-        return key, "a top-level line"
-    if key in ("model", "data", "train", "evaluate"):
-        return "top", "a block"
-    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS)):
-        if any(p.name == key for p in params):
-            return block, f"a {block} setting"
-    return None

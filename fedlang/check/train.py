@@ -13,9 +13,13 @@ def check_train(block: ast.TrainBlock, diags: Diagnostics) -> TrainConfig | None
     before = len(diags.errors)
     algorithm = block.algorithm.name
     if algorithm not in ALGORITHMS:
-        diags.error("E201", f"unknown algorithm '{algorithm}'", block.algorithm.span,
-                    did_you_mean(algorithm, ALGORITHMS)
+        if algorithm.lower() == "fedavgm":
+            hint = ("FedAvgM is fedavg with server momentum: `train fedavg { … }` with "
+                    "`server_optimizer sgd(learning_rate = 1.0, momentum = 0.9)`")
+        else:
+            hint = (did_you_mean(algorithm, ALGORITHMS)
                     or f"algorithms: {', '.join(ALGORITHMS)} (FedAvgM is fedavg with server momentum)")
+        diags.error("E201", f"unknown algorithm '{algorithm}'", block.algorithm.span, hint)
     s = resolve_settings("train", block.settings, TRAIN_SETTINGS, block.span, diags)
 
     if algorithm == "fedprox" and s["mu"] is None:

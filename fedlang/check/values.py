@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 from .. import ast
 from ..checked import Choice
 from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
-from ..registry import Form, Param
+from ..registry import ACTIVATIONS, LAYERS, Form, Param
 
 INVALID = object()
 
@@ -90,17 +90,27 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
             return INVALID
         return value.text
     if kind == "shape":
-        items = _int_list(value)
-        if items is None or not items or any(i < 1 for i in items):
-            hint = None
-            if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
-                hint = f"a shape is a list, even with one dimension: [{value.value}]"
-            elif items is not None and not items:
-                hint = "give at least one dimension, e.g. [64]"
-            elif items is not None:
-                hint = "every dimension must be at least 1"
-            return _type_error(param, value, diags, owner, hint, context)
-        return tuple(items)
+        if isinstance(value, ast.ListValue) and value.items:
+            bad = next((i for i in value.items if not (isinstance(i, ast.Number) and isinstance(i.value, int)
+                                                       and i.value >= 1)), None)
+            if bad is not None:
+                if isinstance(bad, ast.Number) and math.isfinite(bad.value) and float(bad.value).is_integer() \
+                        and bad.value >= 1:
+                    hint = f"write {int(bad.value)}"
+                elif isinstance(bad, ast.Number) and bad.value < 1:
+                    hint = "every dimension is at least 1"
+                else:
+                    hint = f"e.g. `{param.name} [8, 8, 1]`" if param.name in ("input", "reshape") else "e.g. [8, 8, 1]"
+                diags.error("E205", f"the dimensions of '{param.name}' must be positive integers; "
+                                    f"got {ast.describe(bad)}", bad.span, hint)
+                return INVALID
+            return tuple(i.value for i in value.items)
+        hint = None
+        if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
+            hint = f"a shape is a list, even with one dimension: [{value.value}]"
+        elif isinstance(value, ast.ListValue):
+            hint = "give at least one dimension, e.g. [64]"
+        return _type_error(param, value, diags, owner, hint, context)
     if kind == "names":
         if isinstance(value, ast.Name):
             return (value.text,)
@@ -108,7 +118,11 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
             return tuple(i.text for i in value.items)
         return _type_error(param, value, diags, owner, None, context)
     if kind == "size":
-        if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value >= 1:
+        if isinstance(value, ast.Number) and isinstance(value.value, int):
+            if value.value < 1:
+                diags.error("E206", f"'{param.name}' must be >= 1; got {value.text}", value.span,
+                            f"{param.name}: {param.doc}" if param.doc else None)
+                return INVALID
             return (value.value, value.value)
         items = _int_list(value)
         if items is not None and len(items) == 2 and min(items) >= 1:
@@ -132,8 +146,11 @@ def resolve_form(value: ast.Value, forms: Mapping[str, Form], what: str,
     elif isinstance(value, ast.Call):
         name, args, name_span = value.name.text, value.args, value.name.span
     else:
+        hint = _example_hint(forms)
+        if isinstance(value, ast.String) and (value.value in forms or did_you_mean(value.value, forms)):
+            hint = f"names are written without quotes: {value.value}"
         diags.error("E205", f"{what} must be one of: {one_of(forms)}; got {ast.describe(value)}", value.span,
-                    _example_hint(forms))
+                    hint)
         return None
     form = forms.get(name)
     if form is None:
@@ -168,9 +185,20 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
                 diags.error("E202", f"'{form.name}' has no option '{key}'", arg.key.span, hint)
                 ok = False
                 continue
-        elif isinstance(arg.value, ast.Name) and form.param("activation") is not None \
-                and "activation" not in given:
+        elif isinstance(arg.value, ast.Name) and form.param("activation") is not None:
+            if "activation" in given:
+                diags.error("E207", f"'{form.name}' has one activation; got '{given['activation'].value.text}' "
+                                    f"and '{arg.value.text}'", arg.span, "keep one of them")
+                ok = False
+                continue
             key = "activation"
+        elif isinstance(arg.value, ast.Name) and arg.value.text in ACTIVATIONS and \
+                any(f.param("activation") for f in LAYERS.values()) and form.name in LAYERS:
+            takes = " and ".join(f.name for f in LAYERS.values() if f.param("activation"))
+            diags.error("E202", f"'{form.name}' has no activation", arg.span,
+                        f"only {takes} take an activation; remove '{arg.value.text}'")
+            ok = False
+            continue
         else:
             key = next((n for n in positional if n not in given and n != "activation"), None)
             if key is not None:

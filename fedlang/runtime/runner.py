@@ -112,8 +112,8 @@ def _width(column: str) -> int:
 def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | Path | None = None,
                  quiet: bool = False) -> int:
     """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind."""
-    console = Console(stderr=False, highlight=False)
-    err = Console(stderr=True)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
     checked, plan = compiled.checked, compiled.plan
     rounds = rounds or checked.train.rounds
     out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
