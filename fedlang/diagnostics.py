@@ -15,6 +15,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .registry import ALIASES
+
 
 @dataclass(frozen=True)
 class Span:
@@ -111,23 +113,30 @@ def _order(d: Diagnostic) -> tuple[int, int]:
     return (d.span.line, d.span.column)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """`did you mean 'x'?` for the closest choice, or None when nothing is close.
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` was most likely meant to be, or None when nothing is close.
 
     Names other tools use for the same thing (`lr`, `batch_size`, …) are matched through
     `registry.ALIASES` first, then letter case, then spelling.
     """
-    from .registry import ALIASES
-
     choices = list(choices)
     alias = ALIASES.get(word) or ALIASES.get(word.lower())
     if alias in choices and alias != word:
-        return f"did you mean '{alias}'?"
+        return alias
     folded = [c for c in choices if c.lower() == word.lower()]
     if folded:
-        return f"did you mean '{folded[0]}'? (names are lower-case)"
+        return folded[0]
     matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else None
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """`did you mean 'x'?` for the closest choice, or None when nothing is close."""
+    match = closest(word, choices)
+    if match is None:
+        return None
+    case = " (names are lower-case)" if match.lower() == word.lower() and match != word else ""
+    return f"did you mean '{match}'?{case}"
 
 
 def one_of(choices: Iterable[str]) -> str:

@@ -203,27 +203,34 @@ _ESCAPE = re.compile(r"\\(N\{[^}]*\}?|x[0-9a-fA-F]{0,2}|u[0-9a-fA-F]{0,4}|U[0-9a
 
 
 def _too_deep(text: str) -> int | None:
-    """Offset of the first '[' or '(' nested deeper than MAX_NESTING (strings and comments skipped)."""
-    depth, i, n = 0, 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        if c in "\"'":
-            end = text.find(c, i + 1)
-            newline = text.find("\n", i + 1)
-            i = n if end < 0 else (end + 1 if newline < 0 or end < newline else newline)
-            continue
+    """Offset of the first '[' or '(' nested deeper than MAX_NESTING."""
+    depth = 0
+    for i, c in _code(text, len(text)):
         if c in "([":
             depth += 1
             if depth > MAX_NESTING:
                 return i
         elif c in ")]":
             depth = max(depth - 1, 0)
-        i += 1
     return None
+
+
+def _code(text: str, limit: int):
+    """(offset, character) of the text before `limit` outside comments and strings."""
+    i = 0
+    while i < limit:
+        c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = limit if end < 0 else end
+        elif c in "\"'":  # a string ends at its closing quote or, unterminated, at the line's end
+            i += 1
+            while i < len(text) and text[i] not in (c, "\n"):
+                i += 2 if text[i] == "\\" and text[i + 1:i + 2] not in ("", "\n") else 1
+            i += 1 if i < len(text) and text[i] == c else 0
+        else:
+            yield i, c
+            i += 1
 
 
 # ---------------------------------------------------------------- tree → AST
@@ -505,22 +512,11 @@ def _unclosed_bracket(text: str, bracket: str, limit: int) -> tuple[int, int] | 
     """(line, column) of the innermost `bracket` still open at offset `limit`."""
     closer = {"(": ")", "[": "]"}[bracket]
     stack: list[int] = []
-    i = 0
-    while i < limit:
-        c = text[i]
-        if c == "#":
-            while i < limit and text[i] != "\n":
-                i += 1
-            continue
-        if c in "\"'":
-            end = text.find(c, i + 1)
-            i = limit if end < 0 else end + 1
-            continue
+    for i, c in _code(text, limit):
         if c == bracket:
             stack.append(i)
         elif c == closer and stack:
             stack.pop()
-        i += 1
     if not stack:
         return None
     span = _span_at(text, stack[-1])
@@ -538,22 +534,12 @@ def _unclosed_brace(text: str) -> int | None:
     return stack[-1] if stack else None
 
 
-def _brace_stack(text: str, n: int) -> list[int]:
+def _brace_stack(text: str, limit: int) -> list[int]:
+    """Offsets of the '{' still open at offset `limit`, outermost first."""
     stack: list[int] = []
-    i = 0
-    while i < n:
-        c = text[i]
-        if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        if c in "\"'":
-            end = text.find(c, i + 1)
-            i = n if end < 0 else end + 1
-            continue
+    for i, c in _code(text, limit):
         if c == "{":
             stack.append(i)
         elif c == "}" and stack:
             stack.pop()
-        i += 1
     return stack

@@ -209,6 +209,8 @@ def _arg_span(layer: ast.Layer, key: str, position: int | None, kind: type | Non
         for arg in unnamed:
             if isinstance(arg.value, kind):
                 return arg.value.span
-    elif position is not None and position < len(unnamed):
-        return unnamed[position].value.span
+    elif position is not None:
+        slots = [a for a in unnamed if not isinstance(a.value, ast.Name)]  # a name is the activation
+        if position < len(slots):
+            return slots[position].value.span
     return layer.span

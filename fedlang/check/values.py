@@ -7,13 +7,12 @@ including positional/keyword matching, unknown and missing options.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, Iterable, Mapping
 
 from .. import ast
 from ..checked import Choice
-from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
+from ..diagnostics import Diagnostics, Span, closest, did_you_mean, one_of
 from ..registry import ACTIVATIONS, LAYERS, Form, Param
 
 INVALID = object()
@@ -60,8 +59,8 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
                 hint = f"numbers are written without quotes: {value.value.strip()}"
             return _type_error(param, value, diags, owner, hint, context)
         if not math.isfinite(value.value):
-            diags.error("E206", f"'{param.name}' is too large: {value.text}", value.span,
-                        f"{param.name} must be a finite number" + (f" {param.range_text()}" if param.range_text() else ""))
+            diags.error("E206", f"'{param.name}' must be a finite number; {value.text} overflows", value.span,
+                        f"{param.name} must be {param.range_text()}" if param.range_text() else None)
             return INVALID
         return _check_range(param, value.value if kind == "int" else float(value.value), value, diags, owner)
     if kind == "bool":
@@ -131,7 +130,7 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
     if kind == "scale":
         if isinstance(value, ast.Name) and value.text in ("minmax", "standard"):
             return value.text
-        if isinstance(value, ast.Number) and value.value > 0:
+        if isinstance(value, ast.Number) and value.value > 0 and math.isfinite(value.value):
             return float(value.value)
         hint = did_you_mean(value.text, ("minmax", "standard")) if isinstance(value, ast.Name) else None
         return _type_error(param, value, diags, owner, hint, context)
@@ -178,8 +177,9 @@ def resolve_args(form: Form, args: Iterable[ast.Arg], span: Span, diags: Diagnos
             key = arg.key.name
             if form.param(key) is None:
                 names = [p.name for p in form.params]
-                close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-                misspelled.update(close)
+                close = closest(key, names)
+                if close is not None:
+                    misspelled.add(close)
                 hint = did_you_mean(key, names) or (f"options: {', '.join(names)}" if names
                                                     else f"'{form.name}' takes no options")
                 diags.error("E202", f"'{form.name}' has no option '{key}'", arg.key.span, hint)

@@ -1,0 +1,133 @@
+"""`fedlang run` end to end, as a user runs it: a subprocess with piped output (a worker that kept
+our stdout open would hang it), the run directory, the saved model, and Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from .support import (QUICKSTART_ROUNDS, REPO, assert_no_worker_left, compile_text, quickstart_spec_text,
+                      read_jsonl, subprocess_env)
+
+pytestmark = [pytest.mark.tff, pytest.mark.slow]
+
+RUN_FILES = ("metrics.jsonl", "metrics.csv", "summary.json", "model.keras", "metrics.png", "program.py", "spec.fed")
+
+
+def test_run_writes_a_complete_run_directory(quickstart_run):
+    spec, out, result = quickstart_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in RUN_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "spec.fed").read_text() == spec.read_text()
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in rows] == list(range(1, QUICKSTART_ROUNDS + 1))
+    evaluated = [r["round"] for r in rows if "eval_accuracy" in r]
+    assert evaluated == [5, 10]
+    for row in rows:
+        assert row["clients"] == 10
+        assert all(math.isfinite(v) for k, v in row.items() if k.startswith(("train_", "eval_")))
+
+    with open(out / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    for line, row in zip(table, rows):
+        assert {k: float(v) for k, v in line.items() if v != ""} == pytest.approx(row, rel=1e-12)
+
+    # It learns: train loss falls, and the second evaluation beats the first.
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    first, last = (r for r in rows if "eval_accuracy" in r)
+    assert last["eval_accuracy"] > first["eval_accuracy"]
+    assert last["eval_loss"] < first["eval_loss"]
+
+    summary = json.loads((out / "summary.json").read_text())
+    compiled = compile_text(spec.read_text())
+    assert summary["status"] == "completed"
+    assert summary["rounds_planned"] == summary["rounds_completed"] == QUICKSTART_ROUNDS
+    assert summary["final"] == rows[-1]
+    assert summary["seed"] == compiled.checked.seed
+    assert summary["model_parameters"] == compiled.checked.model.param_count
+
+    # The per-round table went to (piped) stdout, one line per round.
+    table_lines = [l for l in result.stdout.splitlines() if l.split()[:1] and l.split()[0].isdigit()]
+    assert [int(l.split()[0]) for l in table_lines] == list(range(1, QUICKSTART_ROUNDS + 1))
+    assert "done:" in result.stdout
+
+
+def test_saved_model_reproduces_the_final_evaluation(quickstart_run):
+    tf = pytest.importorskip("tensorflow")
+    _, out, result = quickstart_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = read_jsonl(out / "metrics.jsonl")[-1]
+
+    # The test split, from the run's own program (load_data is numpy only: no worker needed).
+    namespace = {"__name__": "run_program"}
+    exec(compile((out / "program.py").read_text(), str(out / "program.py"), "exec"), namespace)  # noqa: S102
+    _, (x_test, y_test) = namespace["load_data"]()
+
+    model = tf.keras.models.load_model(out / "model.keras")
+    probabilities = model.predict(x_test, batch_size=1024, verbose=0)
+    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y_test))
+    assert accuracy == pytest.approx(final["eval_accuracy"], abs=1e-6)
+    loss = float(tf.keras.losses.SparseCategoricalCrossentropy()(y_test, probabilities))
+    assert loss == pytest.approx(final["eval_loss"], rel=1e-5)
+    scores = model.evaluate(x_test, y_test, batch_size=1024, verbose=0, return_dict=True)  # compiled on save
+    assert scores["accuracy"] == pytest.approx(final["eval_accuracy"], abs=1e-6)
+
+
+def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(quickstart_run, tmp_path):
+    spec = tmp_path / "quickstart.fed"
+    spec.write_text(quickstart_spec_text())  # 30 rounds: far more than we let it run
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fedlang", "run", str(spec), "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    captured = {"stdout": [], "stderr": []}
+    readers = [threading.Thread(target=lambda s=s, n=n: captured[n].extend(s), daemon=True)
+               for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        metrics = out / "metrics.jsonl"
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+            assert proc.poll() is None, "".join(captured["stderr"])[-3000:]
+            assert time.monotonic() < deadline, "no round finished within 240 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    for reader in readers:
+        reader.join(timeout=10)
+    stderr = "".join(captured["stderr"])
+    assert code == 130, stderr[-3000:]
+    assert "interrupted after" in stderr
+
+    rows = read_jsonl(out / "metrics.jsonl")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["rounds_planned"] == 30
+    assert 1 <= summary["rounds_completed"] == len(rows) < 30
+    assert [r["round"] for r in rows] == list(range(1, len(rows) + 1))
+    assert summary["final"] == rows[-1]
+    assert not (out / "model.keras").exists()
+    assert_no_worker_left()
+
+    # Each round draws from its own generator, so the rounds of this (30-round) run equal the
+    # same rounds of the 10-round run; evaluation also falls on the same rounds before the last.
+    ten = read_jsonl(quickstart_run[1] / "metrics.jsonl")
+    for row, other in zip(rows, ten[:-1]):
+        assert {k: v for k, v in row.items() if k != "seconds"} == {k: v for k, v in other.items() if k != "seconds"}
