@@ -175,7 +175,19 @@ class EvaluateBlock:
     span: Span
 
 
-Item = Union[Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock]
+@dataclass(frozen=True)
+class PrivacyBlock:
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class AggregationBlock:
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+Item = Union[Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock]
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,34 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """User-level DP: Gaussian noise on clipped client updates, accounted over the rounds."""
+
+    noise_multiplier: float  # solved already when the spec said `noise auto`
+    noise_solved: bool
+    clip: float | None  # fixed clip norm, or None for adaptive clipping
+    adaptive: Choice | None
+    epsilon_target: float | None
+    delta: float
+    population: int
+    sampling_rate: float  # clients_per_round / population (accounted as Poisson sampling)
+    accountant: str
+    on_exceed: str
+    epsilon: float  # after the configured rounds
+    last_round_within: int | None  # last round with ε ≤ target (None: no target)
+    rounds_to_run: int  # rounds after the budget policy
+    lines: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    secure: tuple[float, float] | None  # (lower, upper) bounds of the secure sum
+    quantize_bits: int | None
+    quantize_threshold: int
+    lines: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class CheckedSpec:
     source_name: str
     experiment: str
@@ -138,3 +166,5 @@ class CheckedSpec:
     train: TrainConfig
     evaluate: EvaluateConfig | None
     warnings: tuple = field(default=())
+    privacy: PrivacyConfig | None = None
+    aggregation: AggregationConfig | None = None

@@ -73,6 +73,23 @@ def check(spec: str, types: bool) -> None:
 
 @main.command()
 @_spec_argument
+def plan(spec: str) -> None:
+    """Before running SPEC: bytes per client and in total, ε(δ), the budget, incompatibilities."""
+    from .report import plan_rows
+
+    compiled = _compile_or_exit(spec)
+    c = compiled.checked
+    click.echo(f"plan for {spec} — experiment {c.experiment!r}, {c.train.algorithm}")
+    rows = plan_rows(compiled.plan)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        click.echo(f"  {label:<{width}}  {text}")
+    warnings = [w for w in c.warnings if w.code != "W001"]
+    click.echo(f"  {'warnings':<{width}}  " + ("none" if not warnings else f"{len(warnings)} (shown above)"))
+
+
+@main.command()
+@_spec_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the program to this file instead of standard output.")
 def emit(spec: str, output: str | None) -> None:

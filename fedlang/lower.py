@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 from . import __version__
 from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from .diagnostics import Source
@@ -15,14 +18,15 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
     model, data, train = checked.model, checked.data, checked.train
     binary = model.loss == "binary_crossentropy"
     metric_names = ("loss",) + model.metrics
+    aggregator = _aggregator(checked)
     return Plan(
         checked=checked,
         source_name=source.name,
         fedlang_version=__version__,
         constants=_constants(checked),
-        imports=_imports(data),
-        stdlib_imports=tuple(sorted(_STDLIB_IMPORTS + (("csv",) if data.source.name == "csv" else ()))),
+        imports=_imports(checked),
         helpers=_helpers(data),
+        privacy_helpers=_privacy_helpers(checked),
         data_steps=_data_steps(data),
         layers=tuple(_layer(layer, i) for i, layer in enumerate(model.layers)),
         loss=_loss(model),
@@ -33,7 +37,10 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
                       PyRef("tf.float32" if binary else "tf.int64")),
         ),
         binary_labels=binary,
-        process=_process(train),
+        process=_process(train, aggregator is not None),
+        aggregator=aggregator,
+        secure_aggregation=bool(checked.aggregation and checked.aggregation.secure),
+        communication=communication(checked),
         sections=_sections(checked, source),
         model_weights_type=model_weights_type(model),
         client_data_type=client_data_type(data, binary),
@@ -47,7 +54,8 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
 
 def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
     train, data = checked.train, checked.data
-    return (
+    comm = communication(checked)
+    constants: list[tuple[str, object]] = [
         ("EXPERIMENT", checked.experiment),
         ("SEED", checked.seed),
         ("ROUNDS", train.rounds),
@@ -56,19 +64,38 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
         ("BATCH_SIZE", data.batch),
         ("SHUFFLE_BUFFER", data.shuffle),
         ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0),
-    )
+        ("BYTES_DOWN_PER_CLIENT", comm["down"]),  # float32 model, per sampled client per round
+        ("BYTES_UP_PER_CLIENT", comm["up"]),
+    ]
+    if checked.aggregation and checked.aggregation.secure:
+        constants.append(("SECURE_AGGREGATION", True))
+    if checked.privacy is not None:
+        p = checked.privacy
+        constants += [
+            ("NOISE_MULTIPLIER", p.noise_multiplier),
+            ("POPULATION", p.population),
+            ("DELTA", p.delta),
+            ("EPSILON_TARGET", p.epsilon_target),
+            ("ON_EXCEED", p.on_exceed),
+            ("ACCOUNTANT", p.accountant),
+        ]
+    return tuple(constants)
 
 
-# Used by the copied helpers (fedlang/lib/data.py and tff_worker.py) and the program itself.
-_STDLIB_IMPORTS = ("argparse", "atexit", "ctypes", "math", "os", "signal", "socket", "subprocess", "sys",
-                   "threading", "time")
-
-
-def _imports(data: DataConfig) -> tuple[str, ...]:
+def _imports(checked: CheckedSpec) -> tuple[str, ...]:
+    """Third-party imports the program's own code needs (helpers bring their own)."""
     imports = []
-    if data.source.name.startswith("sklearn."):
+    if checked.data.source.name.startswith("sklearn."):
         imports.append("import sklearn.datasets")
+    if checked.privacy is not None and checked.aggregation and checked.aggregation.secure:
+        imports.append("import tensorflow_privacy as tfp")
     return tuple(imports)
+
+
+def _privacy_helpers(checked: CheckedSpec) -> tuple[str, ...]:
+    if checked.privacy is None:
+        return ()
+    return ("epsilon_per_round", "last_round_within")
 
 
 def _helpers(data: DataConfig) -> tuple[str, ...]:
@@ -94,8 +121,8 @@ def _data_steps(data: DataConfig) -> dict[str, object]:
         from .registry import SKLEARN_SETS
 
         steps["loader"] = "sklearn.datasets." + SKLEARN_SETS[source.name].loader
-    if data.path is not None:
-        steps["path"] = data.path
+    if data.path is not None:  # absolute, so the emitted program runs from any folder
+        steps["path"] = os.path.abspath(data.path)
     steps["test"] = data.test.name
     steps["test_fraction"] = data.test.args.get("fraction")
     steps["scale"] = data.scale
@@ -144,7 +171,8 @@ def _metric(name: str, binary: bool, from_logits: bool) -> PyCall:
             return PyCall.of("tf.keras.metrics.BinaryAccuracy", name="accuracy", threshold=threshold)
         return PyCall.of("tf.keras.metrics.SparseCategoricalAccuracy", name="accuracy")
     if name == "auc":
-        return PyCall.of("tf.keras.metrics.AUC", name="auc", from_logits=from_logits)
+        # 1000 thresholds (Keras default: 200) keep AUC accurate when outputs saturate near 0 or 1.
+        return PyCall.of("tf.keras.metrics.AUC", name="auc", num_thresholds=1000, from_logits=from_logits)
     cls = {"precision": "Precision", "recall": "Recall"}[name]
     return PyCall.of(f"tf.keras.metrics.{cls}", name=name, thresholds=threshold)
 
@@ -161,19 +189,76 @@ def _optimizer(choice) -> PyCall:
     return PyCall.of(f"tff.learning.optimizers.build_{choice.name}", **a)
 
 
-def _process(train: TrainConfig) -> PyCall:
+def _process(train: TrainConfig, custom_aggregator: bool) -> PyCall:
     model_fn = PyRef("model_fn")
     server = _optimizer(train.server_optimizer)
     weighted = train.weighting == "examples"
+    extra = {"model_aggregator": PyRef("build_aggregator()")} if custom_aggregator else {}
     if train.algorithm == "fedsgd":
-        return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server)
+        return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server, **extra)
     client = _optimizer(train.client_optimizer)
     prefix = "build_weighted" if weighted else "build_unweighted"
     if train.algorithm == "fedprox":
         return PyCall.of(f"tff.learning.algorithms.{prefix}_fed_prox", model_fn, proximal_strength=train.mu,
-                         client_optimizer_fn=client, server_optimizer_fn=server)
+                         client_optimizer_fn=client, server_optimizer_fn=server, **extra)
     return PyCall.of(f"tff.learning.algorithms.{prefix}_fed_avg", model_fn,
-                     client_optimizer_fn=client, server_optimizer_fn=server)
+                     client_optimizer_fn=client, server_optimizer_fn=server, **extra)
+
+
+def _aggregator(checked: CheckedSpec) -> PyCall | None:
+    """The model aggregator for DP, secure aggregation or compression (None: TFF's default mean)."""
+    privacy, aggregation = checked.privacy, checked.aggregation
+    secure = aggregation.secure if aggregation else None
+    if secure is not None:
+        lower, upper = secure
+        secure_sum = PyCall.of("tff.aggregators.SecureSumFactory", upper_bound_threshold=upper,
+                               lower_bound_threshold=lower)
+    if privacy is not None:
+        dp = "tff.aggregators.DifferentiallyPrivateFactory"
+        if privacy.adaptive is not None:
+            a = privacy.adaptive
+            return PyCall.of(f"{dp}.gaussian_adaptive", noise_multiplier=PyRef("NOISE_MULTIPLIER"),
+                             clients_per_round=PyRef("CLIENTS_PER_ROUND"), initial_l2_norm_clip=a["initial"],
+                             target_unclipped_quantile=a["quantile"], learning_rate=a["learning_rate"])
+        if secure is None:
+            return PyCall.of(f"{dp}.gaussian_fixed", noise_multiplier=PyRef("NOISE_MULTIPLIER"),
+                             clients_per_round=PyRef("CLIENTS_PER_ROUND"), clip=privacy.clip)
+        # Clip at the clients, secure-sum the clipped updates, add the noise to the sum at the server.
+        query = PyCall.of("tfp.NormalizedQuery",
+                          PyCall.of("tfp.GaussianSumQuery", l2_norm_clip=privacy.clip,
+                                    stddev=PyRef(f"NOISE_MULTIPLIER * {privacy.clip!r}")),
+                          denominator=PyRef("float(CLIENTS_PER_ROUND)"))
+        return PyCall.of(dp, query, record_aggregation_factory=secure_sum)
+    if secure is not None:
+        return PyCall.of("tff.aggregators.UnweightedMeanFactory", value_sum_factory=secure_sum)
+    if aggregation is not None and aggregation.quantize_bits is not None:
+        encoded = PyCall.of("tff.aggregators.EncodedSumFactory.quantize_above_threshold",
+                            quantization_bits=aggregation.quantize_bits, threshold=aggregation.quantize_threshold)
+        mean = "MeanFactory" if checked.train.weighting == "examples" else "UnweightedMeanFactory"
+        return PyCall.of(f"tff.aggregators.{mean}", value_sum_factory=encoded)
+    return None
+
+
+# ---------------------------------------------------------------- communication
+
+
+def communication(checked: CheckedSpec) -> dict[str, int]:
+    """Bytes each sampled client receives and sends per round, with and without compression.
+
+    Down: the float32 model. Up: the float32 update (plus a float32 weight when example-weighted);
+    with `quantize(bits)`, each quantized tensor costs ceil(n·bits/8) bytes plus 8 for its range.
+    """
+    shapes = checked.model.weight_shapes
+    sizes = [math.prod(s) for s in shapes]
+    weight = 4 if checked.train.weighting == "examples" and checked.privacy is None else 0
+    down = 4 * sum(sizes)
+    up_plain = 4 * sum(sizes) + weight
+    up = up_plain
+    aggregation = checked.aggregation
+    if aggregation is not None and aggregation.quantize_bits is not None:
+        bits, threshold = aggregation.quantize_bits, aggregation.quantize_threshold
+        up = weight + sum(math.ceil(n * bits / 8) + 8 if n > threshold else 4 * n for n in sizes)
+    return {"down": down, "up": up, "up_uncompressed": up_plain, "weight": weight}
 
 
 # ---------------------------------------------------------------- types, in TFF's notation

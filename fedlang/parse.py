@@ -20,7 +20,7 @@ from . import ast
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 from .registry import home_of
 
-BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate")
+BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate", "privacy", "aggregation")
 MODEL_KEYWORDS = ("input", "loss", "metrics")
 
 # Broken snippets and the message each family of mistakes gets. The parser state at the
@@ -291,6 +291,12 @@ class ToAst(Transformer):
     def evaluate(self, meta, children):
         return ast.EvaluateBlock(tuple(children), _span(meta))
 
+    def privacy(self, meta, children):
+        return ast.PrivacyBlock(tuple(children), _span(meta))
+
+    def aggregation(self, meta, children):
+        return ast.AggregationBlock(tuple(children), _span(meta))
+
     def setting(self, meta, children):
         key, value = children
         return ast.Setting(_ident(key), value, _span(meta))
@@ -420,7 +426,7 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     # A misspelled block keyword at the top level: `modle mlp {`.
     if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
         home = home_of(str(token))
-        if home is not None and home[0] in ("model", "data", "train", "evaluate"):
+        if home is not None and home[0] in ("model", "data", "train", "evaluate", "privacy", "aggregation"):
             block, what = home
             return Diagnostic("E111", f"'{token}' is {what}; it belongs inside the {block} block", span,
                               f"move it above the closing '}}' of the {block} block")

@@ -46,9 +46,9 @@ class Plan:
     source_name: str
     fedlang_version: str
     constants: tuple[tuple[str, Any], ...]
-    imports: tuple[str, ...]  # third-party import lines beyond numpy/tensorflow/tff/grpc
-    stdlib_imports: tuple[str, ...]
+    imports: tuple[str, ...]  # third-party imports of the program's own code (helpers bring theirs)
     helpers: tuple[str, ...]  # fedlang.lib.data functions copied into the program
+    privacy_helpers: tuple[str, ...]  # fedlang.lib.privacy functions copied into the program
     data_steps: dict[str, Any]
     layers: tuple[PyCall, ...]
     loss: PyCall
@@ -56,6 +56,9 @@ class Plan:
     element_spec: tuple[PyCall, PyCall]
     binary_labels: bool
     process: PyCall
+    aggregator: PyCall | None
+    secure_aggregation: bool
+    communication: dict[str, int]
     sections: dict[str, Section]
     model_weights_type: str
     client_data_type: str

@@ -262,13 +262,65 @@ EVALUATE_SETTINGS = (
     Param("every", "int", default=1, low=1, doc="evaluate on the test set every k rounds (and after the last)"),
 )
 
+# ---------------------------------------------------------------- privacy and aggregation
+
+CLIPS = _forms(
+    Form("adaptive", (
+        Param("quantile", "float", default=0.5, low=0, high=1, doc="target fraction of unclipped updates"),
+        Param("learning_rate", "float", default=0.2, low=0, low_open=True, doc="geometric step of the clip"),
+        Param("initial", "float", default=0.1, low=0, low_open=True, doc="clip norm in the first round")),
+        doc="adaptive clipping (Andrew et al. 2021): the clip norm tracks a quantile of update norms",
+        example="clip adaptive(quantile = 0.5, initial = 0.1)"),
+)
+
+ACCOUNTANTS = ("rdp", "pld")
+BUDGET_POLICIES = ("refuse", "stop", "warn")
+NOISE_PLACEMENTS = ("server", "clients")
+
+PRIVACY_SETTINGS = (
+    Param("noise", "noise", doc="Gaussian noise multiplier z (noise std / clip), or auto: the smallest z "
+                                "that meets the epsilon target over the declared rounds"),
+    Param("clip", "clip", doc="L2 norm bound of each client update: a number, or adaptive(…)"),
+    Param("epsilon", "float", default=None, low=0, low_open=True, doc="privacy target ε (user-level)"),
+    Param("delta", "float", default=1e-5, low=0, high=1, low_open=True, high_open=True, doc="δ of (ε, δ)-DP"),
+    Param("population", "int", default=None, low=1,
+          doc="clients that could be sampled (sampling rate = clients_per_round / population); "
+              "default: the number of clients"),
+    Param("accountant", "name", default="rdp", choices=ACCOUNTANTS,
+          doc="rdp (Rényi DP, dp-accounting's default orders) or pld (privacy loss distributions)"),
+    Param("on_exceed", "name", default="refuse", choices=BUDGET_POLICIES,
+          doc="when ε would pass the target: refuse to start, stop at the last round within budget, or warn"),
+    Param("noise_at", "name", default="server", choices=NOISE_PLACEMENTS,
+          doc="server: noise added to the (secure) sum, central DP; clients: distributed DP"),
+)
+
+SECURE_FORMS = _forms(
+    Form("bounds", (Param("lower", "float", doc="smallest value a coordinate may take"),
+                    Param("upper", "float", doc="largest value a coordinate may take")),
+         doc="secure summation of values clipped to [lower, upper] (TFF SecureSumFactory)",
+         example="secure bounds(-1.0, 1.0)"),
+)
+
+COMPRESSIONS = _forms(
+    Form("quantize", (Param("bits", "int", low=1, high=16, doc="bits per value sent"),
+                      Param("threshold", "int", default=0, low=0,
+                            doc="tensors with fewer values than this are sent uncompressed")),
+         doc="uniform stochastic quantization of client updates (TFF EncodedSumFactory)",
+         example="compress quantize(bits = 8)"),
+)
+
+AGGREGATION_SETTINGS = (
+    Param("secure", "form", default=None, forms=SECURE_FORMS, doc="secure aggregation with declared bounds"),
+    Param("compress", "form", default=None, forms=COMPRESSIONS, doc="compress client updates"),
+)
+
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
 
 
 # ---------------------------------------------------------------- where words belong (for messages)
 
 MODEL_LINES = ("input", "loss", "metrics")
-BLOCKS = ("model", "data", "train", "evaluate")
+BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation")
 TOP_LINES = ("experiment", "seed")
 
 # Names from other tools that users type out of habit, and what fedlang calls them.
@@ -302,7 +354,8 @@ def home_of(word: str) -> tuple[str, str] | None:
         return word, "a top-level line"
     if word in BLOCKS:
         return "top", "a block"
-    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS)):
+    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS),
+                          ("privacy", PRIVACY_SETTINGS), ("aggregation", AGGREGATION_SETTINGS)):
         if any(p.name == word for p in params):
             return block, f"a {block} setting"
     return None

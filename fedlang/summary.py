@@ -43,6 +43,16 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     if c.evaluate and data.test.name != "none":
         rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
                                  f"(and after the last) on the test set"))
+    if c.privacy is not None:
+        p = c.privacy
+        target = f"; target ε ≤ {p.epsilon_target:g}" if p.epsilon_target is not None else ""
+        rows.append(("privacy", f"ε = {p.epsilon:.4g} at δ = {p.delta:g} after {train.rounds} rounds "
+                                f"({p.accountant.upper()}, z = {p.noise_multiplier:g}, q = {p.sampling_rate:.4g}){target}"
+                                " — `fedlang plan` for details"))
+    if c.aggregation and c.aggregation.secure:
+        rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
+    if c.aggregation and c.aggregation.quantize_bits:
+        rows.append(("aggregation", f"updates quantized to {c.aggregation.quantize_bits} bits"))
     rows.append(("round type", plan.round_signature))
     if show_types:
         rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))

@@ -14,6 +14,7 @@ from ..checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from ..diagnostics import Diagnostics, Source, Span
 from ..registry import HEADER_SEED
 from .data import check_data
+from .privacy import check_aggregation, check_privacy
 from .model import check_model
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
@@ -41,9 +42,18 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     data = check_data(blocks["data"], base_dir, diags) if "data" in blocks else None
     train = check_train(blocks["train"], diags) if "train" in blocks else None
     evaluate = check_evaluate(blocks["evaluate"], diags) if "evaluate" in blocks else None
+    aggregation = check_aggregation(blocks["aggregation"], diags) if "aggregation" in blocks else None
+    privacy = None
 
     if model and data and train:
         train = _check_together(model, data, train, blocks, diags)
+        _warn_unused(model, data, train, evaluate, blocks, diags)
+        if aggregation and aggregation.secure and "privacy" not in blocks:
+            _check_secure_weighting(train, blocks["train"], diags)
+        if "privacy" in blocks and not diags.errors:
+            privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags)
+            if privacy is not None:
+                train = dataclasses.replace(train, weighting="uniform")
         if evaluate and data.test.name == "none":
             data_block: ast.DataBlock = blocks["data"]
             test = next((s for s in data_block.settings if s.key.name == "test"), None)
@@ -54,7 +64,32 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                         f"{where}, or remove the evaluate block")
     diags.raise_if_errors(source)
     assert model and data and train
-    return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings))
+    return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
+                       privacy=privacy, aggregation=aggregation)
+
+
+def _check_secure_weighting(train: TrainConfig, train_block: ast.TrainBlock, diags: Diagnostics) -> None:
+    if train.weighting == "examples":
+        diags.error("E811", "secure aggregation needs `weighting uniform`", _head(train_block.span, "train"),
+                    "with example weights each client sends weight × update, so no fixed bounds fit every "
+                    "client; add `weighting uniform`" + (" (and use fedavg: fedsgd always weights)"
+                                                        if train.algorithm == "fedsgd" else ""))
+
+
+def _warn_unused(model: ModelConfig, data: DataConfig, train: TrainConfig, evaluate, blocks, diags) -> None:
+    """Legal specs that probably do not do what their author meant."""
+    if data.test.name == "holdout" and evaluate is None:
+        data_block: ast.DataBlock = blocks["data"]
+        test = next(s for s in data_block.settings if s.key.name == "test")
+        diags.warning("W002", "the test set is held out but never used: there is no evaluate block",
+                      test.span, "add `evaluate { every 5 }`, or drop `test` to train on every example")
+    if data.source.name == "emnist" and not any(s.key.name == "clients_per_round" for s in blocks["train"].settings):
+        diags.warning("W003", f"all {data.num_clients:,} EMNIST writers train in every round",
+                      _head(blocks["train"].span, "train"), "add e.g. `clients_per_round 20`")
+    if model.layers[-1].kind == "dropout":
+        layer = next(i for i in reversed(blocks["model"].items) if isinstance(i, ast.Layer))
+        diags.warning("W004", "dropout after the output layer perturbs the predictions themselves",
+                      layer.kind.span, "move dropout before the last dense layer")
 
 
 def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, blocks, diags: Diagnostics):

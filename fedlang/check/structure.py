@@ -12,6 +12,8 @@ _BLOCK_WORDS = {
     ast.DataBlock: "data",
     ast.TrainBlock: "train",
     ast.EvaluateBlock: "evaluate",
+    ast.PrivacyBlock: "privacy",
+    ast.AggregationBlock: "aggregation",
 }
 REQUIRED_BLOCKS = ("model", "data", "train")
 

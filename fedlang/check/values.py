@@ -27,6 +27,8 @@ _TYPE_WORDS = {
     "names": "a list of names, e.g. [accuracy]",
     "size": "an integer or a pair [h, w]",
     "scale": "minmax, standard or a positive number",
+    "noise": "a noise multiplier (a number >= 0) or auto",
+    "clip": "a positive clip norm, or adaptive(…)",
 }
 
 
@@ -134,6 +136,22 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
             return float(value.value)
         hint = did_you_mean(value.text, ("minmax", "standard")) if isinstance(value, ast.Name) else None
         return _type_error(param, value, diags, owner, hint, context)
+    if kind == "noise":
+        if isinstance(value, ast.Name) and value.text == "auto":
+            return "auto"
+        if isinstance(value, ast.Number) and value.value >= 0 and math.isfinite(value.value):
+            return float(value.value)
+        return _type_error(param, value, diags, owner, "e.g. `noise 1.1`, or `noise auto` with an epsilon target",
+                           context)
+    if kind == "clip":
+        if isinstance(value, ast.Number):
+            if value.value > 0 and math.isfinite(value.value):
+                return float(value.value)
+            return _type_error(param, value, diags, owner, None, context)
+        from ..registry import CLIPS
+
+        choice = resolve_form(value, CLIPS, "clip", diags)
+        return INVALID if choice is None else choice
     raise AssertionError(f"unknown parameter type {kind}")
 
 

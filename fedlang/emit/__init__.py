@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast as pyast
 import functools
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,23 +22,49 @@ from ..plan import Plan, PyCall, PyRef
 LIB = Path(__file__).resolve().parent.parent / "lib"
 
 
+# The program's own imports (besides those the copied helpers bring along).
+_PROGRAM_IMPORTS = ("import argparse", "import os", "import time", "import numpy as np")
+# Imported after TF_CPP_MIN_LOG_LEVEL is set, since they load TensorFlow.
+_TF_MODULES = ("tensorflow", "tensorflow_federated", "tensorflow_privacy")
+
+
 def emit(plan: Plan) -> str:
     """The experiment as one readable Python program."""
-    data_helpers = helper_source(LIB / "data.py", plan.helpers)
-    extra = []
+    snippets = [helper_source(LIB / "data.py", plan.helpers)]
     if plan.checked.data.source.name == "emnist":
-        extra.append(helper_source(LIB / "emnist.py", ["load_emnist"]))
-    extra.append(helper_source(LIB / "tff_worker.py", ["use_local_tff_worker"]))
+        snippets.append(helper_source(LIB / "emnist.py", ["load_emnist"]))
+    if plan.privacy_helpers:
+        snippets.append(helper_source(LIB / "privacy.py", plan.privacy_helpers))
+    snippets.append(helper_source(LIB / "tff_worker.py", ["use_local_tff_worker"]))
+    imports = set(_PROGRAM_IMPORTS) | set(plan.imports) | {"import tensorflow as tf",
+                                                            "import tensorflow_federated as tff"}
+    for snippet in snippets:
+        imports |= set(snippet.imports)
+    stdlib, third_party, tensorflow = _group_imports(imports)
     text = _env().get_template("program.py.j2").render(
         plan=plan,
         checked=plan.checked,
         data=plan.checked.data,
         steps=plan.data_steps,
-        helpers=data_helpers,
-        extra_helpers=extra,
+        stdlib_imports=stdlib,
+        third_party_imports=third_party,
+        tensorflow_imports=tensorflow,
+        helpers="\n\n\n".join(s.source for s in snippets),
     )
     pyast.parse(text)  # the template must always produce valid Python
     return text.rstrip() + "\n"
+
+
+def _group_imports(lines: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """isort-style groups: standard library, third party, then the TensorFlow family."""
+    def module(line: str) -> str:
+        return line.split()[1].split(".")[0]
+
+    stdlib = sorted((l for l in lines if module(l) in sys.stdlib_module_names), key=lambda l: (l.startswith("from"), l))
+    rest = [l for l in lines if module(l) not in sys.stdlib_module_names]
+    tensorflow = sorted((l for l in rest if module(l) in _TF_MODULES), key=lambda l: (l.startswith("from"), l))
+    third_party = sorted((l for l in rest if module(l) not in _TF_MODULES), key=lambda l: (l.startswith("from"), l))
+    return stdlib, third_party, tensorflow
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,7 +106,7 @@ def py_wrapped(value: Any, indent: int = 4, width: int = 96) -> str:
     if not isinstance(value, PyCall) or indent + len(flat) <= width:
         return flat
     pad = " " * (indent + 4)
-    args = [py_wrapped(v, indent + 4, width) if k is None else f"{k}={py_wrapped(v, indent + 4 + len(k) + 1, width)}"
+    args = [py_wrapped(v, indent + 4, width) if k is None else f"{k}={py_wrapped(v, indent + 4, width - len(k) - 1)}"
             for k, v in value.args]
     return f"{value.func}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
 
@@ -88,15 +116,24 @@ def comment(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text)).rstrip()
 
 
-def helper_source(path: Path, names: Iterable[str]) -> str:
-    """The source of `names` and the helpers they need (by the module's REQUIRES), in file order."""
+@dataclass(frozen=True)
+class Snippet:
+    source: str
+    imports: tuple[str, ...]  # the module's import lines that the copied code uses
+
+
+def helper_source(path: Path, names: Iterable[str]) -> Snippet:
+    """`names` and the helpers they need (the module's REQUIRES), in file order, with their imports."""
     text = path.read_text()
     module = pyast.parse(text)
     requires: dict[str, tuple[str, ...]] = {}
     defs: dict[str, pyast.AST] = {}
+    import_nodes: list[pyast.AST] = []
     for node in module.body:
         if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
             defs[node.name] = node
+        elif isinstance(node, (pyast.Import, pyast.ImportFrom)):
+            import_nodes.append(node)
         elif isinstance(node, (pyast.Assign, pyast.AnnAssign)):
             target = node.targets[0] if isinstance(node, pyast.Assign) else node.target
             if isinstance(target, pyast.Name) and target.id == "REQUIRES":
@@ -108,5 +145,18 @@ def helper_source(path: Path, names: Iterable[str]) -> str:
         if name not in wanted:
             wanted.add(name)
             todo.extend(requires.get(name, ()))
-    chunks = [pyast.get_source_segment(text, node) for name, node in defs.items() if name in wanted]
-    return "\n\n\n".join(chunks)
+    chosen = [node for name, node in defs.items() if name in wanted]
+    used = {n.id for node in chosen for n in pyast.walk(node) if isinstance(n, pyast.Name)}
+    imports = []
+    for node in import_nodes:
+        if node.module == "__future__" if isinstance(node, pyast.ImportFrom) else False:
+            continue
+        for alias in node.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            if bound in used:
+                if isinstance(node, pyast.Import):
+                    imports.append(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
+                else:
+                    imports.append(f"from {node.module} import {alias.name}"
+                                   + (f" as {alias.asname}" if alias.asname else ""))
+    return Snippet("\n\n\n".join(pyast.get_source_segment(text, node) for node in chosen), tuple(imports))

@@ -91,10 +91,13 @@ class RoundTable:
         if not self.console.is_terminal and not message.startswith("round"):
             self.console.print(f"[dim]{message}…[/dim]")
 
-    def add(self, row: dict[str, Any], metric_names: tuple[str, ...]) -> None:
+    def add(self, row: dict[str, Any], metric_names: tuple[str, ...], evaluates: bool) -> None:
         if self.columns is None:
-            self.columns = ["round"] + [f"train_{m}" for m in metric_names] + \
-                           [f"eval_{m}" for m in metric_names] + ["seconds"]
+            self.columns = (["round"] + [f"train_{m}" for m in metric_names]
+                            + ([f"eval_{m}" for m in metric_names] if evaluates else [])
+                            + [k for k in row if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up")
+                               and not k.startswith(("train_", "eval_"))]
+                            + ["seconds"])
             self.console.print("  ".join(f"{c:>{_width(c)}}" for c in self.columns), style="bold")
         cells = []
         for c in self.columns:
@@ -132,14 +135,19 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
-        worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"))
+        if plan.secure_aggregation:
+            console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
+                          "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")
+        worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"),
+                                                   secure_aggregation=plan.secure_aggregation)
+        evaluates = checked.evaluate is not None and checked.data.test.name != "none"
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)
-                table.add(row, plan.metric_names)
+                table.add(row, plan.metric_names, evaluates)
 
             keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status)
-        keras_model.save(out / "model.keras")
+        keras_model.save(out / "model.keras", include_optimizer=False)
         status, code = "completed", 0
     except KeyboardInterrupt:
         status, code = "interrupted", EXIT_INTERRUPTED

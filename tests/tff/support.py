@@ -46,7 +46,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    # PYTHONFAULTHANDLER: a hung child can be made to dump every thread's stack with SIGABRT.
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONFAULTHANDLER="1", **extra)
     env[TOKEN_VAR] = TOKEN
     return env
 

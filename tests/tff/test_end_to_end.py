@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -86,12 +87,16 @@ def test_saved_model_reproduces_the_final_evaluation(quickstart_run):
     assert scores["accuracy"] == pytest.approx(final["eval_accuracy"], abs=1e-6)
 
 
-def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(quickstart_run, tmp_path):
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(target, quickstart_run, tmp_path):
+    """SIGINT to the fedlang process alone, or to its whole process group as a terminal's Ctrl-C
+    does (then the worker gets it too, while the runner may be waiting on it)."""
     spec = tmp_path / "quickstart.fed"
     spec.write_text(quickstart_spec_text())  # 30 rounds: far more than we let it run
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "fedlang", "run", str(spec), "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                            start_new_session=True)
     captured = {"stdout": [], "stderr": []}
     readers = [threading.Thread(target=lambda s=s, n=n: captured[n].extend(s), daemon=True)
                for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))]
@@ -104,8 +109,16 @@ def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(quicks
             assert proc.poll() is None, "".join(captured["stderr"])[-3000:]
             assert time.monotonic() < deadline, "no round finished within 240 s"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks of the hung run
+            proc.wait(timeout=10)
+            code = "hung"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -113,6 +126,7 @@ def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(quicks
     for reader in readers:
         reader.join(timeout=10)
     stderr = "".join(captured["stderr"])
+    assert code != "hung", f"still running 60 s after SIGINT; its stacks:\n{stderr[-8000:]}"
     assert code == 130, stderr[-3000:]
     assert "interrupted after" in stderr
 

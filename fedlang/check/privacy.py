@@ -1,0 +1,168 @@
+"""The privacy and aggregation passes: DP settings, the ε budget, and which options combine.
+
+The ε of the declared run is computed here, before anything runs, with dp-accounting (through
+fedlang/lib/privacy.py, the same functions the emitted program uses). dp-accounting is imported
+only for specs that have a privacy block.
+"""
+
+from __future__ import annotations
+
+from .. import ast
+from ..checked import AggregationConfig, Choice, DataConfig, PrivacyConfig, TrainConfig
+from ..diagnostics import Diagnostics, Span
+from ..registry import AGGREGATION_SETTINGS, PRIVACY_SETTINGS
+from .settings import Settings, resolve_settings
+from .values import INVALID
+
+
+def _head(span: Span, word: str) -> Span:
+    return Span(span.line, span.column, span.line, span.column + len(word))
+
+
+def check_aggregation(block: ast.AggregationBlock, diags: Diagnostics) -> AggregationConfig | None:
+    before = len(diags.errors)
+    s = resolve_settings("aggregation", block.settings, AGGREGATION_SETTINGS, block.span, diags)
+    if len(diags.errors) > before:
+        return None
+    secure: Choice | None = s["secure"]
+    bounds = None
+    if secure is not None:
+        bounds = (float(secure["lower"]), float(secure["upper"]))
+        if bounds[0] >= bounds[1]:
+            diags.error("E812", f"secure bounds need lower < upper; got [{bounds[0]:g}, {bounds[1]:g}]",
+                        secure.span, "e.g. `secure bounds(-1.0, 1.0)`")
+            return None
+    compress: Choice | None = s["compress"]
+    if secure is not None and compress is not None:
+        diags.error("E806", "compression cannot be combined with secure aggregation", s.span("compress"),
+                    "the secure sum already encodes each value in a fixed integer range; drop one of them")
+        return None
+    return AggregationConfig(
+        secure=bounds,
+        quantize_bits=compress["bits"] if compress else None,
+        quantize_threshold=compress["threshold"] if compress else 0,
+        lines=(block.span.line, block.span.end_line),
+    )
+
+
+def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
+                  aggregation: AggregationConfig | None, train_block: ast.TrainBlock,
+                  diags: Diagnostics) -> PrivacyConfig | None:
+    """Type the privacy block, check it against training and aggregation, account ε."""
+    before = len(diags.errors)
+    s = resolve_settings("privacy", block.settings, PRIVACY_SETTINGS, block.span, diags)
+    if len(diags.errors) > before:
+        return None
+    _combinations(s, train, aggregation, train_block, diags)
+    population = s["population"] if s["population"] is not None else data.num_clients
+    if population < train.clients_per_round:
+        diags.error("E810", f"population {population} is smaller than clients_per_round "
+                            f"({train.clients_per_round})", s.span("population"),
+                    "the population is everyone who could be sampled; it is at least the clients per round")
+    if s["noise"] == "auto" and s["epsilon"] is None:
+        diags.error("E809", "`noise auto` needs an epsilon target to solve for", s.span("noise"),
+                    "add e.g. `epsilon 8.0`, or give a noise multiplier such as `noise 1.1`")
+    if len(diags.errors) > before:
+        return None
+    if s["delta"] >= 1 / population:
+        diags.warning("W802", f"delta {s['delta']:g} is not below 1/population (1/{population}): "
+                              f"(ε, δ)-DP with such a δ can reveal a user outright", s.span("delta"),
+                      f"use delta < {1 / population:.1e}")
+
+    from ..lib import privacy as dp  # dp-accounting; no TensorFlow
+
+    q = dp.sampling_rate(train.clients_per_round, population)
+    delta, accountant, rounds = s["delta"], s["accountant"], train.rounds
+    target = s["epsilon"]
+    noise = s["noise"]
+    if noise == "auto":
+        try:
+            noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
+        except ValueError as exc:
+            diags.error("E813", f"no noise level meets the target: {exc}", s.span("epsilon"),
+                        "raise epsilon, lower the rounds or clients_per_round, or grow the population")
+            return None
+    if noise == 0:
+        diags.warning("W803", "noise 0 adds no noise: the run is not differentially private", s.span("noise"),
+                      "use `noise auto` with an epsilon target, or a multiplier around 1")
+        epsilon, last_within = float("inf"), (0 if target is not None else None)
+    else:
+        epsilon = dp.epsilon_after(rounds, noise, q, delta, accountant)
+        last_within = (dp.last_round_within(target, rounds, noise, q, delta, accountant)
+                       if target is not None else None)
+    rounds_to_run = rounds
+    if target is not None and epsilon > target:
+        crossing = f"ε passes {target:g} after round {last_within}" if last_within else \
+                   f"even one round spends more than ε = {target:g}"
+        where = s.span("epsilon")
+        policy = s["on_exceed"]
+        if policy == "refuse":
+            fix = (f"run at most {last_within} rounds, raise the noise (`noise auto` solves it), "
+                   "or set `on_exceed stop` to stop at the last round within budget")
+            diags.error("E808", f"the run would spend ε = {epsilon:.3g} (δ = {delta:g}, {accountant.upper()}) "
+                                f"over {rounds} rounds, above the target {target:g}: {crossing}", where, fix)
+            return None
+        if policy == "stop":
+            if not last_within:
+                diags.error("E808", f"even the first round spends more than ε = {target:g}", where,
+                            "raise the noise multiplier or the target")
+                return None
+            rounds_to_run = last_within
+            diags.warning("W804", f"ε passes the target {target:g} after round {last_within}: the run will stop "
+                                  f"there instead of at round {rounds}", where)
+        else:
+            diags.warning("W804", f"the run will spend ε = {epsilon:.3g} over {rounds} rounds, above the target "
+                                  f"{target:g} ({crossing})", where)
+    adaptive = s["clip"] if isinstance(s["clip"], Choice) else None
+    return PrivacyConfig(
+        noise_multiplier=float(noise),
+        noise_solved=s["noise"] == "auto",
+        clip=None if adaptive else s["clip"],
+        adaptive=adaptive,
+        epsilon_target=target,
+        delta=delta,
+        population=population,
+        sampling_rate=q,
+        accountant=accountant,
+        on_exceed=s["on_exceed"],
+        epsilon=epsilon,
+        last_round_within=last_within,
+        rounds_to_run=rounds_to_run,
+        lines=(block.span.line, block.span.end_line),
+    )
+
+
+def _combinations(s: Settings, train: TrainConfig, aggregation: AggregationConfig | None,
+                  train_block: ast.TrainBlock, diags: Diagnostics) -> None:
+    """Which privacy options can be used together with the training and aggregation declared."""
+    if train.algorithm == "fedsgd":
+        diags.error("E801", "DP aggregation averages clipped updates uniformly; fedsgd weights them by "
+                            "example count", _head(train_block.span, "train"),
+                    "use `train fedavg { local_epochs 1 … }` with the privacy block")
+    elif any(x.key.name == "weighting" for x in train_block.settings) and train.weighting == "examples":
+        span = next(x.value.span for x in train_block.settings if x.key.name == "weighting")
+        diags.error("E801", "DP aggregation is unweighted: each client's clipped update counts once", span,
+                    "remove `weighting examples` (a privacy block implies `weighting uniform`)")
+    if s["noise_at"] == "clients":
+        if aggregation is None or aggregation.secure is None:
+            diags.error("E802", "noise added at the clients needs secure aggregation", s.span("noise_at"),
+                        "without a secure sum the server sees every client's update with only its share of "
+                        "the noise; add `aggregation { secure bounds(…) }` or use `noise_at server`")
+        else:
+            diags.error("E803", "distributed DP (noise at the clients) is not supported yet", s.span("noise_at"),
+                        "use `noise_at server`: the server adds the noise to the secure sum")
+    if aggregation is not None and aggregation.quantize_bits is not None:
+        diags.error("E807", "compression cannot be combined with DP aggregation yet", s.block_span,
+                    "remove `compress` from the aggregation block, or the privacy block")
+    if aggregation is not None and aggregation.secure is not None:
+        clip = s["clip"]
+        if isinstance(clip, Choice):
+            diags.error("E805", "adaptive clipping cannot be used with secure aggregation", s.span("clip"),
+                        "the clip norm changes every round, but the secure sum's bounds are fixed; "
+                        "use a fixed `clip`")
+        elif clip is not INVALID:
+            lower, upper = aggregation.secure
+            if min(-lower, upper) < clip:
+                diags.warning("W801", f"secure bounds [{lower:g}, {upper:g}] are narrower than the clip norm "
+                                      f"{clip:g}: coordinates outside them are clipped again, biasing the sum",
+                              s.span("clip"), f"use `secure bounds({-clip:g}, {clip:g})` or wider")

@@ -1,0 +1,70 @@
+"""`fedlang plan`: what a run will cost and guarantee, before it starts (no TensorFlow)."""
+
+from __future__ import annotations
+
+from .diagnostics import Diagnostic
+from .plan import Plan
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, str]]:
+    """(label, text) rows of the cost and privacy table."""
+    c = plan.checked
+    train, comm = c.train, plan.communication
+    rounds = c.privacy.rounds_to_run if c.privacy else train.rounds
+    params = c.model.param_count
+    rows = [
+        ("model parameters", f"{params:,} ({human_bytes(4 * params)} as float32)"),
+        ("clients per round", f"{train.clients_per_round} of {c.data.num_clients}"),
+        ("rounds", f"{rounds}" + (f" (of {train.rounds} declared; the ε budget stops the run)"
+                                  if rounds != train.rounds else "")),
+        ("down per client per round", f"{human_bytes(comm['down'])} (the float32 model)"),
+    ]
+    if comm["up"] != comm["up_uncompressed"]:
+        ratio = comm["up_uncompressed"] / comm["up"]
+        rows.append(("up per client per round",
+                     f"{human_bytes(comm['up'])} with {c.aggregation.quantize_bits}-bit quantization "
+                     f"({human_bytes(comm['up_uncompressed'])} uncompressed, {ratio:.1f}x smaller)"))
+    else:
+        rows.append(("up per client per round", f"{human_bytes(comm['up'])} (float32 update"
+                     + (", plus its example-count weight" if comm["weight"] else "") + ")"))
+    per_round = train.clients_per_round
+    total_down = comm["down"] * per_round * rounds
+    total_up = comm["up"] * per_round * rounds
+    rows.append(("total over the run", f"{human_bytes(total_down)} down, {human_bytes(total_up)} up"
+                 + (f" ({human_bytes(comm['up_uncompressed'] * per_round * rounds)} up uncompressed)"
+                    if comm["up"] != comm["up_uncompressed"] else "")))
+    p = c.privacy
+    if p is None:
+        rows.append(("privacy", "none (no privacy block): updates are not clipped or noised"))
+    else:
+        clip = f"clip {p.clip:g}" if p.clip is not None else \
+            f"adaptive clip (quantile {p.adaptive['quantile']:g}, initial {p.adaptive['initial']:g})"
+        noise = f"z = {p.noise_multiplier:g}" + (" (solved for the target)" if p.noise_solved else "")
+        rows.append(("mechanism", f"Gaussian, {noise}, {clip}, noise added at the server"))
+        rows.append(("accounting", f"user-level, {p.accountant.upper()} accountant (dp-accounting), Poisson "
+                                   f"sampling q = {p.sampling_rate:.4g} ({train.clients_per_round}/{p.population})"))
+        eps_text = "∞" if p.epsilon == float("inf") else f"{p.epsilon:.4g}"
+        rows.append((f"ε after {train.rounds} rounds", f"{eps_text} at δ = {p.delta:g}"))
+        if p.epsilon_target is not None:
+            if p.last_round_within is not None and p.last_round_within < train.rounds:
+                crossed = f"crossed after round {p.last_round_within}"
+            else:
+                crossed = "not crossed"
+            rows.append((f"target ε ≤ {p.epsilon_target:g}", f"{crossed}; on_exceed {p.on_exceed}"))
+    if c.aggregation and c.aggregation.secure:
+        lower, upper = c.aggregation.secure
+        rows.append(("secure aggregation", f"sum of values clipped to [{lower:g}, {upper:g}]; simulated "
+                                           "(TFF's test context runs the secure sum as a plain sum)"))
+    return rows
+
+
+def warning_lines(diagnostics: tuple[Diagnostic, ...]) -> list[str]:
+    return [f"line {d.span.line}: {d.message}" for d in diagnostics]
