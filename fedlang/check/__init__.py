@@ -49,9 +49,10 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
         train = _check_together(model, data, train, blocks, diags)
         _warn_unused(model, data, train, evaluate, blocks, diags)
         if aggregation and aggregation.secure and "privacy" not in blocks:
-            _check_secure_weighting(train, blocks["train"], diags)
+            _check_secure_weighting(train, blocks["train"], blocks["aggregation"], diags)
         if "privacy" in blocks and not diags.errors:
-            privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags)
+            privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags,
+                                    blocks.get("aggregation"))
             if privacy is not None:
                 train = dataclasses.replace(train, weighting="uniform")
         if evaluate and data.test.name == "none":
@@ -68,12 +69,24 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                        privacy=privacy, aggregation=aggregation)
 
 
-def _check_secure_weighting(train: TrainConfig, train_block: ast.TrainBlock, diags: Diagnostics) -> None:
+def _check_secure_weighting(train: TrainConfig, train_block: ast.TrainBlock,
+                            aggregation_block: ast.AggregationBlock, diags: Diagnostics) -> None:
     if train.weighting == "examples":
-        diags.error("E811", "secure aggregation needs `weighting uniform`", _head(train_block.span, "train"),
-                    "with example weights each client sends weight × update, so no fixed bounds fit every "
-                    "client; add `weighting uniform`" + (" (and use fedavg: fedsgd always weights)"
-                                                        if train.algorithm == "fedsgd" else ""))
+        secure = next(s for s in aggregation_block.settings if s.key.name == "secure")
+        written = next((s for s in train_block.settings if s.key.name == "weighting"), None)
+        if train.algorithm == "fedsgd":
+            what, span = "fedsgd weights updates by example count", train_block.algorithm.span
+            fix = "use `train fedavg { weighting uniform … }`: fedsgd always weights"
+        elif written is not None:
+            what, span = "the train block has `weighting examples`", written.value.span
+            fix = "use `weighting uniform`"
+        else:
+            what, span = "the train block weights updates by example count (the default)", train_block.span
+            span = _head(span, "train")
+            fix = "add `weighting uniform` to the train block"
+        diags.error("E811", f"secure aggregation (line {secure.span.line}) needs `weighting uniform`, but {what}",
+                    span, f"{fix}: with example weights each client sends weight × update, so no fixed bounds "
+                          "fit every client")
 
 
 def _warn_unused(model: ModelConfig, data: DataConfig, train: TrainConfig, evaluate, blocks, diags) -> None:

@@ -15,6 +15,10 @@ from .settings import Settings, resolve_settings
 from .values import INVALID
 
 
+def _eps(x: float) -> str:
+    return "∞" if x == float("inf") else f"{x:.3g}"
+
+
 def _head(span: Span, word: str) -> Span:
     return Span(span.line, span.column, span.line, span.column + len(word))
 
@@ -29,8 +33,10 @@ def check_aggregation(block: ast.AggregationBlock, diags: Diagnostics) -> Aggreg
     if secure is not None:
         bounds = (float(secure["lower"]), float(secure["upper"]))
         if bounds[0] >= bounds[1]:
-            diags.error("E812", f"secure bounds need lower < upper; got [{bounds[0]:g}, {bounds[1]:g}]",
-                        secure.span, "e.g. `secure bounds(-1.0, 1.0)`")
+            fix = (f"write the smaller bound first: `secure bounds({bounds[1]:g}, {bounds[0]:g})`"
+                   if bounds[0] > bounds[1] else "e.g. `secure bounds(-1.0, 1.0)`")
+            diags.error("E812", f"secure bounds need lower < upper; got lower {bounds[0]:g}, upper {bounds[1]:g}",
+                        secure.span, fix)
             return None
     compress: Choice | None = s["compress"]
     if secure is not None and compress is not None:
@@ -47,18 +53,20 @@ def check_aggregation(block: ast.AggregationBlock, diags: Diagnostics) -> Aggreg
 
 def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                   aggregation: AggregationConfig | None, train_block: ast.TrainBlock,
-                  diags: Diagnostics) -> PrivacyConfig | None:
+                  diags: Diagnostics, aggregation_block: ast.AggregationBlock | None = None
+                  ) -> PrivacyConfig | None:
     """Type the privacy block, check it against training and aggregation, account ε."""
     before = len(diags.errors)
     s = resolve_settings("privacy", block.settings, PRIVACY_SETTINGS, block.span, diags)
     if len(diags.errors) > before:
         return None
-    _combinations(s, train, aggregation, train_block, diags)
+    _combinations(s, train, aggregation, train_block, aggregation_block, diags)
     population = s["population"] if s["population"] is not None else data.num_clients
     if population < train.clients_per_round:
         diags.error("E810", f"population {population} is smaller than clients_per_round "
                             f"({train.clients_per_round})", s.span("population"),
-                    "the population is everyone who could be sampled; it is at least the clients per round")
+                    f"the population counts everyone who could be sampled, so it is at least "
+                    f"{train.clients_per_round}; leave it out to use the {data.num_clients} clients of the data")
     if s["noise"] == "auto" and s["epsilon"] is None:
         diags.error("E809", "`noise auto` needs an epsilon target to solve for", s.span("noise"),
                     "add e.g. `epsilon 8.0`, or give a noise multiplier such as `noise 1.1`")
@@ -78,9 +86,13 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     if noise == "auto":
         try:
             noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
-        except ValueError as exc:
-            diags.error("E813", f"no noise level meets the target: {exc}", s.span("epsilon"),
-                        "raise epsilon, lower the rounds or clients_per_round, or grow the population")
+        except ValueError:
+            most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
+            diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "
+                                f"noise 1000 spends ε = {most:.3g} (δ = {delta:g}, q = {q:.4g}, "
+                                f"{accountant.upper()})", s.span("epsilon"),
+                        "raise epsilon, or lower the rounds or clients_per_round (a larger population "
+                        "lowers q too)")
             return None
     if noise == 0:
         diags.warning("W803", "noise 0 adds no noise: the run is not differentially private", s.span("noise"),
@@ -92,26 +104,32 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                        if target is not None else None)
     rounds_to_run = rounds
     if target is not None and epsilon > target:
-        crossing = f"ε passes {target:g} after round {last_within}" if last_within else \
-                   f"even one round spends more than ε = {target:g}"
+        crossing = f"ε passes {target:g} after round {last_within}"
         where = s.span("epsilon")
         policy = s["on_exceed"]
+        first = epsilon if rounds == 1 or noise == 0 else dp.epsilon_after(1, noise, q, delta, accountant)
+        first_text = _eps(first)
+        if not last_within:
+            crossing = f"the first round alone spends ε = {first_text}"
         if policy == "refuse":
             fix = (f"run at most {last_within} rounds, raise the noise (`noise auto` solves it), "
-                   "or set `on_exceed stop` to stop at the last round within budget")
-            diags.error("E808", f"the run would spend ε = {epsilon:.3g} (δ = {delta:g}, {accountant.upper()}) "
+                   "or set `on_exceed stop` to stop at the last round within budget") if last_within else \
+                  "raise the noise multiplier (`noise auto` solves for it) or the target"
+            diags.error("E808", f"the run would spend ε = {_eps(epsilon)} (δ = {delta:g}, {accountant.upper()}) "
                                 f"over {rounds} rounds, above the target {target:g}: {crossing}", where, fix)
             return None
         if policy == "stop":
             if not last_within:
-                diags.error("E808", f"even the first round spends more than ε = {target:g}", where,
-                            "raise the noise multiplier or the target")
+                diags.error("E808", f"on_exceed stop cannot stop in time: the first round alone spends "
+                                    f"ε = {first_text} (δ = {delta:g}, {accountant.upper()}), above the target "
+                                    f"{target:g}", where,
+                            "raise the noise multiplier (`noise auto` solves for it) or the target")
                 return None
             rounds_to_run = last_within
             diags.warning("W804", f"ε passes the target {target:g} after round {last_within}: the run will stop "
                                   f"there instead of at round {rounds}", where)
         else:
-            diags.warning("W804", f"the run will spend ε = {epsilon:.3g} over {rounds} rounds, above the target "
+            diags.warning("W804", f"the run will spend ε = {_eps(epsilon)} over {rounds} rounds, above the target "
                                   f"{target:g} ({crossing})", where)
     adaptive = s["clip"] if isinstance(s["clip"], Choice) else None
     return PrivacyConfig(
@@ -133,11 +151,12 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
 
 
 def _combinations(s: Settings, train: TrainConfig, aggregation: AggregationConfig | None,
-                  train_block: ast.TrainBlock, diags: Diagnostics) -> None:
+                  train_block: ast.TrainBlock, aggregation_block: ast.AggregationBlock | None,
+                  diags: Diagnostics) -> None:
     """Which privacy options can be used together with the training and aggregation declared."""
     if train.algorithm == "fedsgd":
         diags.error("E801", "DP aggregation averages clipped updates uniformly; fedsgd weights them by "
-                            "example count", _head(train_block.span, "train"),
+                            "example count", train_block.algorithm.span,
                     "use `train fedavg { local_epochs 1 … }` with the privacy block")
     elif any(x.key.name == "weighting" for x in train_block.settings) and train.weighting == "examples":
         span = next(x.value.span for x in train_block.settings if x.key.name == "weighting")
@@ -152,8 +171,12 @@ def _combinations(s: Settings, train: TrainConfig, aggregation: AggregationConfi
             diags.error("E803", "distributed DP (noise at the clients) is not supported yet", s.span("noise_at"),
                         "use `noise_at server`: the server adds the noise to the secure sum")
     if aggregation is not None and aggregation.quantize_bits is not None:
-        diags.error("E807", "compression cannot be combined with DP aggregation yet", s.block_span,
-                    "remove `compress` from the aggregation block, or the privacy block")
+        compress = (next((x for x in aggregation_block.settings if x.key.name == "compress"), None)
+                    if aggregation_block is not None else None)
+        diags.error("E807", "compression cannot be combined with a privacy block yet",
+                    compress.span if compress is not None else s.block_span,
+                    f"DP clips and noises the float32 updates, and quantizing them is not supported: remove "
+                    f"`compress`, or the privacy block (line {s.block_span.line})")
     if aggregation is not None and aggregation.secure is not None:
         clip = s["clip"]
         if isinstance(clip, Choice):

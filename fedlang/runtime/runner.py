@@ -147,7 +147,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                 table.add(row, plan.metric_names, evaluates)
 
             keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status)
-        keras_model.save(out / "model.keras", include_optimizer=False)
+        _save_model(namespace, keras_model, out / "model.keras")
         status, code = "completed", 0
     except KeyboardInterrupt:
         status, code = "interrupted", EXIT_INTERRUPTED
@@ -174,6 +174,13 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         console.print(f"done: {shown or 'no evaluation'}; results in {out}/ "
                       f"(metrics.csv, metrics.jsonl, summary.json, model.keras, metrics.png)")
     return code
+
+
+def _save_model(namespace: dict[str, Any], trained, path: Path) -> None:
+    """Save the global model uncompiled (the evaluation-only compile would add a stray optimizer)."""
+    model = namespace["build_keras_model"]()
+    model.set_weights(trained.get_weights())
+    model.save(path)
 
 
 def _sigterm_to_keyboard_interrupt(signum, frame):
@@ -207,7 +214,22 @@ def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict],
         "fedlang": __version__,
         "model_parameters": c.model.param_count,
         "clients": c.data.num_clients,
+        "bytes_down_total": sum(r.get("bytes_down", 0) for r in rows),
+        "bytes_up_total": sum(r.get("bytes_up", 0) for r in rows),
     }
+    if c.privacy is not None:
+        p = c.privacy
+        summary["privacy"] = {
+            "epsilon": rows[-1].get("epsilon") if rows else 0.0,
+            "delta": p.delta,
+            "accountant": f"{p.accountant} (dp-accounting), user-level, Poisson sampling",
+            "noise_multiplier": p.noise_multiplier,
+            "sampling_rate": p.sampling_rate,
+            "epsilon_target": p.epsilon_target,
+            "on_exceed": p.on_exceed,
+        }
+    if compiled.plan.secure_aggregation:
+        summary["secure_aggregation"] = "simulated (TFF test context: secure sum run as a plain sum)"
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -83,8 +83,10 @@ def test_saved_model_reproduces_the_final_evaluation(quickstart_run):
     assert accuracy == pytest.approx(final["eval_accuracy"], abs=1e-6)
     loss = float(tf.keras.losses.SparseCategoricalCrossentropy()(y_test, probabilities))
     assert loss == pytest.approx(final["eval_loss"], rel=1e-5)
-    scores = model.evaluate(x_test, y_test, batch_size=1024, verbose=0, return_dict=True)  # compiled on save
+    model.compile(loss=namespace["build_loss"](), metrics=namespace["build_metrics"]())
+    scores = model.evaluate(x_test, y_test, batch_size=1024, verbose=0, return_dict=True)
     assert scores["accuracy"] == pytest.approx(final["eval_accuracy"], abs=1e-6)
+    assert scores["loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("target", ["process", "group"])

@@ -1,0 +1,135 @@
+"""Warnings of `fedlang check`: legal specs that probably do not do what their author meant.
+
+tests/fixtures/invalid/ holds specs that must fail (exit 1). A warning does not make a spec
+fail, so each warning code has an example here instead: the spec, checked in-process from a
+temporary folder as `w.fed`, must exit 0, print its summary on stdout and print exactly the
+expected warning on stderr (position, caret, hint). docs/errors.md links here for W-codes.
+W001 (no seed) is covered by tests/frontend/test_cli.py and the invalid fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from fedlang.cli import main
+
+# A spec whose lines 1-11 are fixed, so the positions below stay put; cases append to it.
+HEAD = """\
+seed 1
+model m {
+  input [64]
+  dense 10 softmax
+  loss sparse_categorical_crossentropy
+}
+data digits {
+  source sklearn.digits
+  partition iid(clients = 100)
+}
+"""
+TRAIN = "train fedavg {\n  rounds 5  clients_per_round 10\n}\n"
+TRAIN_UNIFORM = "train fedavg {\n  rounds 5  clients_per_round 10  weighting uniform\n}\n"
+TRAIN_100 = "train fedavg {\n  rounds 100  clients_per_round 10\n}\n"
+
+CASES = {
+    # The test set is held out (so clients train on fewer examples) but nothing evaluates on it.
+    "W002": (HEAD.replace("clients = 100)\n", "clients = 100)\n  test holdout(0.2)\n") + TRAIN, """\
+        w.fed:10:3: warning[W002]: the test set is held out but never used: there is no evaluate block
+              test holdout(0.2)
+              ^^^^^^^^^^^^^^^^^
+          hint: add `evaluate { every 5 }`, or drop `test` to train on every example
+        """),
+    # EMNIST's facts (writers, classes) are static: check knows them without loading the data set.
+    "W003": ("""\
+        seed 1
+        model m {
+          input [28, 28]
+          flatten
+          dense 10 softmax
+          loss sparse_categorical_crossentropy
+        }
+        data { source emnist(only_digits = true) }
+        train fedavg { rounds 5 }
+        """, """\
+        w.fed:9:1: warning[W003]: all 3,383 EMNIST writers train in every round
+            train fedavg { rounds 5 }
+            ^^^^^
+          hint: add e.g. `clients_per_round 20`
+        """),
+    "W004": (HEAD.replace("  dense 10 softmax\n", "  dense 10 softmax\n  dropout 0.2\n") + TRAIN, """\
+        w.fed:5:3: warning[W004]: dropout after the output layer perturbs the predictions themselves
+              dropout 0.2
+              ^^^^^^^
+          hint: move dropout before the last dense layer
+        """),
+    # Secure bounds narrower than the DP clip norm.
+    "W801": (HEAD + TRAIN_UNIFORM + "privacy {\n  noise 1.0  clip 2.0\n}\n"
+             "aggregation {\n  secure bounds(-1.0, 1.0)\n}\n", """\
+        w.fed:15:14: warning[W801]: secure bounds [-1, 1] are narrower than the clip norm 2: coordinates outside them are clipped again, biasing the sum
+              noise 1.0  clip 2.0
+                         ^^^^^^^^
+          hint: use `secure bounds(-2, 2)` or wider
+        """),
+    "W802": (HEAD + TRAIN + "privacy {\n  noise 1.0  clip 1.0\n  delta 0.05\n}\n", """\
+        w.fed:16:3: warning[W802]: delta 0.05 is not below 1/population (1/100): (ε, δ)-DP with such a δ can reveal a user outright
+              delta 0.05
+              ^^^^^^^^^^
+          hint: use delta < 1.0e-02
+        """),
+    "W803": (HEAD + TRAIN + "privacy {\n  noise 0  clip 1.0\n}\n", """\
+        w.fed:15:3: warning[W803]: noise 0 adds no noise: the run is not differentially private
+              noise 0  clip 1.0
+              ^^^^^^^
+          hint: use `noise auto` with an epsilon target, or a multiplier around 1
+        """),
+    # on_exceed stop: the declared 100 rounds pass ε = 4 after round 16, so the run stops there.
+    "W804-stop": (HEAD + TRAIN_100 + "privacy {\n  noise 1.0  clip 1.0\n  epsilon 4\n  on_exceed stop\n}\n", """\
+        w.fed:16:3: warning[W804]: ε passes the target 4 after round 16: the run will stop there instead of at round 100
+              epsilon 4
+              ^^^^^^^^^
+        """),
+    # on_exceed warn: the run goes on past the target.
+    "W804-warn": (HEAD + TRAIN_100 + "privacy {\n  noise 1.0  clip 1.0\n  epsilon 4\n  on_exceed warn\n}\n", """\
+        w.fed:16:3: warning[W804]: the run will spend ε = 7.9 over 100 rounds, above the target 4 (ε passes 4 after round 16)
+              epsilon 4
+              ^^^^^^^^^
+        """),
+}
+
+
+def _check(tmp_path, spec: str):
+    (tmp_path / "w.fed").write_text(textwrap.dedent(spec))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        return CliRunner().invoke(main, ["check", "w.fed"])
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_warning(case, tmp_path):
+    spec, expected = CASES[case]
+    result = _check(tmp_path, spec)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.stderr
+    assert result.exit_code == 0, f"a warning must not fail the check:\n{result.stderr}"
+    assert result.stdout.startswith("w.fed: ok — "), result.stdout
+    assert result.stderr == textwrap.dedent(expected), result.stderr
+    code = case.split("-")[0]
+    assert result.stderr.count(f"warning[{code}]") == 1
+
+
+def test_every_warning_code_has_a_case():
+    """Every W8xx/W00x code emitted by fedlang/check (except W001) is exercised above."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    emitted = set()
+    for path in (root / "fedlang").rglob("*.py"):
+        emitted.update(re.findall(r'"(W\d{3})"', path.read_text()))
+    covered = {case.split("-")[0] for case in CASES}
+    assert emitted - covered == {"W001"}, sorted(emitted - covered)
