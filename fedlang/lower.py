@@ -280,7 +280,7 @@ def client_data_type(data: DataConfig, binary: bool) -> str:
 
 
 def round_signature(model: ModelConfig, data: DataConfig, binary: bool) -> str:
-    metrics = ",".join(f"{m}=float32" for m in sorted(("loss",) + model.metrics))
+    metrics = ",".join(f"{m}=float32" for m in model.metrics + ("loss",))  # TFF's order
     return (f"(<model={model_weights_type(model)}@SERVER,client_data={client_data_type(data, binary)}> -> "
             f"<model={model_weights_type(model)}@SERVER,metrics=<{metrics}>@SERVER>)")
 

@@ -53,7 +53,7 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
         rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
     if c.aggregation and c.aggregation.quantize_bits:
         rows.append(("aggregation", f"updates quantized to {c.aggregation.quantize_bits} bits"))
-    rows.append(("round type", plan.round_signature))
+    rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
     if show_types:
         rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
         rows.append(("client data", plan.client_data_type))

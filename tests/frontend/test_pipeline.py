@@ -92,7 +92,7 @@ def test_defaults_fill_in():
 def test_missing_seed_is_a_warning_not_an_error():
     c = compile_text(BASE.replace("seed 5\n", "")).checked
     assert c.seed == 0
-    assert [w.code for w in c.warnings] == ["W001"]
+    assert "W001" in [w.code for w in c.warnings]
 
 
 def test_synthetic_defaults_to_its_natural_partition():

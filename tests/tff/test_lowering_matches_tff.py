@@ -63,8 +63,6 @@ def _promised_metrics(plan) -> list[str]:
     return re.search(r"metrics=<([^<>]*)>@SERVER>\)$", plan.round_signature).group(1).split(",")
 
 
-@pytest.mark.xfail(strict=True, reason="fedlang/lower.py round_signature() sorts the metric names; TFF lists "
-                                       "the spec's metrics in spec order, then loss")
 def test_round_signature_lists_metrics_in_tff_order(tff_worker):
     # [auc, accuracy, precision, recall]: TFF reports auc, accuracy, precision, recall, loss.
     path = TYPE_SPECS["binary"]
