@@ -99,9 +99,10 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       "use `noise auto` with an epsilon target, or a multiplier around 1")
         epsilon, last_within = float("inf"), (0 if target is not None else None)
     else:
-        epsilon = dp.epsilon_after(rounds, noise, q, delta, accountant)
-        last_within = (dp.last_round_within(target, rounds, noise, q, delta, accountant)
-                       if target is not None else None)
+        # One accountant pass gives every round's ε (RDP: one round's RDP, scaled by t).
+        epsilons = dp.epsilon_per_round(rounds, noise, q, delta, accountant)
+        epsilon = epsilons[-1]
+        last_within = (sum(1 for e in epsilons if e <= target) if target is not None else None)
     rounds_to_run = rounds
     if target is not None and epsilon > target:
         crossing = f"ε passes {target:g} after round {last_within}"
