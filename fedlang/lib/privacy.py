@@ -60,16 +60,22 @@ def _check_inputs(rounds, noise_multiplier, sampling_rate, delta=None, accountan
 
 
 def _pld_discretization(noise_multiplier, sampling_rate):
-    """The value discretization interval of the PLD accountant: q / (10 z), within [1e-5, 1e-3].
+    """The value discretization interval of the PLD accountant.
 
-    The PLD accountant rounds privacy losses up to multiples of this interval, so a coarser
-    interval gives a larger (still valid) epsilon, faster. One round's privacy losses are of
-    size about q / z, and a tenth of that keeps the excess near 0.1% of epsilon or less
-    (measured against a 3 times finer interval; see bench/privacy_accounting.py). A fixed
-    1e-3 was up to 2 times too large for q = 1e-4; dp_accounting's default 1e-4 is 5 to 20
-    times slower for q >= 0.01. Small q needs fine intervals, which cost seconds per epsilon.
+    The PLD accountant rounds privacy losses up to multiples of this interval: a coarser one
+    gives a larger (still valid) epsilon, faster. One round's privacy losses are of size
+    about q / z, so the interval is a tenth of that, at most 1e-3. Measured against 3 times
+    finer intervals (z 0.7..10, q 1e-4..1, 10..1000 rounds), this epsilon is at most about
+    0.1% too large. (A fixed 1e-3 was 2 times too large at q = 1e-4, and dp_accounting's
+    default 1e-4 is 5 to 20 times slower at q >= 0.01.) To bound the cost (a few seconds
+    at most), the interval is widened so that one round's distribution, whose privacy losses
+    reach about log(1 + q (exp(10 / z + 1 / (2 z^2)) - 1)), has at most 200,000 points; this
+    matters only for small z with tiny q (then up to 0.2% too large) or huge epsilons.
     """
-    return min(1e-3, max(1e-5, sampling_rate / (10 * noise_multiplier)))
+    z, q = noise_multiplier, sampling_rate
+    x = 10 / z + 0.5 / z**2
+    largest_loss = max(x + math.log(q), math.log1p(q * math.expm1(min(x, 700))))
+    return max(min(1e-3, q / (10 * z)), largest_loss / 200_000)
 
 
 def sampling_rate(clients_per_round, population):
@@ -193,7 +199,7 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
     z is searched on the grid 0.0100, 0.0101, ..., 9.99, 10.0, 10.1, ..., 1000 and rounded UP,
     so the returned z always meets the target (and the grid value just below it does not).
     Raises ValueError if even z = 1000 exceeds the target. Targets that z = 0.01 already
-    meets (epsilons in the tens of thousands) give 0.01.
+    meets (epsilons in the thousands or more) give 0.01.
     """
     rounds, _, sampling_rate, delta, accountant = _check_inputs(
         rounds, 1.0, sampling_rate, delta, accountant
@@ -215,19 +221,11 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
         return 900 * (k + 2) + (z / 10.0 ** (k - 2) - 100)
 
     def search(eps_of, first_guess):
-        top = 4500
-        top_epsilon = eps_of(z_at(top))
-        if top_epsilon > target_epsilon:
-            raise ValueError(
-                f"target epsilon {target_epsilon} is unreachable in {rounds} rounds with "
-                f"sampling rate {sampling_rate} and delta {delta}: even noise multiplier "
-                f"1000 gives epsilon {top_epsilon:.4g}. Use fewer rounds or fewer clients "
-                "per round, or a larger target."
-            )
+        """The grid z meeting the target with the smallest index, given that z = 1000 does."""
         # Invariant: the answer is in (low, high]; epsilon(z_at(low)) > target (low = -1 stands
         # for "below 0.01") and epsilon(z_at(high)) <= target.
-        low, high = -1, top
-        points = [(z_at(top), top_epsilon)]
+        low, high = -1, 4500
+        points = [(z_at(high), eps_of(z_at(high)))]
         guess, slow_steps = index_of(first_guess), 0
         while high - low > 1:
             i = min(max(round(guess), low + 1), high - 1)
@@ -249,7 +247,7 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
                 slope = (math.log(e2) - math.log(e1)) / (math.log(z2) - math.log(z1))
                 if slope < 0:
                     log_z = math.log(z2) + (math.log(target_epsilon) - math.log(e2)) / slope
-                    guess = index_of(min(max(math.exp(log_z), z_at(0)), z_at(top)))
+                    guess = index_of(min(max(math.exp(log_z), 0.01), 1000.0))
         return z_at(high)
 
     def rdp_epsilon(z):
@@ -258,12 +256,20 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
     def accountant_epsilon(z):
         return epsilon_after(rounds, z, sampling_rate, delta, accountant)
 
-    # RDP: start the search at z = 1. PLD: start at the RDP answer (PLD epsilons are a little
-    # smaller, so the PLD answer is a little below it), which needs few slow PLD evaluations.
-    rdp_answer = search(rdp_epsilon, 1.0)
+    top_epsilon = accountant_epsilon(1000.0)
+    if top_epsilon > target_epsilon:
+        raise ValueError(
+            f"target epsilon {target_epsilon} is unreachable in {rounds} rounds with sampling "
+            f"rate {sampling_rate:.4g} and delta {delta:g}: even noise multiplier 1000 gives "
+            f"epsilon {top_epsilon:.4g}. Use fewer rounds or fewer clients per round, or a "
+            "larger target."
+        )
     if accountant == "rdp":
-        return rdp_answer
-    return search(accountant_epsilon, rdp_answer)
+        return search(rdp_epsilon, 1.0)
+    # PLD: start at the RDP answer (PLD epsilons are a little smaller, so the PLD answer is a
+    # little below it); finding it costs fewer slow PLD evaluations than it saves.
+    first_guess = search(rdp_epsilon, 1.0) if rdp_epsilon(1000.0) <= target_epsilon else 1000.0
+    return search(accountant_epsilon, first_guess)
 
 
 # Helpers each function calls (directly), so the compiler can copy what is needed.

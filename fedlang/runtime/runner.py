@@ -127,6 +127,10 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     console.print(f"[bold]{checked.experiment}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
                   f"seed {checked.seed} → {out}")
 
+    if checked.privacy is not None:
+        p = checked.privacy
+        console.print(f"privacy: user-level DP, ε by the {p.accountant.upper()} accountant of dp-accounting "
+                      f"(Poisson sampling q = {checked.train.clients_per_round}/{p.population}), δ = {p.delta:g}")
     previous_sigterm = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _sigterm_to_keyboard_interrupt)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter

