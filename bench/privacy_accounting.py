@@ -28,12 +28,15 @@ from fedlang.lib import privacy  # noqa: E402
 
 
 def timed(fn, repeat):
-    """(result, fastest seconds) of fn() over `repeat` runs (the fastest: least disturbed)."""
+    """(result, fastest CPU seconds) of fn() over `repeat` runs.
+
+    CPU time of this process, not wall time: stable when other processes share the machine.
+    """
     times, result = [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()
         result = fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return result, min(times)
 
 
@@ -70,15 +73,15 @@ def main() -> None:
     interval = privacy._pld_discretization(z, q)
     print(f"population {args.population}, {args.clients} clients per round (q = {q:.5g}), "
           f"z = {z}, delta = {delta:g}; PLD discretization interval {interval:.3g}")
-    header = (f"{'accountant':>10} {'T':>5} {'function':<24} {'ours s':>9} "
-              f"{'baseline s':>11} {'ratio':>7}  notes")
+    header = (f"{'accountant':>10} {'T':>5} {'function':<24} {'ours cpu s':>10} "
+              f"{'baseline':>9} {'ratio':>7}  notes")
     print(header)
     print("-" * len(header))
 
     for accountant in ("rdp", "pld"):
         for rounds in args.rounds:
             def row(name, ours, base, notes=""):
-                print(f"{accountant:>10} {rounds:>5} {name:<24} {ours:9.3f} {base:11.3f} "
+                print(f"{accountant:>10} {rounds:>5} {name:<24} {ours:10.3f} {base:9.3f} "
                       f"{ours / base:7.2f}  {notes}")
 
             epsilon, t_ours = timed(

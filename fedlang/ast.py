@@ -187,7 +187,56 @@ class AggregationBlock:
     span: Span
 
 
-Item = Union[Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock]
+@dataclass(frozen=True)
+class AttackBlock:
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class FedTypeSyntax:
+    """`float32[*] @CLIENTS` as written: dtype name, dims (int, "*" = model size, "?"), placement."""
+
+    dtype: Ident
+    dims: tuple[int | str, ...]
+    placement: Ident
+    span: Span
+
+
+@dataclass(frozen=True)
+class FedParam:
+    name: Ident
+    type: FedTypeSyntax
+    span: Span
+
+
+@dataclass(frozen=True)
+class Assign:
+    """`all @SERVER = gather(update)`."""
+
+    target: Ident
+    placement: Ident
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Return:
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class AggregateBlock:
+    name: Ident
+    params: tuple[FedParam, ...]
+    result: FedTypeSyntax
+    steps: tuple[Assign | Return, ...]
+    span: Span
+
+
+Item = Union[Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock,
+             AttackBlock, AggregateBlock]
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,15 @@ class AggregationConfig:
     quantize_bits: int | None
     quantize_threshold: int
     lines: tuple[int, int]
+    aggregator: Choice | None = None  # a library aggregator, or an `aggregate` block (no args)
+    gathers: bool = False  # the aggregator needs every client's update at the server
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    clients: int
+    scale: float
+    lines: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -168,3 +177,5 @@ class CheckedSpec:
     warnings: tuple = field(default=())
     privacy: PrivacyConfig | None = None
     aggregation: AggregationConfig | None = None
+    aggregates: dict = field(default_factory=dict)  # name -> check.steps.AggregateConfig
+    attack: AttackConfig | None = None

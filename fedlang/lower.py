@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import math
 import os
 
@@ -27,6 +29,9 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         imports=_imports(checked),
         helpers=_helpers(data),
         privacy_helpers=_privacy_helpers(checked),
+        federated_helpers=_federated_helpers(checked),
+        aggregates=tuple(aggregate_code(a, source) for a in checked.aggregates.values()),
+        attack=checked.attack,
         data_steps=_data_steps(data),
         layers=tuple(_layer(layer, i) for i, layer in enumerate(model.layers)),
         loss=_loss(model),
@@ -37,7 +42,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
                       PyRef("tf.float32" if binary else "tf.int64")),
         ),
         binary_labels=binary,
-        process=_process(train, aggregator is not None),
+        process=_process(train, aggregator is not None, checked.attack is not None),
         aggregator=aggregator,
         secure_aggregation=bool(checked.aggregation and checked.aggregation.secure),
         communication=communication(checked),
@@ -69,6 +74,8 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
     ]
     if checked.aggregation and checked.aggregation.secure:
         constants.append(("SECURE_AGGREGATION", True))
+    if checked.attack is not None:
+        constants += [("ATTACKERS", checked.attack.clients), ("ATTACK_SCALE", checked.attack.scale)]
     if checked.privacy is not None:
         p = checked.privacy
         constants += [
@@ -90,6 +97,92 @@ def _imports(checked: CheckedSpec) -> tuple[str, ...]:
     if checked.privacy is not None and checked.aggregation and checked.aggregation.secure:
         imports.append("import tensorflow_privacy as tfp")
     return tuple(imports)
+
+
+_LIBRARY_AGGREGATORS = {
+    "trimmed_mean": "TrimmedMeanFactory", "median": "MedianFactory", "norm_clipped_mean": "NormClippedMeanFactory",
+    "zeroing_mean": "ZeroingMeanFactory", "krum": "KrumFactory", "multi_krum": "MultiKrumFactory",
+}
+
+
+def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
+    """fedlang.lib.federated names the program needs (the emitter adds what they require)."""
+    names: list[str] = []
+    aggregation = checked.aggregation
+    if aggregation is not None and aggregation.aggregator is not None:
+        name = aggregation.aggregator.name
+        if name in checked.aggregates:
+            names.append("steps_aggregation_factory")
+            for config in checked.aggregates.values():
+                names.extend(config.helpers)
+        else:
+            names.append(_LIBRARY_AGGREGATORS[name])
+    if checked.attack is not None:
+        names.append("build_attackable_fed_avg")
+    return tuple(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------- Federated Core steps → Python
+
+_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
+    "tf", "tff", "np", "dim", "gather", "collections", "math", "os", "sys", "time"}
+
+
+def py_name(name: str) -> str:
+    """A spec identifier as a Python name that shadows nothing (`all` → `all_`)."""
+    return name + "_" if name in _RESERVED or name.endswith("_fn") else name
+
+
+def _step_expression(step, types: dict) -> str:
+    """Python for one typed step; operands are validated identifiers, options repr'd literals."""
+    x = [py_name(n) for n in step.operands]
+    o = {k: repr(v) for k, v in step.options.items()}
+    at_server = bool(step.operands) and types[step.operands[0]].placement == "SERVER"
+    op = step.operator
+    if op == "identity":
+        return x[0]
+    if op == "gather":
+        return f"gather({x[0]}, dim)"
+    if op in ("mean", "sum"):
+        return f"tff.federated_{op}({x[0]})"
+    if op == "weighted_mean":
+        return f"tff.federated_mean({x[0]}, weight={x[1]})"
+    if op == "broadcast":
+        return f"tff.federated_broadcast({x[0]})"
+    local = {"clip_norm": f"clip_norm_fn(dim, {o.get('clip')})", "zero_large": f"zero_large_fn(dim, {o.get('threshold')})",
+             "scale": f"scale_fn(dim, {o.get('factor')})", "norm": "norm_fn(dim)",
+             "trim_mean": f"trim_mean_fn(dim, {o.get('fraction')})", "median": "median_fn(dim)",
+             "krum": f"krum_fn(dim, {o.get('byzantine')})",
+             "multi_krum": f"multi_krum_fn(dim, {o.get('byzantine')}, {o.get('m')})"}
+    if op in ("median", "krum", "multi_krum") and not at_server:
+        return f"gathered_steps(dim, {local[op]})({x[0]})"
+    if op in local:
+        return f"tff.federated_map({local[op]}, {x[0]})"
+    if op == "trimmed_mean":
+        return f"gathered_steps(dim, trim_mean_fn(dim, {o['fraction']}))({x[0]})"
+    if op == "norm_clipped_mean":
+        return f"clipped_mean_steps(dim, {o['clip']})({x[0]}).result"
+    if op == "zeroing_mean":
+        return f"zeroed_mean_steps(dim, {o['threshold']})({x[0]}).result"
+    return f"aggregate_{op}(dim)({x[0]})"  # another aggregate block
+
+
+def aggregate_code(config, source: Source) -> dict[str, object]:
+    """What the template needs to write one aggregate block as a federated computation."""
+    from .check.steps import FedType
+
+    types = {config.param: FedType(("*",), "CLIENTS")}
+    lines = []
+    for step in config.steps:
+        expression = _step_expression(step, types)
+        comment = step.type.notation()
+        if step.target is None:
+            lines.append((f"return {expression}", comment))
+        else:
+            types[step.target] = step.type
+            lines.append((f"{py_name(step.target)} = {expression}", comment))
+    return {"name": config.name, "py_name": py_name(config.name), "param": py_name(config.param), "lines": lines,
+            "source": Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines)))}
 
 
 def _privacy_helpers(checked: CheckedSpec) -> tuple[str, ...]:
@@ -189,7 +282,7 @@ def _optimizer(choice) -> PyCall:
     return PyCall.of(f"tff.learning.optimizers.build_{choice.name}", **a)
 
 
-def _process(train: TrainConfig, custom_aggregator: bool) -> PyCall:
+def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False) -> PyCall:
     model_fn = PyRef("model_fn")
     server = _optimizer(train.server_optimizer)
     weighted = train.weighting == "examples"
@@ -198,6 +291,9 @@ def _process(train: TrainConfig, custom_aggregator: bool) -> PyCall:
         return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server, **extra)
     client = _optimizer(train.client_optimizer)
     prefix = "build_weighted" if weighted else "build_unweighted"
+    if attacked:
+        return PyCall.of("build_attackable_fed_avg", model_fn, client_optimizer_fn=client,
+                         server_optimizer_fn=server, **extra)
     if train.algorithm == "fedprox":
         return PyCall.of(f"tff.learning.algorithms.{prefix}_fed_prox", model_fn, proximal_strength=train.mu,
                          client_optimizer_fn=client, server_optimizer_fn=server, **extra)
@@ -231,6 +327,11 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
         return PyCall.of(dp, query, record_aggregation_factory=secure_sum)
     if secure is not None:
         return PyCall.of("tff.aggregators.UnweightedMeanFactory", value_sum_factory=secure_sum)
+    if aggregation is not None and aggregation.aggregator is not None:
+        choice = aggregation.aggregator
+        if choice.name in checked.aggregates:  # an aggregate block of the spec
+            return PyCall.of("steps_aggregation_factory", PyRef(f"aggregate_{choice.name}"))
+        return PyCall.of(_LIBRARY_AGGREGATORS[choice.name], **dict(choice.args))
     if aggregation is not None and aggregation.quantize_bits is not None:
         encoded = PyCall.of("tff.aggregators.EncodedSumFactory.quantize_above_threshold",
                             quantization_bits=aggregation.quantize_bits, threshold=aggregation.quantize_threshold)

@@ -20,7 +20,8 @@ from . import ast
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 from .registry import home_of
 
-BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate", "privacy", "aggregation")
+BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate", "privacy", "aggregation", "attack",
+                  "aggregate")
 MODEL_KEYWORDS = ("input", "loss", "metrics")
 
 # Broken snippets and the message each family of mistakes gets. The parser state at the
@@ -297,6 +298,48 @@ class ToAst(Transformer):
     def aggregation(self, meta, children):
         return ast.AggregationBlock(tuple(children), _span(meta))
 
+    def attack(self, meta, children):
+        return ast.AttackBlock(tuple(children), _span(meta))
+
+    def aggregate(self, meta, children):
+        name, *rest = children
+        params = tuple(c for c in rest if isinstance(c, ast.FedParam))
+        result = next(c for c in rest if isinstance(c, ast.FedTypeSyntax))
+        steps = tuple(c for c in rest if isinstance(c, (ast.Assign, ast.Return)))
+        return ast.AggregateBlock(_ident(name), params, result, steps, _span(meta))
+
+    def fed_param(self, meta, children):
+        name, type_ = children
+        return ast.FedParam(_ident(name), type_, _span(meta))
+
+    def fed_type(self, meta, children):
+        dtype, *rest = children
+        dims = rest[0] if len(rest) == 2 else ()
+        return ast.FedTypeSyntax(_ident(dtype), dims, rest[-1], _span(meta))
+
+    def dims(self, meta, children):
+        return tuple(children)
+
+    def dim(self, meta, children):
+        return _number(str(children[0]))
+
+    def model_dim(self, meta, children):
+        return "*"
+
+    def unknown_dim(self, meta, children):
+        return "?"
+
+    def placement(self, meta, children):
+        (token,) = children
+        return ast.Ident(str(token), Span(meta.line, meta.column, meta.end_line, meta.end_column))
+
+    def assign(self, meta, children):
+        target, placement, value = children
+        return ast.Assign(_ident(target), placement, value, _span(meta))
+
+    def return_stmt(self, meta, children):
+        return ast.Return(children[0], _span(meta))
+
     def setting(self, meta, children):
         key, value = children
         return ast.Setting(_ident(key), value, _span(meta))
@@ -385,26 +428,41 @@ def _found(token: Token) -> str:
     return f"'{token}'"
 
 
+_FED_TYPE_PUNCTUATION = (":", "@", "*", "?", "->")
+
+
+def _expected_literals(exc: UnexpectedToken) -> set[str]:
+    return {_describe_terminal(e).strip("'") for e in exc.expected}
+
+
+def _character_diagnostic(char: str, line: int, column: int) -> Diagnostic:
+    """A character that cannot start any token here (or only means something in aggregate blocks)."""
+    shown = repr(char) if not char.isprintable() or char.isspace() else f"'{char}'"
+    message, hint = f"unexpected character {shown}", None
+    if char in "\"'":
+        message = "this string is never closed"
+        hint = f"strings end on the line they start: add the closing {char}"
+    elif char == ":":
+        hint = "settings are written `key value`, without ':'"
+    elif char == ";":
+        hint = "put each statement on its own line instead of using ';'"
+    elif char in "\u201c\u201d\u2018\u2019":
+        hint = "use straight quotes \"…\" (word processors turn them into curly ones)"
+    elif char in "/\\":
+        hint = 'file paths are strings: quote them, e.g. npz("data/train.npz")'
+    elif char.isprintable() and not char.isspace():
+        hint = ("a spec is made of names, numbers, \"strings\", true/false, [lists], calls(…), "
+                "{ } blocks, '=', ',', '-' and # comments")
+    return Diagnostic("E101", message, Span.point(line, column), hint)
+
+
 def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagnostic:
+    if isinstance(exc, UnexpectedToken) and str(exc.token) in _FED_TYPE_PUNCTUATION \
+            and str(exc.token) not in _expected_literals(exc):
+        # ':', '@', '*', '?' and '->' only mean something in aggregate signatures and steps.
+        return _character_diagnostic(str(exc.token)[0], exc.token.line, exc.token.column)
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream]
-        shown = repr(char) if not char.isprintable() or char.isspace() else f"'{char}'"
-        message, hint = f"unexpected character {shown}", None
-        if char in "\"'":
-            message = "this string is never closed"
-            hint = f"strings end on the line they start: add the closing {char}"
-        elif char == ":":
-            hint = "settings are written `key value`, without ':'"
-        elif char == ";":
-            hint = "put each statement on its own line instead of using ';'"
-        elif char in "\u201c\u201d\u2018\u2019":
-            hint = "use straight quotes \"…\" (word processors turn them into curly ones)"
-        elif char in "/\\":
-            hint = 'file paths are strings: quote them, e.g. npz("data/train.npz")'
-        elif char.isprintable() and not char.isspace():
-            hint = ("a spec is made of names, numbers, \"strings\", true/false, [lists], calls(…), "
-                    "{ } blocks, '=', ',', '-' and # comments")
-        return Diagnostic("E101", message, Span.point(exc.line, exc.column), hint)
+        return _character_diagnostic(text[exc.pos_in_stream], exc.line, exc.column)
 
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         opened = _unclosed_brace(text)
@@ -426,7 +484,7 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     # A misspelled block keyword at the top level: `modle mlp {`.
     if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
         home = home_of(str(token))
-        if home is not None and home[0] in ("model", "data", "train", "evaluate", "privacy", "aggregation"):
+        if home is not None and home[0] in ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack"):
             block, what = home
             return Diagnostic("E111", f"'{token}' is {what}; it belongs inside the {block} block", span,
                               f"move it above the closing '}}' of the {block} block")

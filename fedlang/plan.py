@@ -49,6 +49,9 @@ class Plan:
     imports: tuple[str, ...]  # third-party imports of the program's own code (helpers bring theirs)
     helpers: tuple[str, ...]  # fedlang.lib.data functions copied into the program
     privacy_helpers: tuple[str, ...]  # fedlang.lib.privacy functions copied into the program
+    federated_helpers: tuple[str, ...]  # fedlang.lib.federated names copied into the program
+    aggregates: tuple[dict, ...]  # aggregate blocks, as the template writes them
+    attack: object
     data_steps: dict[str, Any]
     layers: tuple[PyCall, ...]
     loss: PyCall

@@ -309,9 +309,35 @@ COMPRESSIONS = _forms(
          example="compress quantize(bits = 8)"),
 )
 
+# Library aggregators (fedlang/lib/federated.py); an `aggregate` block's name is accepted too.
+ROBUST_AGGREGATORS = _forms(
+    Form("trimmed_mean", (Param("fraction", "float", default=0.1, low=0, high=0.5, high_open=True,
+                                doc="share of values trimmed at each end, per coordinate"),),
+         doc="coordinate-wise trimmed mean of the client updates", example="aggregator trimmed_mean(fraction = 0.1)"),
+    Form("median", (), doc="coordinate-wise median of the client updates", example="aggregator median"),
+    Form("norm_clipped_mean", (Param("clip", "float", low=0, low_open=True, doc="L2 norm bound"),),
+         doc="mean of updates clipped to an L2 norm", example="aggregator norm_clipped_mean(clip = 1.0)"),
+    Form("zeroing_mean", (Param("threshold", "float", low=0, low_open=True, doc="L2 norm bound"),),
+         doc="mean in which updates with a larger norm count as zero", example="aggregator zeroing_mean(threshold = 5)"),
+    Form("krum", (Param("byzantine", "int", default=1, low=0, doc="Byzantine clients tolerated (f)"),),
+         doc="Krum (Blanchard et al. 2017): the update closest to its n − f − 2 neighbours",
+         example="aggregator krum(byzantine = 1)"),
+    Form("multi_krum", (Param("byzantine", "int", default=1, low=0, doc="Byzantine clients tolerated (f)"),
+                        Param("m", "int", low=1, doc="updates averaged")),
+         doc="Multi-Krum: the mean of the m best-scored updates", example="aggregator multi_krum(byzantine = 1, m = 5)"),
+)
+GATHERING_AGGREGATORS = ("trimmed_mean", "median", "krum", "multi_krum")
+
 AGGREGATION_SETTINGS = (
     Param("secure", "form", default=None, forms=SECURE_FORMS, doc="secure aggregation with declared bounds"),
     Param("compress", "form", default=None, forms=COMPRESSIONS, doc="compress client updates"),
+    Param("aggregator", "form", default=None, forms=ROBUST_AGGREGATORS,
+          doc="a robust aggregator from the library, or the name of an `aggregate` block"),
+)
+
+ATTACK_SETTINGS = (
+    Param("clients", "int", low=1, doc="attacking clients (client ids 0…k−1); they take part in every round"),
+    Param("scale", "float", default=100.0, doc="each attacker's model update is multiplied by this"),
 )
 
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
@@ -320,7 +346,7 @@ HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, parti
 # ---------------------------------------------------------------- where words belong (for messages)
 
 MODEL_LINES = ("input", "loss", "metrics")
-BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation")
+BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate")
 TOP_LINES = ("experiment", "seed")
 
 # Names from other tools that users type out of habit, and what fedlang calls them.
@@ -355,7 +381,8 @@ def home_of(word: str) -> tuple[str, str] | None:
     if word in BLOCKS:
         return "top", "a block"
     for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS),
-                          ("privacy", PRIVACY_SETTINGS), ("aggregation", AGGREGATION_SETTINGS)):
+                          ("privacy", PRIVACY_SETTINGS), ("aggregation", AGGREGATION_SETTINGS),
+                          ("attack", ATTACK_SETTINGS)):
         if any(p.name == word for p in params):
             return block, f"a {block} setting"
     return None

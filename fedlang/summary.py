@@ -51,10 +51,23 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
                                 " — `fedlang plan` for details"))
     if c.aggregation and c.aggregation.secure:
         rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
+    if c.aggregation and c.aggregation.aggregator:
+        choice = c.aggregation.aggregator
+        kind = "aggregate block" if choice.name in c.aggregates else "library aggregator"
+        rows.append(("aggregation", f"{choice.text()} ({kind}, unweighted)"))
+    if c.attack is not None:
+        rows.append(("attack", f"{c.attack.clients} client(s) (ids 0…{c.attack.clients - 1}) in every round, "
+                               f"updates scaled ×{c.attack.scale:g}"))
     if c.aggregation and c.aggregation.quantize_bits:
         rows.append(("aggregation", f"updates quantized to {c.aggregation.quantize_bits} bits"))
     rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
     if show_types:
+        d = model.param_count
+        for name, config in c.aggregates.items():
+            rows.append((f"aggregate {name}", f"{config.param}: {{float32[{d}]}}@CLIENTS -> float32[{d}]@SERVER"))
+            for step in config.steps:
+                target = step.target or "return"
+                rows.append((f"  line {step.line}", f"{target}: {step.type.notation(d)}"))
         rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
         rows.append(("client data", plan.client_data_type))
         for layer in model.layers:

@@ -10,11 +10,13 @@ import dataclasses
 from pathlib import Path
 
 from .. import ast
-from ..checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
+from ..checked import AttackConfig, CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from ..diagnostics import Diagnostics, Source, Span
-from ..registry import HEADER_SEED
+from ..registry import ATTACK_SETTINGS, HEADER_SEED
 from .data import check_data
 from .privacy import check_aggregation, check_privacy
+from .settings import resolve_settings
+from .steps import check_aggregates
 from .model import check_model
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
@@ -42,7 +44,11 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     data = check_data(blocks["data"], base_dir, diags) if "data" in blocks else None
     train = check_train(blocks["train"], diags) if "train" in blocks else None
     evaluate = check_evaluate(blocks["evaluate"], diags) if "evaluate" in blocks else None
-    aggregation = check_aggregation(blocks["aggregation"], diags) if "aggregation" in blocks else None
+    aggregates = check_aggregates([i for i in spec.items if isinstance(i, ast.AggregateBlock)], diags)
+    declared = tuple(i.name.name for i in spec.items if isinstance(i, ast.AggregateBlock))
+    aggregation = (check_aggregation(blocks["aggregation"], aggregates, diags, declared)
+                   if "aggregation" in blocks else None)
+    attack = check_attack(blocks["attack"], diags) if "attack" in blocks else None
     privacy = None
 
     if model and data and train:
@@ -55,6 +61,8 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                                     blocks.get("aggregation"))
             if privacy is not None:
                 train = dataclasses.replace(train, weighting="uniform")
+        if (aggregation and aggregation.aggregator) or attack:
+            train = _check_custom_aggregation(train, aggregation, attack, data, blocks, diags)
         if evaluate and data.test.name == "none":
             data_block: ast.DataBlock = blocks["data"]
             test = next((s for s in data_block.settings if s.key.name == "test"), None)
@@ -65,8 +73,45 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                         f"{where}, or remove the evaluate block")
     diags.raise_if_errors(source)
     assert model and data and train
+    used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
+    for unused in set(aggregates) - {used}:
+        block = next(i for i in spec.items if isinstance(i, ast.AggregateBlock) and i.name.name == unused)
+        diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,
+                      f"use it with `aggregation {{ aggregator {unused} }}`")
     return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
-                       privacy=privacy, aggregation=aggregation)
+                       privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack)
+
+
+def check_attack(block: ast.AttackBlock, diags: Diagnostics) -> AttackConfig | None:
+    before = len(diags.errors)
+    s = resolve_settings("attack", block.settings, ATTACK_SETTINGS, block.span, diags)
+    if len(diags.errors) > before:
+        return None
+    return AttackConfig(s["clients"], float(s["scale"]), (block.span.line, block.span.end_line))
+
+
+def _check_custom_aggregation(train: TrainConfig, aggregation, attack, data: DataConfig, blocks,
+                              diags: Diagnostics) -> TrainConfig:
+    """Robust aggregators and simulated attackers run on unweighted FedAvg."""
+    train_block: ast.TrainBlock = blocks["train"]
+    what = (f"aggregator '{aggregation.aggregator.name}'" if aggregation and aggregation.aggregator
+            else "an attack block")
+    if train.algorithm != "fedavg":
+        diags.error("E815", f"{what} needs `train fedavg`", _head(train_block.span, "train"),
+                    "robust aggregation and simulated attacks are implemented for FedAvg")
+    weighting = next((x for x in train_block.settings if x.key.name == "weighting"), None)
+    if weighting is not None and train.weighting == "examples":
+        diags.error("E815", f"{what} averages client updates unweighted", weighting.value.span,
+                    "remove `weighting examples` (it implies `weighting uniform`)")
+    if attack is not None:
+        if attack.clients >= train.clients_per_round:
+            span = next(x.value.span for x in blocks["attack"].settings if x.key.name == "clients")
+            diags.error("E916", f"{attack.clients} attackers but only {train.clients_per_round} clients per round",
+                        span, "attackers take part in every round, alongside at least one honest client")
+        if "privacy" in blocks:
+            diags.error("E916", "an attack block cannot be combined with a privacy block yet",
+                        _head(blocks["attack"].span, "attack"), None)
+    return dataclasses.replace(train, weighting="uniform")
 
 
 def _check_secure_weighting(train: TrainConfig, train_block: ast.TrainBlock,

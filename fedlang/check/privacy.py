@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import ast
 from ..checked import AggregationConfig, Choice, DataConfig, PrivacyConfig, TrainConfig
 from ..diagnostics import Diagnostics, Span
-from ..registry import AGGREGATION_SETTINGS, PRIVACY_SETTINGS
+from ..registry import AGGREGATION_SETTINGS, GATHERING_AGGREGATORS, PRIVACY_SETTINGS
 from .settings import Settings, resolve_settings
 from .values import INVALID
 
@@ -23,10 +23,33 @@ def _head(span: Span, word: str) -> Span:
     return Span(span.line, span.column, span.line, span.column + len(word))
 
 
-def check_aggregation(block: ast.AggregationBlock, diags: Diagnostics) -> AggregationConfig | None:
+def check_aggregation(block: ast.AggregationBlock, aggregates: dict, diags: Diagnostics,
+                      declared: tuple[str, ...] = ()) -> AggregationConfig | None:
+    """Type the aggregation block; `aggregator NAME` may name one of the spec's aggregate blocks
+    (`declared`: every aggregate block's name, `aggregates`: those that checked)."""
     before = len(diags.errors)
-    s = resolve_settings("aggregation", block.settings, AGGREGATION_SETTINGS, block.span, diags)
+    user = next((x for x in block.settings if x.key.name == "aggregator" and isinstance(x.value, ast.Name)
+                 and x.value.text in declared), None)
+    if user is not None and user.value.text not in aggregates:
+        return None  # that aggregate block has errors of its own
+    settings = tuple(x for x in block.settings if x is not user)
+    s = resolve_settings("aggregation", settings, AGGREGATION_SETTINGS, block.span, diags)
     if len(diags.errors) > before:
+        return None
+    aggregator: Choice | None = s["aggregator"]
+    gathers = aggregator is not None and aggregator.name in GATHERING_AGGREGATORS
+    if user is not None:
+        aggregator = Choice(user.value.text, {}, user.value.span)
+        gathers = "gather" in aggregates[user.value.text].helpers
+    if aggregator is not None and s["secure"] is not None:
+        why = ("it needs every client's update at the server, which a secure sum never reveals" if gathers
+               else "a secure sum only adds; it cannot run another aggregator's steps")
+        diags.error("E804", f"aggregator '{aggregator.name}' cannot be combined with secure aggregation: {why}",
+                    aggregator.span, "drop `secure`, or the aggregator")
+        return None
+    if aggregator is not None and s["compress"] is not None:
+        diags.error("E806", "compression cannot be combined with a custom aggregator yet", s.span("compress"),
+                    "drop one of them")
         return None
     secure: Choice | None = s["secure"]
     bounds = None
@@ -48,6 +71,8 @@ def check_aggregation(block: ast.AggregationBlock, diags: Diagnostics) -> Aggreg
         quantize_bits=compress["bits"] if compress else None,
         quantize_threshold=compress["threshold"] if compress else 0,
         lines=(block.span.line, block.span.end_line),
+        aggregator=aggregator,
+        gathers=gathers,
     )
 
 
@@ -178,6 +203,9 @@ def _combinations(s: Settings, train: TrainConfig, aggregation: AggregationConfi
                     compress.span if compress is not None else s.block_span,
                     f"DP clips and noises the float32 updates, and quantizing them is not supported: remove "
                     f"`compress`, or the privacy block (line {s.block_span.line})")
+    if aggregation is not None and aggregation.aggregator is not None:
+        diags.error("E807", f"aggregator '{aggregation.aggregator.name}' cannot be combined with a privacy block yet",
+                    aggregation.aggregator.span, "DP replaces the model aggregator; remove one of them")
     if aggregation is not None and aggregation.secure is not None:
         clip = s["clip"]
         if isinstance(clip, Choice):

@@ -33,6 +33,8 @@ def emit(plan: Plan) -> str:
     snippets = [helper_source(LIB / "data.py", plan.helpers)]
     if plan.checked.data.source.name == "emnist":
         snippets.append(helper_source(LIB / "emnist.py", ["load_emnist"]))
+    if plan.federated_helpers:
+        snippets.append(helper_source(LIB / "federated.py", plan.federated_helpers))
     if plan.privacy_helpers:
         snippets.append(helper_source(LIB / "privacy.py", plan.privacy_helpers))
     snippets.append(helper_source(LIB / "tff_worker.py", ["use_local_tff_worker"]))
