@@ -304,7 +304,7 @@ SECURE_FORMS = _forms(
 COMPRESSIONS = _forms(
     Form("quantize", (Param("bits", "int", low=1, high=16, doc="bits per value sent"),
                       Param("threshold", "int", default=0, low=0,
-                            doc="tensors with fewer values than this are sent uncompressed")),
+                            doc="tensors with at most this many values are sent uncompressed")),
          doc="uniform stochastic quantization of client updates (TFF EncodedSumFactory)",
          example="compress quantize(bits = 8)"),
 )

@@ -52,7 +52,9 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
         rows.append(("accounting", f"user-level, {p.accountant.upper()} accountant (dp-accounting), Poisson "
                                    f"sampling q = {p.sampling_rate:.4g} ({train.clients_per_round}/{p.population})"))
         eps_text = "∞" if p.epsilon == float("inf") else f"{p.epsilon:.4g}"
-        rows.append((f"ε after {train.rounds} rounds", f"{eps_text} at δ = {p.delta:g}"))
+        rows.append((f"ε after {train.rounds} rounds", f"{eps_text} at δ = {p.delta:g}"
+                     + (f" (not spent: the run stops after round {p.rounds_to_run})"
+                        if p.rounds_to_run < train.rounds else "")))
         if p.epsilon_target is not None:
             if p.last_round_within is not None and p.last_round_within < train.rounds:
                 crossed = f"crossed after round {p.last_round_within}"

@@ -16,7 +16,7 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     model, data, train = c.model, c.data, c.train
     rows: list[tuple[str, str]] = []
     kinds = ", ".join(layer.kind for layer in model.layers)
-    rows.append(("model", f"{model.name}: {len(model.layers)} layers ({kinds}), "
+    rows.append(("model", f"{model.name}: {len(model.layers)} layer{'s' if len(model.layers) != 1 else ''} ({kinds}), "
                           f"{_n(model.param_count)} parameters ({model.param_count * 4 / 1024:.1f} KiB as float32)"))
     facts = data.facts
     if facts.examples is not None:
@@ -39,7 +39,8 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
            f"client {train.client_optimizer.text()}, server {train.server_optimizer.text()}")
     extra = f", mu={train.mu:g}" if train.mu is not None else ""
     weighting = "" if train.algorithm == "fedsgd" else f", {train.weighting}-weighted"
-    rows.append(("training", f"{train.algorithm}{extra}{weighting}: {train.rounds} rounds, {sampled}; {opt}"))
+    rounds = f"{train.rounds} round{'s' if train.rounds != 1 else ''}"
+    rows.append(("training", f"{train.algorithm}{extra}{weighting}: {rounds}, {sampled}; {opt}"))
     if c.evaluate and data.test.name != "none":
         rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
                                  f"(and after the last) on the test set"))

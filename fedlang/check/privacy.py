@@ -151,13 +151,17 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                                     f"{target:g}", where,
                             "raise the noise multiplier (`noise auto` solves for it) or the target")
                 return None
-            rounds_to_run = last_within
-            diags.warning("W804", f"ε passes the target {target:g} after round {last_within}: the run will stop "
-                                  f"there instead of at round {rounds}", where)
+            rounds_to_run = last_within  # as declared: `fedlang plan` and the run say where it stops
         else:
             diags.warning("W804", f"the run will spend ε = {_eps(epsilon)} over {rounds} rounds, above the target "
                                   f"{target:g} ({crossing})", where)
     adaptive = s["clip"] if isinstance(s["clip"], Choice) else None
+    if adaptive is not None and noise >= 0.1 * train.clients_per_round:
+        # TFF spends part of the budget on the clipped-count query (stddev 0.05·m); the rest must stay positive.
+        diags.error("E817", f"adaptive clipping with noise {noise:g} needs more than {10 * noise:g} clients per "
+                            f"round (TFF requires noise < 0.1 × clients_per_round)", s.span("clip"),
+                    f"raise clients_per_round above {int(10 * noise)}, lower the noise, or use a fixed clip")
+        return None
     return PrivacyConfig(
         noise_multiplier=float(noise),
         noise_solved=s["noise"] == "auto",

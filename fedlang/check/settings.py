@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from typing import Any, Iterable
 
 from .. import ast
@@ -48,6 +50,7 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     given: dict[str, ast.Setting] = {}
+    misspelled: set[str] = set()  # required settings already reported as a typo: no "needs" error
     for setting in settings:
         key = setting.key.name
         param = table.get(key)
@@ -60,6 +63,7 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
             else:
                 diags.error("E208", f"unknown setting '{key}' in the {block} block", setting.key.span,
                             did_you_mean(key, table) or f"{block} settings: {', '.join(table)}")
+                misspelled.update(difflib.get_close_matches(key, list(table), n=1, cutoff=0.6))
             continue
         if key in spans:
             diags.error("E207", f"'{key}' is set twice in the {block} block", setting.key.span,
@@ -72,7 +76,9 @@ def resolve_settings(block: str, settings: Iterable[ast.Setting], params: tuple[
     for param in params:
         if param.name in values:
             continue
-        if param.required:
+        if param.required and param.name in misspelled:
+            values[param.name] = INVALID
+        elif param.required:
             diags.error("E209", f"the {block} block needs '{param.name}'", header,
                         f"add a line `{param.name} …` ({param.doc})")
             values[param.name] = INVALID

@@ -318,7 +318,8 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
     if isinstance(result, str):
         span = operands[0].span if operands else value.span
         code = "E902" if "already at SERVER" in result else "E903"
-        diags.error(code, result, span, None)
+        diags.error(code, result, span, "a SERVER value needs no aggregation: use it directly"
+                    if code == "E902" else None)
         return None
     if isinstance(step, ast.Assign):
         declared = step.placement.name

@@ -85,17 +85,22 @@ CASES = {
               ^^^^^^^
           hint: use `noise auto` with an epsilon target, or a multiplier around 1
         """),
-    # on_exceed stop: the declared 100 rounds pass ε = 4 after round 16, so the run stops there.
-    "W804-stop": (HEAD + TRAIN_100 + "privacy {\n  noise 1.0  clip 1.0\n  epsilon 4\n  on_exceed stop\n}\n", """\
-        w.fed:16:3: warning[W804]: ε passes the target 4 after round 16: the run will stop there instead of at round 100
-              epsilon 4
-              ^^^^^^^^^
-        """),
     # on_exceed warn: the run goes on past the target.
     "W804-warn": (HEAD + TRAIN_100 + "privacy {\n  noise 1.0  clip 1.0\n  epsilon 4\n  on_exceed warn\n}\n", """\
         w.fed:16:3: warning[W804]: the run will spend ε = 7.9 over 100 rounds, above the target 4 (ε passes 4 after round 16)
               epsilon 4
               ^^^^^^^^^
+        """),
+    # An aggregate block that no aggregation block uses.
+    "W901": (HEAD + TRAIN + """\
+aggregate unused(update: float32[*] @CLIENTS) -> float32[*] @SERVER {
+  return mean(update)
+}
+""", """\
+        w.fed:14:11: warning[W901]: aggregate 'unused' is never used
+            aggregate unused(update: float32[*] @CLIENTS) -> float32[*] @SERVER {
+                      ^^^^^^
+          hint: use it with `aggregation { aggregator unused }`
         """),
 }
 

@@ -84,7 +84,7 @@ def test_secure_sum_clips_to_bounds_and_counts(secure_worker):
     clipped = [np.clip(v, -0.5, 0.5) for v in values]
     np.testing.assert_allclose(np.asarray(result.result), np.mean(clipped, axis=0), atol=1e-3)
     found = load_program(compile_text(text))["aggregator_report"](result.measurements)
-    assert found["secure_clipped"] == 3  # 3.0 and -7.0 and 0.6
+    assert found["clipped_clients"] == 3  # above: clients 1 (3.0) and 3 (0.6); below: client 2 (-7.0)
 
 
 def test_byte_counts_match_a_hand_computation():
