@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 import pytest
+
+from fedlang.emit import LIB, helper_source
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,32 +58,10 @@ def test_module_imports_only_numpy_and_stdlib():
     assert len(inner) == len([n for n in tree.body if isinstance(n, ast.Import)])
 
 
-def test_requires_lists_exactly_the_helpers_each_function_calls():
-    functions = {n.name: n for n in ast.parse(MODULE_SOURCE).body if isinstance(n, ast.FunctionDef)}
-    assert set(PUBLIC) <= set(functions)
-    assert set(data.REQUIRES) == set(functions)
-    for name, node in functions.items():
-        called = {
-            c.func.id for c in ast.walk(node)
-            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in functions
-        }
-        assert called == set(data.REQUIRES[name]), name
-
-
-def _closure(name):
-    seen, todo = [], [name]
-    while todo:
-        f = todo.pop()
-        if f not in seen:
-            seen.append(f)
-            todo.extend(data.REQUIRES[f])
-    return seen
-
-
 @pytest.mark.parametrize("name", PUBLIC)
 def test_each_function_runs_when_copied_with_its_closure(name, tmp_path):
-    header = "import csv\nimport io\nimport math\nimport os\n\nimport numpy as np\n\n"
-    source = header + "\n\n".join(inspect.getsource(getattr(data, f)) for f in _closure(name))
+    snippet = helper_source(LIB / "data.py", [name])  # as the emitter copies it
+    source = "\n".join(snippet.imports) + "\n\n" + snippet.source
     namespace = {}
     exec(compile(source, f"<emitted {name}>", "exec"), namespace)
     fn = namespace[name]

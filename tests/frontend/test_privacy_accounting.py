@@ -8,6 +8,8 @@ import sys
 
 import dp_accounting
 import pytest
+
+from fedlang.emit import LIB, helper_source
 from dp_accounting import pld, rdp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -94,33 +96,10 @@ def test_importing_the_module_does_not_import_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
-def test_requires_lists_exactly_the_helpers_each_function_calls():
-    functions = {n.name: n for n in ast.parse(MODULE_SOURCE).body if isinstance(n, ast.FunctionDef)}
-    assert set(PUBLIC) <= set(functions)
-    assert set(privacy.REQUIRES) == set(functions)
-    for name, node in functions.items():
-        called = {
-            c.func.id for c in ast.walk(node)
-            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in functions
-        }
-        assert called == set(privacy.REQUIRES[name]), name
-
-
-def _closure(name):
-    seen, todo = [], [name]
-    while todo:
-        f = todo.pop()
-        if f not in seen:
-            seen.append(f)
-            todo.extend(privacy.REQUIRES[f])
-    return seen
-
-
 @pytest.mark.parametrize("name", PUBLIC)
 def test_each_function_runs_when_copied_with_its_closure(name):
-    header = ("import math\nimport numbers\n\n"
-              "import dp_accounting\nfrom dp_accounting import pld, rdp\n\n")
-    source = header + "\n\n".join(inspect.getsource(getattr(privacy, f)) for f in _closure(name))
+    snippet = helper_source(LIB / "privacy.py", [name])  # as the emitter copies it
+    source = "\n".join(snippet.imports) + "\n\n" + snippet.source
     namespace = {}
     exec(compile(source, f"<emitted {name}>", "exec"), namespace)
     fn = namespace[name]
