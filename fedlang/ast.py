@@ -235,7 +235,15 @@ class AggregateBlock:
     span: Span
 
 
-Item = Union[Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock,
+@dataclass(frozen=True)
+class RoundBlock:
+    """A whole round as Federated Core steps (broadcast, local_train, aggregation, server_update)."""
+
+    steps: tuple[Assign, ...]
+    span: Span
+
+
+Item = Union[RoundBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock,
              AttackBlock, AggregateBlock]
 
 

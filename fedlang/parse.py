@@ -21,7 +21,7 @@ from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 from .registry import home_of
 
 BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate", "privacy", "aggregation", "attack",
-                  "aggregate")
+                  "aggregate", "round")
 MODEL_KEYWORDS = ("input", "loss", "metrics")
 
 # Broken snippets and the message each family of mistakes gets. The parser state at the
@@ -307,6 +307,9 @@ class ToAst(Transformer):
         result = next(c for c in rest if isinstance(c, ast.FedTypeSyntax))
         steps = tuple(c for c in rest if isinstance(c, (ast.Assign, ast.Return)))
         return ast.AggregateBlock(_ident(name), params, result, steps, _span(meta))
+
+    def round(self, meta, children):
+        return ast.RoundBlock(tuple(children), _span(meta))
 
     def fed_param(self, meta, children):
         name, type_ = children

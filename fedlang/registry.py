@@ -346,7 +346,7 @@ HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, parti
 # ---------------------------------------------------------------- where words belong (for messages)
 
 MODEL_LINES = ("input", "loss", "metrics")
-BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate")
+BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate", "round")
 TOP_LINES = ("experiment", "seed")
 
 # Names from other tools that users type out of habit, and what fedlang calls them.

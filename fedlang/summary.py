@@ -54,7 +54,9 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
         rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
     if c.aggregation and c.aggregation.aggregator:
         choice = c.aggregation.aggregator
-        kind = "aggregate block" if choice.name in c.aggregates else "library aggregator"
+        kind = ("round block" if choice.name == "round" and c.aggregates.get("round") is not None
+                and c.aggregates["round"].frame else
+                "aggregate block" if choice.name in c.aggregates else "library aggregator")
         rows.append(("aggregation", f"{choice.text()} ({kind}, unweighted)"))
     if c.attack is not None:
         rows.append(("attack", f"{c.attack.clients} client(s) (ids 0…{c.attack.clients - 1}) in every round, "
@@ -65,10 +67,14 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     if show_types:
         d = model.param_count
         for name, config in c.aggregates.items():
-            rows.append((f"aggregate {name}", f"{config.param}: {{float32[{d}]}}@CLIENTS -> float32[{d}]@SERVER"))
-            for step in config.steps:
-                target = step.target or "return"
-                rows.append((f"  line {step.line}", f"{target}: {step.type.notation(d)}"))
+            if config.frame:  # the round block: model and data are FedAvg's own
+                rows.append(("round", "model: float32[{0}]@SERVER, data: {{<x,y>*}}@CLIENTS".format(d)))
+            else:
+                rows.append((f"aggregate {name}", f"{config.param}: {{float32[{d}]}}@CLIENTS -> float32[{d}]@SERVER"))
+            typed = [(s.line, s.target or "return", s.type) for s in config.steps
+                     if not (config.frame and s.target is None)]
+            for line, target, type_ in sorted(typed + list(config.frame), key=lambda t: t[0]):
+                rows.append((f"  line {line}", f"{target}: {type_.notation(d)}"))
         rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
         rows.append(("client data", plan.client_data_type))
         for layer in model.layers:

@@ -10,13 +10,13 @@ import dataclasses
 from pathlib import Path
 
 from .. import ast
-from ..checked import AttackConfig, CheckedSpec, DataConfig, ModelConfig, TrainConfig
+from ..checked import AggregationConfig, AttackConfig, CheckedSpec, Choice, DataConfig, ModelConfig, TrainConfig
 from ..diagnostics import Diagnostics, Source, Span
 from ..registry import ATTACK_SETTINGS, HEADER_SEED
 from .data import check_data
 from .privacy import check_aggregation, check_privacy
 from .settings import resolve_settings
-from .steps import check_aggregates
+from .steps import check_aggregates, check_round
 from .model import check_model
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
@@ -45,6 +45,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     train = check_train(blocks["train"], diags) if "train" in blocks else None
     evaluate = check_evaluate(blocks["evaluate"], diags) if "evaluate" in blocks else None
     aggregates = check_aggregates([i for i in spec.items if isinstance(i, ast.AggregateBlock)], diags)
+    round_config = check_round(blocks["round"], aggregates, diags) if "round" in blocks else None
     declared = tuple(i.name.name for i in spec.items if isinstance(i, ast.AggregateBlock))
     aggregation = (check_aggregation(blocks["aggregation"], aggregates, diags, declared)
                    if "aggregation" in blocks else None)
@@ -61,6 +62,14 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                                     blocks.get("aggregation"))
             if privacy is not None:
                 train = dataclasses.replace(train, weighting="uniform")
+        if round_config is not None:
+            if aggregation and aggregation.aggregator:
+                diags.error("E914", "a round block already aggregates: it cannot also name an aggregator",
+                            aggregation.aggregator.span, "remove `aggregator` from the aggregation block")
+            aggregates = {**aggregates, "round": round_config}
+            aggregation = dataclasses.replace(
+                aggregation or AggregationConfig(None, None, 0, round_config.lines),
+                aggregator=Choice("round", {}, blocks["round"].span), gathers="gather" in round_config.helpers)
         if (aggregation and aggregation.aggregator) or attack:
             train = _check_custom_aggregation(train, aggregation, attack, data, blocks, diags)
         if evaluate and data.test.name == "none":
@@ -73,8 +82,11 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                         f"{where}, or remove the evaluate block")
     diags.raise_if_errors(source)
     assert model and data and train
+    if "round" in blocks and round_config is None:
+        diags.raise_if_errors(source)
     used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
-    for unused in set(aggregates) - {used}:
+    round_uses = set(round_config.helpers_called) if round_config is not None else set()
+    for unused in set(aggregates) - {used, "round"} - round_uses:
         block = next(i for i in spec.items if isinstance(i, ast.AggregateBlock) and i.name.name == unused)
         diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,
                       f"use it with `aggregation {{ aggregator {unused} }}`")

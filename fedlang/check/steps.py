@@ -9,6 +9,7 @@ a hint, before TensorFlow is ever imported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -56,6 +57,8 @@ class AggregateConfig:
     steps: tuple[TypedStep, ...]
     lines: tuple[int, int]
     helpers: tuple[str, ...] = field(default=())  # fedlang.lib.federated names the lowering uses
+    helpers_called: tuple[str, ...] = field(default=())  # other aggregate blocks its steps call
+    frame: tuple[tuple[int, str, FedType], ...] = field(default=())  # a round's fixed steps: (line, name, type)
 
 
 @dataclass(frozen=True)
@@ -267,8 +270,9 @@ def _check_block(block: ast.AggregateBlock, known: dict[str, AggregateConfig],
                         "use it in a later step or in `return`, or remove the step")
     if len(diags.errors) > before:
         return None
+    called = tuple(dict.fromkeys(s.operator for s in steps if s.operator in known))
     return AggregateConfig(block.name.name, param.name.name, tuple(steps),
-                           (block.span.line, block.span.end_line), tuple(dict.fromkeys(helpers)))
+                           (block.span.line, block.span.end_line), tuple(dict.fromkeys(helpers)), called)
 
 
 def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int]], used: set[str],
@@ -353,3 +357,95 @@ def _names_in(value: ast.Value) -> set[str]:
 def _unknown_value(name: str, span: Span, env, diags: Diagnostics) -> None:
     diags.error("E909", f"'{name}' is not defined here", span,
                 did_you_mean(name, env) or f"values defined so far: {', '.join(env)}")
+
+
+# ---------------------------------------------------------------- round blocks
+
+_ROUND_SHAPE = ("a round is: `w @CLIENTS = broadcast(model)`, `u @CLIENTS = local_train(w, data)`, "
+                "steps that aggregate u, then `model @SERVER = server_update(model, delta)`")
+
+
+def check_round(block: ast.RoundBlock, known: dict[str, AggregateConfig],
+                diags: Diagnostics) -> AggregateConfig | None:
+    """Check a full round. Its aggregation steps become an implicit aggregate named `round`.
+
+    `model` is the global model at SERVER (float32[*]) and `data` each client's examples; the
+    broadcast, the local training and the server update are FedAvg's own (TFF's broadcast
+    process, model-delta client work and optimizer finalizer)."""
+    steps = list(block.steps)
+    head = Span(block.span.line, block.span.column, block.span.line, block.span.column + 5)
+    if len(steps) < 4:
+        diags.error("E913", "a round needs a broadcast, local training, an aggregation and a server update",
+                    head, _ROUND_SHAPE)
+        return None
+
+    def call(step: ast.Assign, op: str, placement: str, operands: int) -> list[ast.Name] | None:
+        value = step.value
+        if not (isinstance(value, ast.Call) and value.name.text == op):
+            diags.error("E913", f"this step of the round must be `{op}(…)`", step.value.span, _ROUND_SHAPE)
+            return None
+        names = [a.value for a in value.args if isinstance(a.value, ast.Name)]
+        if len(names) != operands or len(value.args) != operands:
+            diags.error("E911", f"{op} takes {operands} value{'s' if operands > 1 else ''}", value.span, _ROUND_SHAPE)
+            return None
+        if step.placement.name != placement:
+            diags.error("E907", f"{op}(…) gives a value @{placement}, but the step declares @{step.placement.name}",
+                        step.placement.span, f"write `{step.target.name} @{placement} = …`")
+            return None
+        return names
+
+    first, train, last = steps[0], steps[1], steps[-1]
+    broadcast = call(first, "broadcast", CLIENTS, 1)
+    if broadcast is not None and broadcast[0].text != "model":
+        diags.error("E913", "the round broadcasts the global model", broadcast[0].span, "write `broadcast(model)`")
+        broadcast = None
+    if broadcast is None:  # the rest of the round would only repeat the same mistake
+        return None
+    local = call(train, "local_train", CLIENTS, 2)
+    if local is not None and broadcast is not None:
+        weights, data = local
+        if weights.text == "model":
+            diags.error("E901", "'model' is placed at SERVER; broadcast it to the clients before local_train",
+                        weights.span, f"use `local_train({first.target.name}, data)`")
+            local = None
+        elif weights.text != first.target.name or data.text != "data":
+            diags.error("E913", f"local_train trains the broadcast weights on the clients' data", train.value.span,
+                        f"write `local_train({first.target.name}, data)`")
+            local = None
+    update = call(last, "server_update", SERVER, 2)
+    if update is not None:
+        model, delta = update
+        if last.target.name != "model" or model.text != "model":
+            diags.error("E913", "the round ends by updating the global model", last.span,
+                        "write `model @SERVER = server_update(model, delta)`")
+            update = None
+    if broadcast is None or local is None or update is None:
+        return None
+    middle = steps[2:-1]
+    for step in middle:
+        for arg in (step.value.args if isinstance(step.value, ast.Call) else ()):
+            if isinstance(arg.value, ast.Name) and arg.value.text in ("model", "data", first.target.name):
+                diags.error("E913", f"'{arg.value.text}' cannot be used between local_train and server_update",
+                            arg.value.span, "only the local update flows into the aggregation steps")
+                return None
+    delta = update[1]
+    declared = {s.target.name: s.placement.name for s in middle}
+    if declared.get(delta.text, CLIENTS if delta.text == train.target.name else None) == CLIENTS:
+        diags.error("E901", f"'{delta.text}' is placed at CLIENTS; {_AGGREGATE_HINT}", delta.span,
+                    f"add an aggregation step, e.g. `delta @SERVER = mean({delta.text})`, and update with delta")
+        return None
+    implicit = ast.AggregateBlock(
+        ast.Ident("round", head),
+        (ast.FedParam(train.target, ast.FedTypeSyntax(ast.Ident("float32", head), ("*",),
+                                                       ast.Ident(CLIENTS, head), head), head),),
+        ast.FedTypeSyntax(ast.Ident("float32", head), ("*",), ast.Ident(SERVER, head), head),
+        tuple(middle) + (ast.Return(delta, last.span),),
+        block.span,
+    )
+    config = _check_block(implicit, known, diags)
+    if config is None:
+        return None
+    frame = ((first.span.line, first.target.name, FedType(VECTOR, CLIENTS)),
+             (train.span.line, train.target.name, FedType(VECTOR, CLIENTS)),
+             (last.span.line, "model", FedType(VECTOR, SERVER)))
+    return dataclasses.replace(config, frame=frame)

@@ -16,6 +16,7 @@ _BLOCK_WORDS = {
     ast.AggregationBlock: "aggregation",
     ast.AttackBlock: "attack",
     ast.AggregateBlock: "aggregate",
+    ast.RoundBlock: "round",
 }
 REQUIRED_BLOCKS = ("model", "data", "train")
 

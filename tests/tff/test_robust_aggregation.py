@@ -200,75 +200,79 @@ def aggregate(namespace: dict, values: np.ndarray):
     return np.asarray(output.result), output.measurements
 
 
-@pytest.fixture(scope="module")
-def worker(tff_worker):
-    return tff_worker
+@pytest.fixture(scope="class")
+def worker():
+    """A TFF worker for the operator tests only (class scope): it is closed before the tests below
+    start `fedlang run` subprocesses, which check that no worker of ours is left."""
+    from fedlang.lib.tff_worker import use_local_tff_worker
+
+    started = use_local_tff_worker()
+    yield started
+    started.close()
 
 
-@pytest.mark.parametrize("blocks,reference", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_lowered_operator_matches_numpy(worker, blocks, reference):
-    namespace = load_program(compile_aggregator(blocks))
-    for n, seed in ((10, 0), (7, 1)):
-        x = client_values(n, seed)
-        result, measurements = aggregate(namespace, x)
-        expected = reference(x.astype(np.float64))
-        assert result.shape == (D,) and result.dtype == np.float32
-        np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()),
-                                   err_msg=f"n = {n}")
-        assert int(measurements["clients"]) == n
+@pytest.mark.usefixtures("worker")
+class TestLoweredOperators:
+    @pytest.mark.parametrize("blocks,reference", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+    def test_lowered_operator_matches_numpy(self, blocks, reference):
+        namespace = load_program(compile_aggregator(blocks))
+        for n, seed in ((10, 0), (7, 1)):
+            x = client_values(n, seed)
+            result, measurements = aggregate(namespace, x)
+            expected = reference(x.astype(np.float64))
+            assert result.shape == (D,) and result.dtype == np.float32
+            np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()),
+                                       err_msg=f"n = {n}")
+            assert int(measurements["clients"]) == n
 
+    def test_library_aggregators_report_their_measurements(self):
+        """norm_clipped_mean / zeroing_mean as the `aggregator` itself: TFF measurements count the
+        clipped / zeroed updates."""
+        x = client_values(10, 2)
+        norms = np.linalg.norm(x.astype(np.float64), axis=1)
+        for setting, key, count in (("norm_clipped_mean(clip = 1.0)", "clipped", int((norms > 1.0).sum())),
+                                    ("zeroing_mean(threshold = 5)", "zeroed", int((norms > 5).sum()))):
+            namespace = load_program(compile_text(BASE + f"aggregation {{ aggregator {setting} }}\n"))
+            result, measurements = aggregate(namespace, x)
+            assert int(measurements[key]) == count and int(measurements["clients"]) == 10
+            expected = (ref_clip(x.astype(np.float64)) if key == "clipped" else ref_zero(x.astype(np.float64))).mean(0)
+            np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
 
-def test_library_aggregators_report_their_measurements(worker):
-    """norm_clipped_mean / zeroing_mean as the `aggregator` itself: TFF measurements count the
-    clipped / zeroed updates."""
-    x = client_values(10, 2)
-    norms = np.linalg.norm(x.astype(np.float64), axis=1)
-    for setting, key, count in (("norm_clipped_mean(clip = 1.0)", "clipped", int((norms > 1.0).sum())),
-                                ("zeroing_mean(threshold = 5)", "zeroed", int((norms > 5).sum()))):
-        namespace = load_program(compile_text(BASE + f"aggregation {{ aggregator {setting} }}\n"))
-        result, measurements = aggregate(namespace, x)
-        assert int(measurements[key]) == count and int(measurements["clients"]) == 10
-        expected = (ref_clip(x.astype(np.float64)) if key == "clipped" else ref_zero(x.astype(np.float64))).mean(0)
+    @pytest.mark.xfail(strict=True, reason="check/__init__.py counts only the `aggregator` as used, not "
+                                           "blocks that other blocks call")
+    def test_a_block_called_by_another_is_not_reported_unused(self):
+        blocks = dict((c[0], c[1]) for c in CASES)["calls_another_block"]
+        assert not compile_aggregator(blocks).checked.warnings
+
+    @pytest.mark.parametrize("blocks", [
+        block("""
+            gathered_steps @CLIENTS = clip_norm(update, clip = 1.0)
+            return median(gathered_steps)"""),
+        block("return mean(update)", name="inner") + block("""
+            aggregate_inner @CLIENTS = clip_norm(update, clip = 1.0)
+            return inner(aggregate_inner)"""),
+    ], ids=["value_named_like_a_lib_helper", "value_named_like_an_aggregate_function"])
+    @pytest.mark.xfail(strict=True, reason="lower.py py_name() does not rename values that shadow names the "
+                                           "emitted step function calls (gathered_steps, aggregate_<block>, ...)")
+    def test_value_names_do_not_shadow_helpers(self, blocks):
+        x = client_values(7, 3)
+        result, _ = aggregate(load_program(compile_aggregator(blocks)), x)
+        np.testing.assert_allclose(result, ref_median(ref_clip(x.astype(np.float64))) if "median" in blocks
+                                   else ref_clip(x.astype(np.float64)).mean(0), rtol=1e-5, atol=1e-5)
+
+    @pytest.mark.xfail(strict=True, reason="lower.py py_name() maps both `v_fn` and `v_fn_` to `v_fn_`: the "
+                                           "second assignment silently overwrites the first")
+    def test_distinct_values_stay_distinct(self):
+        blocks = block("""
+            v_fn @CLIENTS = clip_norm(update, clip = 1.0)
+            v_fn_ @CLIENTS = scale(update, factor = 3)
+            w @CLIENTS = norm(v_fn_)
+            return weighted_mean(v_fn, w)""")
+        x = client_values(7, 4).astype(np.float64)
+        weights = np.linalg.norm(3 * x, axis=1)
+        expected = (weights[:, None] * ref_clip(x)).sum(0) / weights.sum()
+        result, _ = aggregate(load_program(compile_aggregator(blocks)), x.astype(np.float32))
         np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.xfail(strict=True, reason="check/__init__.py counts only the `aggregator` as used, not "
-                                       "blocks that other blocks call")
-def test_a_block_called_by_another_is_not_reported_unused():
-    blocks = dict((c[0], c[1]) for c in CASES)["calls_another_block"]
-    assert not compile_aggregator(blocks).checked.warnings
-
-
-@pytest.mark.parametrize("blocks", [
-    block("""
-        gathered_steps @CLIENTS = clip_norm(update, clip = 1.0)
-        return median(gathered_steps)"""),
-    block("return mean(update)", name="inner") + block("""
-        aggregate_inner @CLIENTS = clip_norm(update, clip = 1.0)
-        return inner(aggregate_inner)"""),
-], ids=["value_named_like_a_lib_helper", "value_named_like_an_aggregate_function"])
-@pytest.mark.xfail(strict=True, reason="lower.py py_name() does not rename values that shadow names the "
-                                       "emitted step function calls (gathered_steps, aggregate_<block>, ...)")
-def test_value_names_do_not_shadow_helpers(worker, blocks):
-    x = client_values(7, 3)
-    result, _ = aggregate(load_program(compile_aggregator(blocks)), x)
-    np.testing.assert_allclose(result, ref_median(ref_clip(x.astype(np.float64))) if "median" in blocks
-                               else ref_clip(x.astype(np.float64)).mean(0), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.xfail(strict=True, reason="lower.py py_name() maps both `v_fn` and `v_fn_` to `v_fn_`: the "
-                                       "second assignment silently overwrites the first")
-def test_distinct_values_stay_distinct(worker):
-    blocks = block("""
-        v_fn @CLIENTS = clip_norm(update, clip = 1.0)
-        v_fn_ @CLIENTS = scale(update, factor = 3)
-        w @CLIENTS = norm(v_fn_)
-        return weighted_mean(v_fn, w)""")
-    x = client_values(7, 4).astype(np.float64)
-    weights = np.linalg.norm(3 * x, axis=1)
-    expected = (weights[:, None] * ref_clip(x)).sum(0) / weights.sum()
-    result, _ = aggregate(load_program(compile_aggregator(blocks)), x.astype(np.float32))
-    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +334,7 @@ def experiment(tmp_path_factory):
 
 @pytest.mark.slow
 def test_clean_fedavg_learns(experiment):
-    assert experiment["clean_fedavg"] >= 0.8, experiment
+    assert experiment["clean_fedavg"] >= 0.75, experiment  # 0.83-0.84 measured (seeds 7, 11)
 
 
 @pytest.mark.slow
