@@ -325,7 +325,7 @@ def experiment(tmp_path_factory):
         assert_no_worker_left()
         assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
         summary = json.loads((work / name / "summary.json").read_text())
-        assert summary["status"] == "completed" and summary["rounds"] == ROUNDS, summary
+        assert summary["status"] == "completed" and summary["rounds_completed"] == ROUNDS, summary
         rows = read_jsonl(work / name / "metrics.jsonl")
         assert len(rows) == ROUNDS and rows[-1]["round"] == ROUNDS
         accuracy[name] = rows[-1]["eval_accuracy"]
