@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast as pyast
 import builtins
+import functools
 import keyword
 import math
 import os
+from pathlib import Path
 
 from . import __version__
 from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
@@ -30,7 +33,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         helpers=_helpers(data),
         privacy_helpers=_privacy_helpers(checked),
         federated_helpers=_federated_helpers(checked),
-        aggregates=tuple(aggregate_code(a, source) for a in checked.aggregates.values()),
+        aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values()),
         attack=checked.attack,
         data_steps=_data_steps(data),
         layers=tuple(_layer(layer, i) for i, layer in enumerate(model.layers)),
@@ -124,18 +127,34 @@ def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- Federated Core steps → Python
 
-_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {
-    "tf", "tff", "np", "dim", "gather", "collections", "math", "os", "sys", "time"}
+@functools.lru_cache(maxsize=1)
+def _reserved_names() -> frozenset[str]:
+    """Names a step function may refer to: Python's, the program's modules and every name of
+    fedlang/lib/federated.py (read as text: lowering imports no TensorFlow)."""
+    lib = pyast.parse((Path(__file__).parent / "lib" / "federated.py").read_text())
+    defined = {n.name for n in lib.body if isinstance(n, (pyast.FunctionDef, pyast.ClassDef))}
+    return frozenset(set(keyword.kwlist) | set(dir(builtins)) | defined
+                     | {"tf", "tff", "np", "dim", "collections", "math", "os", "sys", "time"})
 
 
-def py_name(name: str) -> str:
-    """A spec identifier as a Python name that shadows nothing (`all` → `all_`)."""
-    return name + "_" if name in _RESERVED or name.endswith("_fn") else name
+def value_names(config, aggregate_names) -> dict[str, str]:
+    """Spec value names → distinct Python names that shadow nothing a step refers to
+    (`all` → `all_`; `gathered_steps` → `gathered_steps_`; `aggregate_x` → `aggregate_x_`)."""
+    taken = set(_reserved_names()) | {f"aggregate_{n}" for n in aggregate_names}
+    names = [config.name, config.param] + [s.target for s in config.steps if s.target]
+    mapping: dict[str, str] = {}
+    for name in names:
+        candidate = name
+        while candidate in taken:
+            candidate += "_"
+        mapping[name] = candidate
+        taken.add(candidate)
+    return mapping
 
 
-def _step_expression(step, types: dict) -> str:
+def _step_expression(step, types: dict, names: dict[str, str]) -> str:
     """Python for one typed step; operands are validated identifiers, options repr'd literals."""
-    x = [py_name(n) for n in step.operands]
+    x = [names[n] for n in step.operands]
     o = {k: repr(v) for k, v in step.options.items()}
     at_server = bool(step.operands) and types[step.operands[0]].placement == "SERVER"
     op = step.operator
@@ -167,21 +186,22 @@ def _step_expression(step, types: dict) -> str:
     return f"aggregate_{op}(dim)({x[0]})"  # another aggregate block
 
 
-def aggregate_code(config, source: Source) -> dict[str, object]:
+def aggregate_code(config, source: Source, aggregate_names) -> dict[str, object]:
     """What the template needs to write one aggregate block as a federated computation."""
     from .check.steps import FedType
 
+    names = value_names(config, aggregate_names)
     types = {config.param: FedType(("*",), "CLIENTS")}
     lines = []
     for step in config.steps:
-        expression = _step_expression(step, types)
+        expression = _step_expression(step, types, names)
         comment = step.type.notation()
         if step.target is None:
             lines.append((f"return {expression}", comment))
         else:
             types[step.target] = step.type
-            lines.append((f"{py_name(step.target)} = {expression}", comment))
-    return {"name": config.name, "py_name": py_name(config.name), "param": py_name(config.param), "lines": lines,
+            lines.append((f"{names[step.target]} = {expression}", comment))
+    return {"name": config.name, "py_name": names[config.name], "param": names[config.param], "lines": lines,
             "source": Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines)))}
 
 

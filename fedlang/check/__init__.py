@@ -85,8 +85,13 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     if "round" in blocks and round_config is None:
         diags.raise_if_errors(source)
     used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
-    round_uses = set(round_config.helpers_called) if round_config is not None else set()
-    for unused in set(aggregates) - {used, "round"} - round_uses:
+    reachable, todo = set(), [used] if used else []
+    while todo:  # blocks the aggregator uses, directly or through other blocks
+        name = todo.pop()
+        if name in aggregates and name not in reachable:
+            reachable.add(name)
+            todo.extend(aggregates[name].helpers_called)
+    for unused in sorted(set(aggregates) - reachable):
         block = next(i for i in spec.items if isinstance(i, ast.AggregateBlock) and i.name.name == unused)
         diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,
                       f"use it with `aggregation {{ aggregator {unused} }}`")
