@@ -55,7 +55,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     if model and data and train:
         train = _check_together(model, data, train, blocks, diags)
         _warn_unused(model, data, train, evaluate, blocks, diags)
-        if aggregation and aggregation.secure and "privacy" not in blocks:
+        if aggregation and aggregation.secure and "privacy" not in blocks and "attack" not in blocks:
             _check_secure_weighting(train, blocks["train"], blocks["aggregation"], diags)
         if "privacy" in blocks and not diags.errors:
             privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags,
@@ -87,10 +87,10 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
     reachable, todo = set(), [used] if used else []
     while todo:  # blocks the aggregator uses, directly or through other blocks
-        name = todo.pop()
-        if name in aggregates and name not in reachable:
-            reachable.add(name)
-            todo.extend(aggregates[name].helpers_called)
+        block_name = todo.pop()
+        if block_name in aggregates and block_name not in reachable:
+            reachable.add(block_name)
+            todo.extend(aggregates[block_name].helpers_called)
     for unused in sorted(set(aggregates) - reachable):
         block = next(i for i in spec.items if isinstance(i, ast.AggregateBlock) and i.name.name == unused)
         diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,

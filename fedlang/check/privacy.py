@@ -32,6 +32,12 @@ def check_aggregation(block: ast.AggregationBlock, aggregates: dict, diags: Diag
                  and x.value.text in declared), None)
     if user is not None and user.value.text not in aggregates:
         return None  # that aggregate block has errors of its own
+    called = next((x for x in block.settings if x.key.name == "aggregator" and isinstance(x.value, ast.Call)
+                   and x.value.name.text in declared), None)
+    if called is not None:
+        diags.error("E911", f"aggregate block '{called.value.name.text}' takes no options", called.value.span,
+                    f"write `aggregator {called.value.name.text}`; put options inside the block's steps")
+        return None
     settings = tuple(x for x in block.settings if x is not user)
     s = resolve_settings("aggregation", settings, AGGREGATION_SETTINGS, block.span, diags)
     if len(diags.errors) > before:

@@ -128,10 +128,11 @@ def _overloaded(matrix_rule, clients_rule):
     return rule
 
 
-_FRACTION = Param("fraction", "float", low=0, high=0.5, high_open=True, doc="share trimmed at each end")
+_FRACTION = Param("fraction", "float", default=0.1, low=0, high=0.5, high_open=True,
+                  doc="share trimmed at each end")
 _CLIP = Param("clip", "float", low=0, low_open=True, doc="L2 norm bound")
 _THRESHOLD = Param("threshold", "float", low=0, low_open=True, doc="L2 norm above which an update is zeroed")
-_BYZANTINE = Param("byzantine", "int", low=0, doc="number of Byzantine clients tolerated (f)")
+_BYZANTINE = Param("byzantine", "int", default=1, low=0, doc="number of Byzantine clients tolerated (f)")
 _SELECT = Param("m", "int", low=1, doc="updates averaged by Multi-Krum")
 _FACTOR = Param("factor", "float", doc="multiplier")
 
@@ -300,6 +301,11 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
         diags.error("E904", f"unknown operator '{op_name}'", value.name.span,
                     did_you_mean(op_name, list(OPERATORS) + list(known))
                     or f"operators: {', '.join(OPERATORS)}")
+        return None
+    nested = next((a for a in value.args if isinstance(a.value, ast.Call)), None)
+    if nested is not None:
+        diags.error("E911", "steps apply one operator at a time", nested.span,
+                    f"name the inner value first: `x @… = {nested.value.name.text}(…)`, then `{op_name}(x)`")
         return None
     if len(operands) != operator.operands:
         diags.error("E911", f"{op_name} takes {operator.operands} value{'s' if operator.operands > 1 else ''}, "

@@ -420,7 +420,7 @@ def scaled_client_work(client_work):
 
     @tff.tensorflow.computation(result_type, scale_type)
     def scale_update(result, scales):
-        factor = scales.reduce(np.float32(1.0), lambda a, b: a * b)
+        factor = scales.reduce(np.float32(1.0), tf.math.multiply)
         update = tf.nest.map_structure(lambda u: u * tf.cast(factor, u.dtype), result.update)
         return tff.learning.templates.ClientResult(update, result.update_weight)
 

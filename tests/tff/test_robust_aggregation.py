@@ -238,11 +238,15 @@ class TestLoweredOperators:
             expected = (ref_clip(x.astype(np.float64)) if key == "clipped" else ref_zero(x.astype(np.float64))).mean(0)
             np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
 
-    @pytest.mark.xfail(strict=True, reason="check/__init__.py counts only the `aggregator` as used, not "
-                                           "blocks that other blocks call")
     def test_a_block_called_by_another_is_not_reported_unused(self):
         blocks = dict((c[0], c[1]) for c in CASES)["calls_another_block"]
         assert not compile_aggregator(blocks).checked.warnings
+
+    @pytest.mark.parametrize("aggregator", ["agg", "trimmed_mean(fraction = 0.1)", "median"])
+    def test_the_aggregator_does_not_rename_the_experiment(self, aggregator):
+        compiled = compile_aggregator(block("return median(update)"), aggregator)
+        assert compiled.checked.experiment == "robust-ops"
+        assert "EXPERIMENT = 'robust-ops'" in compiled.program()
 
     @pytest.mark.parametrize("blocks", [
         block("""
@@ -252,17 +256,15 @@ class TestLoweredOperators:
             aggregate_inner @CLIENTS = clip_norm(update, clip = 1.0)
             return inner(aggregate_inner)"""),
     ], ids=["value_named_like_a_lib_helper", "value_named_like_an_aggregate_function"])
-    @pytest.mark.xfail(strict=True, reason="lower.py py_name() does not rename values that shadow names the "
-                                           "emitted step function calls (gathered_steps, aggregate_<block>, ...)")
     def test_value_names_do_not_shadow_helpers(self, blocks):
+        """A value named like a function the step code calls must not shadow it."""
         x = client_values(7, 3)
         result, _ = aggregate(load_program(compile_aggregator(blocks)), x)
         np.testing.assert_allclose(result, ref_median(ref_clip(x.astype(np.float64))) if "median" in blocks
                                    else ref_clip(x.astype(np.float64)).mean(0), rtol=1e-5, atol=1e-5)
 
-    @pytest.mark.xfail(strict=True, reason="lower.py py_name() maps both `v_fn` and `v_fn_` to `v_fn_`: the "
-                                           "second assignment silently overwrites the first")
     def test_distinct_values_stay_distinct(self):
+        """`v_fn` and `v_fn_` must not become one Python name (the second would overwrite the first)."""
         blocks = block("""
             v_fn @CLIENTS = clip_norm(update, clip = 1.0)
             v_fn_ @CLIENTS = scale(update, factor = 3)
