@@ -21,9 +21,8 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     facts = data.facts
     if facts.examples is not None:
         test = round(data.test["fraction"] * facts.examples) if data.test.name == "holdout" else 0
-        split = (f"{_n(facts.examples - test)} train / {_n(test)} test" if data.test.name == "holdout"
-                 else _n(facts.examples))
-        rows.append(("data", f"{facts.description}: {_n(facts.examples)} examples ({split}), "
+        split = f" ({_n(facts.examples - test)} train / {_n(test)} test)" if data.test.name == "holdout" else ""
+        rows.append(("data", f"{facts.description}: {_n(facts.examples)} examples{split}, "
                              f"examples of shape {list(data.feature_shape)}, {facts.classes} classes"))
         train_examples = facts.examples - test
         per_client = f"{train_examples / data.num_clients:.1f} training examples per client on average"

@@ -110,6 +110,16 @@ def check_attack(block: ast.AttackBlock, diags: Diagnostics) -> AttackConfig | N
 def _check_custom_aggregation(train: TrainConfig, aggregation, attack, data: DataConfig, blocks,
                               diags: Diagnostics) -> TrainConfig:
     """Robust aggregators and simulated attackers run on unweighted FedAvg."""
+    choice = aggregation.aggregator if aggregation else None
+    m = train.clients_per_round
+    if choice is not None and choice.name == "trimmed_mean" and int(choice["fraction"] * m) == 0:
+        diags.warning("W902", f"trimmed_mean(fraction = {choice['fraction']:g}) trims nothing with {m} clients per "
+                              f"round: it is the plain mean", choice.span,
+                      f"trim at least one update at each end: fraction ≥ {1 / m:.2g}, or more clients per round")
+    if choice is not None and choice.name in ("krum", "multi_krum") and m <= 2 * choice["byzantine"] + 2:
+        diags.warning("W903", f"{choice.name} tolerates {choice['byzantine']} Byzantine clients only with more than "
+                              f"{2 * choice['byzantine'] + 2} clients per round; with {m} it is not robust",
+                      choice.span, f"use more than {2 * choice['byzantine'] + 2} clients per round")
     train_block: ast.TrainBlock = blocks["train"]
     what = (f"aggregator '{aggregation.aggregator.name}'" if aggregation and aggregation.aggregator
             else "an attack block")

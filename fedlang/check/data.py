@@ -120,6 +120,10 @@ def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> st
     if source.name == "csv" and "not found in" in text and "column" in text:
         return 'name the column to use, e.g. csv("…", label = "target")'
     if source.name == "csv" and "expected a number" in text:
+        column = re.search(r"column '([^']*)': expected a number", text)
+        if column and source["client"] is None:
+            return (f"every column except the label must hold numbers; if '{column.group(1)}' says which "
+                    f"client an example belongs to, write csv(\"…\", client = \"{column.group(1)}\")")
         return "every column except the label (and client) column must hold numbers"
     if source.name == "csv" and " columns, found " in text:
         return "every row needs one cell per column of the header"

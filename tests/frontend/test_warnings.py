@@ -91,6 +91,20 @@ CASES = {
               epsilon 4
               ^^^^^^^^^
         """),
+    # trimmed_mean with too few clients per round to trim anything.
+    "W902": (HEAD + TRAIN + "aggregation { aggregator trimmed_mean(fraction = 0.05) }\n", """\
+        w.fed:14:26: warning[W902]: trimmed_mean(fraction = 0.05) trims nothing with 10 clients per round: it is the plain mean
+            aggregation { aggregator trimmed_mean(fraction = 0.05) }
+                                     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+          hint: trim at least one update at each end: fraction ≥ 0.1, or more clients per round
+        """),
+    # Krum needs more than 2f + 2 clients per round.
+    "W903": (HEAD + TRAIN + "aggregation { aggregator krum(byzantine = 4) }\n", """\
+        w.fed:14:26: warning[W903]: krum tolerates 4 Byzantine clients only with more than 10 clients per round; with 10 it is not robust
+            aggregation { aggregator krum(byzantine = 4) }
+                                     ^^^^^^^^^^^^^^^^^^^
+          hint: use more than 10 clients per round
+        """),
     # An aggregate block that no aggregation block uses.
     "W901": (HEAD + TRAIN + """\
 aggregate unused(update: float32[*] @CLIENTS) -> float32[*] @SERVER {
