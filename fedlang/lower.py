@@ -15,7 +15,9 @@ from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from .diagnostics import Source
 from .plan import Plan, PyCall, PyRef, Section
 
-_ACTIVATION_OR_NONE = lambda a: None if a == "linear" else a  # noqa: E731
+
+def _keras_activation(name: str) -> str | None:
+    return None if name == "linear" else name
 
 
 def lower(checked: CheckedSpec, source: Source) -> Plan:
@@ -251,7 +253,7 @@ def _data_steps(data: DataConfig) -> dict[str, object]:
 def _layer(layer, index: int) -> PyCall:
     a = layer.args
     if layer.kind == "dense":
-        kwargs = {"activation": _ACTIVATION_OR_NONE(a["activation"])}
+        kwargs = {"activation": _keras_activation(a["activation"])}
         if not a["use_bias"]:
             kwargs["use_bias"] = False
         return PyCall.of("tf.keras.layers.Dense", a["units"], **kwargs)
@@ -260,7 +262,7 @@ def _layer(layer, index: int) -> PyCall:
         return PyCall.of("tf.keras.layers.Dropout", a["rate"], seed=PyRef(f"SEED + {index}"))
     if layer.kind == "conv2d":
         return PyCall.of("tf.keras.layers.Conv2D", a["filters"], list(a["kernel"]), strides=list(a["strides"]),
-                         padding=a["padding"], activation=_ACTIVATION_OR_NONE(a["activation"]))
+                         padding=a["padding"], activation=_keras_activation(a["activation"]))
     if layer.kind == "maxpool":
         strides = list(a["strides"]) if a["strides"] else None
         return PyCall.of("tf.keras.layers.MaxPool2D", list(a["pool"]), strides=strides, padding=a["padding"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .diagnostics import Diagnostic
 from .plan import Plan
 
 
@@ -67,6 +66,3 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
                                            "(TFF's test context runs the secure sum as a plain sum)"))
     return rows
 
-
-def warning_lines(diagnostics: tuple[Diagnostic, ...]) -> list[str]:
-    return [f"line {d.span.line}: {d.message}" for d in diagnostics]
