@@ -49,7 +49,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         binary_labels=binary,
         process=_process(train, aggregator is not None, checked.attack is not None),
         aggregator=aggregator,
-        secure_aggregation=bool(checked.aggregation and checked.aggregation.secure),
+        secure_aggregation=uses_secure_intrinsics(checked),
         communication=communication(checked),
         sections=_sections(checked, source),
         model_weights_type=model_weights_type(model),
@@ -77,7 +77,7 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
         ("BYTES_DOWN_PER_CLIENT", comm["down"]),  # float32 model, per sampled client per round
         ("BYTES_UP_PER_CLIENT", comm["up"]),
     ]
-    if checked.aggregation and checked.aggregation.secure:
+    if uses_secure_intrinsics(checked):
         constants.append(("SECURE_AGGREGATION", True))
     if checked.attack is not None:
         constants += [("ATTACKERS", checked.attack.clients), ("ATTACK_SCALE", checked.attack.scale)]
@@ -92,6 +92,12 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
             ("ACCOUNTANT", p.accountant),
         ]
     return tuple(constants)
+
+
+def uses_secure_intrinsics(checked: CheckedSpec) -> bool:
+    """Secure aggregation, or a step's secure_sum: the run needs TFF's (simulated) secure context."""
+    return bool(checked.aggregation and checked.aggregation.secure) or any(
+        "secure_sum" in a.helpers for a in checked.aggregates.values())
 
 
 def _imports(checked: CheckedSpec) -> tuple[str, ...]:
@@ -170,6 +176,10 @@ def _step_expression(step, types: dict, names: dict[str, str]) -> str:
         return f"tff.federated_mean({x[0]}, weight={x[1]})"
     if op == "broadcast":
         return f"tff.federated_broadcast({x[0]})"
+    if op in ("add", "subtract"):
+        return f"tff.federated_map({op}_fn(dim), ({x[0]}, {x[1]}))"
+    if op == "secure_sum":
+        return f"secure_sum({x[0]}, dim, lower={o['lower']}, upper={o['upper']})"
     local = {"clip_norm": f"clip_norm_fn(dim, {o.get('clip')})", "zero_large": f"zero_large_fn(dim, {o.get('threshold')})",
              "scale": f"scale_fn(dim, {o.get('factor')})", "norm": "norm_fn(dim)",
              "trim_mean": f"trim_mean_fn(dim, {o.get('fraction')})", "median": "median_fn(dim)",

@@ -114,6 +114,20 @@ def _clients_to_server(shapes=(VECTOR, SCALAR), out=None, what: str = ""):
     return rule
 
 
+def _arithmetic(what: str):
+    """add/subtract: two vectors at the same placement."""
+    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+        a, b = types
+        for t, name in zip(types, names):
+            if t.dims != VECTOR:
+                return f"{what} takes two float32[*] vectors; {_describe(t, name)}"
+        if a.placement != b.placement:
+            at_clients = names[0] if a.placement == CLIENTS else names[1]
+            return f"'{at_clients}' is placed at CLIENTS and the other value at SERVER; {_AGGREGATE_HINT}"
+        return FedType(VECTOR, a.placement)
+    return rule
+
+
 def _broadcast(types: list[FedType], names: list[str]) -> FedType | str:
     (t,) = types
     if t.placement == CLIENTS:
@@ -150,6 +164,13 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     Operator("scale", 1, _local(VECTOR, VECTOR, "scale"), (_FACTOR,), doc="multiply by a constant",
              helpers=("scale_fn",)),
     Operator("norm", 1, _local(VECTOR, SCALAR, "norm"), doc="L2 norm of a vector", helpers=("norm_fn",)),
+    Operator("add", 2, _arithmetic("add"), doc="x + y, where both are placed", helpers=("add_fn",)),
+    Operator("subtract", 2, _arithmetic("subtract"), doc="x − y, where both are placed", helpers=("subtract_fn",)),
+    Operator("secure_sum", 1, _clients_to_server((VECTOR,), VECTOR, "secure_sum"),
+             (Param("lower", "float", doc="smallest value a coordinate may take"),
+              Param("upper", "float", doc="largest value a coordinate may take")),
+             doc="sum by TFF's secure summation, coordinates clipped to [lower, upper]",
+             helpers=("secure_sum",)),
     Operator("trim_mean", 1, _server_matrix("trim_mean"), (_FRACTION,),
              doc="coordinate-wise trimmed mean of the rows", helpers=("trim_mean_fn",)),
     Operator("median", 1, _overloaded(_server_matrix("median"), _clients_to_server((VECTOR,), VECTOR, "median")),
@@ -327,7 +348,8 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
     result = operator.rule(types, names)
     if isinstance(result, str):
         span = operands[0].span if operands else value.span
-        code = "E902" if "already at SERVER" in result else "E903"
+        code = ("E902" if "already at SERVER" in result
+                else "E901" if "is placed at CLIENTS and" in result else "E903")
         diags.error(code, result, span, "a SERVER value needs no aggregation: use it directly"
                     if code == "E902" else None)
         return None

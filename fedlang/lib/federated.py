@@ -110,6 +110,36 @@ def scale_fn(dim, factor):
     return scale
 
 
+def add_fn(dim):
+    """(float32[dim], float32[dim]) -> float32[dim]: x + y."""
+    vector = tff.TensorType(np.float32, [dim])
+
+    @tff.tensorflow.computation(vector, vector)
+    def add(x, y):
+        return x + y
+
+    return add
+
+
+def subtract_fn(dim):
+    """(float32[dim], float32[dim]) -> float32[dim]: x - y."""
+    vector = tff.TensorType(np.float32, [dim])
+
+    @tff.tensorflow.computation(vector, vector)
+    def subtract(x, y):
+        return x - y
+
+    return subtract
+
+
+def secure_sum(values, dim, lower, upper):
+    """{float32[dim]}@CLIENTS -> float32[dim]@SERVER: the sum of the values, each coordinate clipped
+    to [lower, upper], computed with TFF's secure summation (``SecureSumFactory``). It needs an
+    execution context that runs secure intrinsics (in simulation: their plain bodies)."""
+    process = tff.aggregators.SecureSumFactory(upper, lower).create(tff.TensorType(np.float32, [dim]))
+    return process.next(process.initialize(), values).result
+
+
 # ---------------------------------------------------------------------------------------------
 # Local operators on the gathered matrix: float32[?, dim] -> float32[dim]
 # ---------------------------------------------------------------------------------------------
@@ -496,6 +526,9 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "clip_norm_fn": (),
     "zero_large_fn": (),
     "scale_fn": (),
+    "add_fn": (),
+    "subtract_fn": (),
+    "secure_sum": (),
     "mean_fn": (),
     "trim_mean_fn": (),
     "median_fn": (),
