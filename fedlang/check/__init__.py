@@ -55,13 +55,6 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     if model and data and train:
         train = _check_together(model, data, train, blocks, diags)
         _warn_unused(model, data, train, evaluate, blocks, diags)
-        if aggregation and aggregation.secure and "privacy" not in blocks and "attack" not in blocks:
-            _check_secure_weighting(train, blocks["train"], blocks["aggregation"], diags)
-        if "privacy" in blocks and not diags.errors:
-            privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags,
-                                    blocks.get("aggregation"))
-            if privacy is not None:
-                train = dataclasses.replace(train, weighting="uniform")
         if round_config is not None:
             if aggregation and aggregation.aggregator:
                 diags.error("E914", "a round block already aggregates: it cannot also name an aggregator",
@@ -72,6 +65,14 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                 aggregator=Choice("round", {}, blocks["round"].span), gathers="gather" in round_config.helpers)
         if (aggregation and aggregation.aggregator) or attack:
             train = _check_custom_aggregation(train, aggregation, attack, data, blocks, diags)
+        # Robust aggregators and attacks have made the weighting uniform by now; DP implies it too.
+        if aggregation and aggregation.secure and "privacy" not in blocks:
+            _check_secure_weighting(train, blocks["train"], blocks["aggregation"], diags)
+        if "privacy" in blocks and not diags.errors:
+            privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags,
+                                    blocks.get("aggregation"))
+            if privacy is not None:
+                train = dataclasses.replace(train, weighting="uniform")
         if evaluate and data.test.name == "none":
             data_block: ast.DataBlock = blocks["data"]
             test = next((s for s in data_block.settings if s.key.name == "test"), None)
@@ -82,8 +83,6 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                         f"{where}, or remove the evaluate block")
     diags.raise_if_errors(source)
     assert model and data and train
-    if "round" in blocks and round_config is None:
-        diags.raise_if_errors(source)
     used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
     reachable, todo = set(), [used] if used else []
     while todo:  # blocks the aggregator uses, directly or through other blocks
