@@ -18,15 +18,27 @@ import grpc
 import tensorflow_federated as tff
 
 
+class WorkerExitedError(RuntimeError):
+    """The worker process ended while a computation still needed it."""
+
+
 class LocalWorker:
     """Handle on a local TFF worker process; `close()` stops it (idempotent)."""
 
-    def __init__(self, process: subprocess.Popen, channel: grpc.Channel, port: int):
-        self.process, self.channel, self.port = process, channel, port
+    def __init__(self, process: subprocess.Popen, channel: grpc.Channel, port: int, log_path: str | None = None):
+        self.process, self.channel, self.port, self.log_path = process, channel, port, log_path
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def check_alive(self) -> None:
+        """Raise WorkerExitedError if the worker process has ended."""
+        code = self.process.poll()
+        if code is not None:
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+            log = f"; its log is {self.log_path}" if self.log_path else ""
+            raise WorkerExitedError(f"the TFF worker_binary (pid {self.pid}) {how}{log}")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the channel, then terminate the worker (kill it if it lingers)."""
@@ -44,6 +56,27 @@ class LocalWorker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class FailFastStub:
+    """A TFF executor stub that raises WorkerExitedError once the worker has ended.
+
+    TFF retries a computation forever while its worker is unavailable, so
+    without this a worker that crashed (or was stopped) hangs the program.
+    """
+
+    def __init__(self, stub, worker: LocalWorker):
+        self._stub, self._worker = stub, worker
+
+    def __getattr__(self, name):
+        attribute = getattr(self._stub, name)
+        if not callable(attribute):
+            return attribute
+
+        def checked(*args, **kwargs):
+            self._worker.check_alive()
+            return attribute(*args, **kwargs)
+        return checked
 
 
 def use_local_tff_worker(
@@ -69,11 +102,12 @@ def use_local_tff_worker(
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [binary, f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log,
-        stderr=subprocess.STDOUT if log_path else log, preexec_fn=die_with_parent)
+        stderr=subprocess.STDOUT if log_path else log, preexec_fn=die_with_parent,
+        start_new_session=True)  # a terminal's Ctrl-C reaches us, and we stop the worker
     if log_path:
         log.close()
     channel = grpc.insecure_channel(f"localhost:{port}")
-    worker = LocalWorker(process, channel, port)
+    worker = LocalWorker(process, channel, port, log_path)
     atexit.register(worker.close)
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
@@ -95,7 +129,7 @@ def use_local_tff_worker(
                     tail = f.read()[-2000:]
             raise RuntimeError(f"TFF worker_binary {state} on port {port}; log tail:\n{tail}")
         time.sleep(0.05)
-    stub = tff.framework.RemoteExecutorGrpcStub(channel)
+    stub = FailFastStub(tff.framework.RemoteExecutorGrpcStub(channel), worker)
 
     def stack_fn(cardinalities):
         if cardinalities.get(tff.CLIENTS) is None:
@@ -118,6 +152,8 @@ def use_local_tff_worker(
 
 
 REQUIRES: dict[str, tuple[str, ...]] = {
-    "LocalWorker": (),
-    "use_local_tff_worker": ("LocalWorker",),
+    "WorkerExitedError": (),
+    "LocalWorker": ("WorkerExitedError",),
+    "FailFastStub": ("LocalWorker",),
+    "use_local_tff_worker": ("LocalWorker", "FailFastStub"),
 }

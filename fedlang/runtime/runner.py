@@ -131,8 +131,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         p = checked.privacy
         console.print(f"privacy: user-level DP, ε by the {p.accountant.upper()} accountant of dp-accounting "
                       f"(Poisson sampling q = {checked.train.clients_per_round}/{p.population}), δ = {p.delta:g}")
-    previous_sigterm = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _sigterm_to_keyboard_interrupt)
+    stop = StopOnSignal()
+    previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
     recorder = RunRecorder(out)
     status, code, worker = "failed", EXIT_FAILED, None
@@ -142,36 +142,44 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         if plan.secure_aggregation:
             console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
                           "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")
-        worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"),
-                                                   secure_aggregation=plan.secure_aggregation)
+        worker = stop.worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"),
+                                                                 secure_aggregation=plan.secure_aggregation)
         evaluates = checked.evaluate is not None and checked.data.test.name != "none"
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)
                 table.add(row, plan.metric_names, evaluates)
+                if stop.requested:  # the KeyboardInterrupt was swallowed (say, in a finalizer)
+                    raise KeyboardInterrupt
 
             keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status)
         _save_model(namespace, keras_model, out / "model.keras")
         status, code = "completed", 0
     except KeyboardInterrupt:
         status, code = "interrupted", EXIT_INTERRUPTED
-        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {out}")
-    except (ValueError, RuntimeError, OSError) as exc:
-        _save_traceback(out)
-        err.print(f"[red bold]error:[/] {exc}", highlight=False)
-        err.print(f"(details in {out / 'traceback.txt'})")
-    except Exception as exc:  # a bug in fedlang or TFF: keep the details, show one line
-        _save_traceback(out)
-        err.print(f"[red bold]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
-        err.print(f"the traceback is in {out / 'traceback.txt'}; please report it with the spec")
+    except Exception as exc:
+        if stop.requested:  # the interrupt stopped the worker, and the computation failed with it
+            status, code = "interrupted", EXIT_INTERRUPTED
+        elif isinstance(exc, (ValueError, RuntimeError, OSError)):
+            _save_traceback(out)
+            err.print(f"[red bold]error:[/] {exc}", highlight=False)
+            err.print(f"(details in {out / 'traceback.txt'})")
+        else:  # a bug in fedlang or TFF: keep the details, show one line
+            _save_traceback(out)
+            err.print(f"[red bold]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print(f"the traceback is in {out / 'traceback.txt'}; please report it with the spec")
     finally:
+        stop.finishing = True  # a second Ctrl-C must not cut the summary short
         if worker is not None:
             worker.close()
         recorder.close()
-        signal.signal(signal.SIGTERM, previous_sigterm)
         _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started)
         if recorder.rows:
             _plot(out, recorder.rows, plan.metric_names, checked.experiment)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    if status == "interrupted":
+        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {out}")
     if status == "completed":
         final = recorder.rows[-1]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
@@ -187,8 +195,25 @@ def _save_model(namespace: dict[str, Any], trained, path: Path) -> None:
     model.save(path)
 
 
-def _sigterm_to_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class StopOnSignal:
+    """SIGINT/SIGTERM handler: note the request, stop the TFF worker, raise KeyboardInterrupt.
+
+    Stopping the worker makes the interrupt stick: Python ignores exceptions raised
+    inside finalizers (TF runs many), but a computation whose worker is gone fails at
+    once instead of running on, and `on_round` checks `requested` after every round.
+    """
+
+    def __init__(self) -> None:
+        self.requested = self.finishing = False
+        self.worker = None
+
+    def __call__(self, signum, frame) -> None:
+        self.requested = True
+        if self.finishing:  # results are being written: let that finish
+            return
+        if self.worker is not None and self.worker.process.poll() is None:
+            self.worker.process.kill()
+        raise KeyboardInterrupt
 
 
 def _load_program(program: str, path: Path) -> dict[str, Any]:

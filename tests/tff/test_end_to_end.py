@@ -14,6 +14,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from .support import (QUICKSTART_ROUNDS, REPO, assert_no_worker_left, compile_text, quickstart_spec_text,
@@ -89,45 +90,71 @@ def test_saved_model_reproduces_the_final_evaluation(quickstart_run):
     assert scores["loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
 
 
+class RunAfterFirstRound:
+    """`fedlang run` of the 30-round quickstart as a subprocess, stopped at its first finished round.
+
+    Output is read by threads (a pipe that fills up would stall the run); `finish()` waits for the
+    exit and, if the run hangs, dumps its stacks (faulthandler) and returns "hung".
+    """
+
+    def __init__(self, tmp_path):
+        spec = tmp_path / "quickstart.fed"
+        spec.write_text(quickstart_spec_text())  # 30 rounds: far more than we let it run
+        self.out = tmp_path / "run"
+        self.proc = subprocess.Popen([sys.executable, "-m", "fedlang", "run", str(spec), "--out", str(self.out)],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=subprocess_env(), start_new_session=True)
+        self.captured = {"stdout": [], "stderr": []}
+        self.readers = [threading.Thread(target=lambda s=s, n=n: self.captured[n].extend(s), daemon=True)
+                        for n, s in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr))]
+        for reader in self.readers:
+            reader.start()
+        try:
+            deadline = time.monotonic() + 240
+            metrics = self.out / "metrics.jsonl"
+            while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+                assert self.proc.poll() is None, self.stderr[-3000:]
+                assert time.monotonic() < deadline, "no round finished within 240 s"
+                time.sleep(0.05)
+        except BaseException:
+            self.finish(timeout=0)
+            raise
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.captured["stderr"])
+
+    def worker_pids(self) -> list[int]:
+        return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker_bin" in c.name()]
+
+    def finish(self, timeout: float = 60):
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks of the hung run
+            self.proc.wait(timeout=10)
+            code = "hung"
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for reader in self.readers:
+            reader.join(timeout=10)
+        return code
+
+
 @pytest.mark.parametrize("target", ["process", "group"])
 def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(target, quickstart_run, tmp_path):
     """SIGINT to the fedlang process alone, or to its whole process group as a terminal's Ctrl-C
-    does (then the worker gets it too, while the runner may be waiting on it)."""
-    spec = tmp_path / "quickstart.fed"
-    spec.write_text(quickstart_spec_text())  # 30 rounds: far more than we let it run
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "fedlang", "run", str(spec), "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-                            start_new_session=True)
-    captured = {"stdout": [], "stderr": []}
-    readers = [threading.Thread(target=lambda s=s, n=n: captured[n].extend(s), daemon=True)
-               for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))]
-    for reader in readers:
-        reader.start()
-    try:
-        deadline = time.monotonic() + 240
-        metrics = out / "metrics.jsonl"
-        while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
-            assert proc.poll() is None, "".join(captured["stderr"])[-3000:]
-            assert time.monotonic() < deadline, "no round finished within 240 s"
-            time.sleep(0.05)
-        if target == "group":
-            os.killpg(proc.pid, signal.SIGINT)
-        else:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks of the hung run
-            proc.wait(timeout=10)
-            code = "hung"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    for reader in readers:
-        reader.join(timeout=10)
-    stderr = "".join(captured["stderr"])
+    does. (Python drops a KeyboardInterrupt raised inside a finalizer, and TF runs many: the run
+    must stop anyway.)"""
+    run = RunAfterFirstRound(tmp_path)
+    if target == "group":
+        os.killpg(run.proc.pid, signal.SIGINT)
+    else:
+        run.proc.send_signal(signal.SIGINT)
+    code = run.finish()
+    out, stderr = run.out, run.stderr
     assert code != "hung", f"still running 60 s after SIGINT; its stacks:\n{stderr[-8000:]}"
     assert code == 130, stderr[-3000:]
     assert "interrupted after" in stderr
@@ -147,3 +174,17 @@ def test_sigint_after_the_first_round_keeps_the_rows_and_stops_the_worker(target
     ten = read_jsonl(quickstart_run[1] / "metrics.jsonl")
     for row, other in zip(rows, ten[:-1]):
         assert {k: v for k, v in row.items() if k != "seconds"} == {k: v for k, v in other.items() if k != "seconds"}
+
+
+def test_a_worker_that_dies_mid_run_fails_the_run_with_a_message_instead_of_hanging(tmp_path):
+    run = RunAfterFirstRound(tmp_path)
+    (worker_pid,) = run.worker_pids()
+    os.kill(worker_pid, signal.SIGKILL)
+    code = run.finish()
+    assert code != "hung", f"still running 60 s after its worker died; its stacks:\n{run.stderr[-8000:]}"
+    assert code == 1, run.stderr[-3000:]
+    assert f"error: the TFF worker_binary (pid {worker_pid}) was killed by SIGKILL" in run.stderr
+    assert "Traceback" not in run.stderr and (run.out / "traceback.txt").is_file()
+    summary = json.loads((run.out / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert 1 <= summary["rounds_completed"] == len(read_jsonl(run.out / "metrics.jsonl")) < 30

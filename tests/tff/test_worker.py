@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     import numpy as np
     import tensorflow_federated as tff
-    from fedlang.lib.tff_worker import use_local_tff_worker
+    from fedlang.lib.tff_worker import WorkerExitedError, use_local_tff_worker
 
     mode = sys.argv[1]
     worker = use_local_tff_worker(secure_aggregation=(mode == "secure"))
@@ -41,6 +41,13 @@ SCRIPT = textwrap.dedent("""
         raise ValueError("boom")
     if mode == "sleep":
         time.sleep(120)
+    if mode == "crash":  # the worker dies under us: the next computation must fail, not hang
+        import os, signal
+        os.kill(worker.pid, signal.SIGKILL)
+        try:
+            total([1.0])
+        except WorkerExitedError as e:
+            print("RAISED", e, flush=True)
 """)
 
 
@@ -118,4 +125,31 @@ def test_signal_to_parent_stops_worker(sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    _assert_worker_gone(pid)
+
+
+def test_a_dead_worker_fails_the_next_computation_instead_of_hanging():
+    # TFF retries a call to an unavailable worker forever; fedlang's stub must end that.
+    result = subprocess.run(_command("crash"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, timeout=60, env=_env())
+    pid = _pid_from(result.stdout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"RAISED the TFF worker_binary (pid {pid}) was killed by SIGKILL" in result.stdout
+
+
+def test_worker_runs_in_its_own_session_so_a_terminal_ctrl_c_reaches_only_its_owner():
+    proc = subprocess.Popen(_command("sleep"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=_env(), start_new_session=True)
+    try:
+        pid = None
+        for line in proc.stdout:
+            if line.startswith("WORKER_PID "):
+                pid = int(line.split()[1])
+            if line.startswith("READY"):
+                break
+        assert pid is not None
+        assert os.getsid(pid) == pid != os.getsid(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
     _assert_worker_gone(pid)
