@@ -188,3 +188,41 @@ def test_a_worker_that_dies_mid_run_fails_the_run_with_a_message_instead_of_hang
     summary = json.loads((run.out / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert 1 <= summary["rounds_completed"] == len(read_jsonl(run.out / "metrics.jsonl")) < 30
+
+
+SWALLOWED_INTERRUPT = """
+import os, signal, sys
+from fedlang.cli import main
+from fedlang.runtime import runner
+
+status = runner.RoundTable.status
+
+def status_then_a_swallowed_ctrl_c(self, message):
+    status(self, message)
+    if message == "round 2":  # as when a KeyboardInterrupt lands in a finalizer, which Python ignores
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        except KeyboardInterrupt:
+            print("SWALLOWED", file=sys.stderr, flush=True)
+
+runner.RoundTable.status = status_then_a_swallowed_ctrl_c
+main(["run", sys.argv[1], "--rounds", "5", "--out", sys.argv[2]], prog_name="fedlang")
+"""
+
+
+def test_a_swallowed_interrupt_still_stops_the_run_before_the_next_round(tmp_path):
+    """The handler also stops the worker, so the next computation fails and the run ends as interrupted."""
+    spec = tmp_path / "quickstart.fed"
+    spec.write_text(quickstart_spec_text())
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", SWALLOWED_INTERRUPT, str(spec), str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=240, env=subprocess_env())
+    assert "SWALLOWED" in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "interrupted after 1 of 5 rounds" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["rounds_completed"] == 1
+    assert not (out / "traceback.txt").exists()
+    assert_no_worker_left()
