@@ -104,10 +104,10 @@ def test_uncaught_exception_stops_worker():
     _assert_worker_gone(_pid_from(result.stdout))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_signal_to_parent_stops_worker(sig):
+def _start_sleeping_script(**popen_options):
+    """Start the script in "sleep" mode; return (process, worker pid) once its computations ran."""
     proc = subprocess.Popen(_command("sleep"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=_env())
+                            text=True, env=_env(), **popen_options)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
     pid, deadline = None, time.monotonic() + 60
@@ -119,6 +119,17 @@ def test_signal_to_parent_stops_worker(sig):
             if line.startswith("READY"):
                 break
         assert pid is not None and _worker_alive(pid)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    return proc, pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signal_to_parent_stops_worker(sig):
+    proc, pid = _start_sleeping_script()
+    try:
         proc.send_signal(sig)
         assert proc.wait(timeout=30) != 0
     finally:
@@ -138,16 +149,8 @@ def test_a_dead_worker_fails_the_next_computation_instead_of_hanging():
 
 
 def test_worker_runs_in_its_own_session_so_a_terminal_ctrl_c_reaches_only_its_owner():
-    proc = subprocess.Popen(_command("sleep"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=_env(), start_new_session=True)
+    proc, pid = _start_sleeping_script(start_new_session=True)
     try:
-        pid = None
-        for line in proc.stdout:
-            if line.startswith("WORKER_PID "):
-                pid = int(line.split()[1])
-            if line.startswith("READY"):
-                break
-        assert pid is not None
         assert os.getsid(pid) == pid != os.getsid(proc.pid)
     finally:
         proc.kill()
