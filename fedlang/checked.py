@@ -103,6 +103,7 @@ class DataConfig:
     num_clients: int
     lines: tuple[int, int]
     path: str | None = None  # data file as the emitted program opens it (relative to the cwd)
+    client_sizes: tuple[int, ...] | None = None  # training examples per client, as the run draws them
 
     @property
     def feature_shape(self) -> tuple[int, ...]:

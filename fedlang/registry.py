@@ -119,13 +119,14 @@ class BundledSet:
     features: tuple[int, ...]
     classes: int
     value_range: tuple[float, float]
+    file: str  # in sklearn/datasets/data/: rows of features, the label last (the loader reads it)
 
 
 SKLEARN_SETS = {
-    "sklearn.digits": BundledSet("load_digits", 1797, (64,), 10, (0.0, 16.0)),
-    "sklearn.breast_cancer": BundledSet("load_breast_cancer", 569, (30,), 2, (0.0, 4254.0)),
-    "sklearn.wine": BundledSet("load_wine", 178, (13,), 3, (0.13, 1680.0)),
-    "sklearn.iris": BundledSet("load_iris", 150, (4,), 3, (0.1, 7.9)),
+    "sklearn.digits": BundledSet("load_digits", 1797, (64,), 10, (0.0, 16.0), "digits.csv.gz"),
+    "sklearn.breast_cancer": BundledSet("load_breast_cancer", 569, (30,), 2, (0.0, 4254.0), "breast_cancer.csv"),
+    "sklearn.wine": BundledSet("load_wine", 178, (13,), 3, (0.13, 1680.0), "wine_data.csv"),
+    "sklearn.iris": BundledSet("load_iris", 150, (4,), 3, (0.1, 7.9), "iris.csv"),
 }
 
 EMNIST_FACTS = {True: (341873, 3383, 10), False: (671585, 3400, 62)}  # examples, clients, classes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from .checked import CheckedSpec
 from .plan import Plan
 
@@ -18,17 +20,22 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     kinds = ", ".join(layer.kind for layer in model.layers)
     rows.append(("model", f"{model.name}: {len(model.layers)} layer{'s' if len(model.layers) != 1 else ''} ({kinds}), "
                           f"{_n(model.param_count)} parameters ({model.param_count * 4 / 1024:.1f} KiB as float32)"))
-    facts = data.facts
+    facts, sizes = data.facts, data.client_sizes
     if facts.examples is not None:
         test = round(data.test["fraction"] * facts.examples) if data.test.name == "holdout" else 0
         split = f" ({_n(facts.examples - test)} train / {_n(test)} test)" if data.test.name == "holdout" else ""
         rows.append(("data", f"{facts.description}: {_n(facts.examples)} examples{split}, "
                              f"examples of shape {list(data.feature_shape)}, {facts.classes} classes"))
-        train_examples = facts.examples - test
-        per_client = f"{train_examples / data.num_clients:.1f} training examples per client on average"
     else:
+        drawn = f"{_n(sum(sizes))} training examples" if sizes else "size drawn at run time"
         rows.append(("data", f"{facts.description}: examples of shape {list(data.feature_shape)}, "
-                             f"{facts.classes} classes (size drawn at run time)"))
+                             f"{facts.classes} classes ({drawn})"))
+    if sizes:
+        per_client = (f"training examples per client: min {_n(min(sizes))}, median {statistics.median(sizes):,g}, "
+                      f"max {_n(max(sizes))}")
+    elif facts.examples is not None:
+        per_client = f"{(facts.examples - test) / data.num_clients:.1f} training examples per client on average"
+    else:
         per_client = "sizes drawn at run time"
     rows.append(("clients", f"{_n(data.num_clients)} ({data.partition.text()}); {per_client}"))
     sampled = (f"{train.clients_per_round} of {data.num_clients} clients per round"

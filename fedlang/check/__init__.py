@@ -41,7 +41,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                       "add `seed 42` to make the choice explicit")
 
     model = check_model(blocks["model"], diags) if "model" in blocks else None
-    data = check_data(blocks["data"], base_dir, diags) if "data" in blocks else None
+    data = check_data(blocks["data"], base_dir, seed, diags) if "data" in blocks else None
     train = check_train(blocks["train"], diags) if "train" in blocks else None
     evaluate = check_evaluate(blocks["evaluate"], diags) if "evaluate" in blocks else None
     aggregates = check_aggregates([i for i in spec.items if isinstance(i, ast.AggregateBlock)], diags)

@@ -11,23 +11,27 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .. import ast
 from ..checked import Choice, DataConfig, DatasetFacts
 from ..diagnostics import Diagnostics, Span
 from ..registry import DATA_SETTINGS, EMNIST_FACTS, NATURAL_SOURCES, SKLEARN_SETS
+from .clients import replay_client_sizes
 from .settings import resolve_settings
 
 
-def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> DataConfig | None:
-    """Type the data block and work out the data set's facts and the number of clients."""
+def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnostics) -> DataConfig | None:
+    """Type the data block, work out the data set's facts and split it as the run will (with `seed`)."""
     before = len(diags.errors)
     s = resolve_settings("data", block.settings, DATA_SETTINGS, block.span, diags)
     if not s.valid("source"):
         return None
     source: Choice = s["source"]
-    facts = _facts(source, base_dir, _path_span(s.settings.get("source")) or source.span, diags)
-    if facts is None:
+    loaded = _facts(source, base_dir, _path_span(s.settings.get("source")) or source.span, diags)
+    if loaded is None:
         return None
+    facts, labels, client_ids = loaded
 
     partition: Choice | None = s["partition"]
     if partition is None and s.valid("partition"):
@@ -75,6 +79,9 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
         return None
     if len(diags.errors) > before:
         return None
+    client_sizes = replay_client_sizes(source, test, partition, seed, labels, client_ids, diags)
+    if len(diags.errors) > before:
+        return None
     return DataConfig(
         name=block.name.name if block.name else "data",
         source=source,
@@ -88,6 +95,7 @@ def check_data(block: ast.DataBlock, base_dir: Path, diags: Diagnostics) -> Data
         num_clients=num_clients,
         lines=(block.span.line, block.span.end_line),
         path=str(resolve_data_path(source["path"], base_dir)) if "path" in source.args else None,
+        client_sizes=client_sizes,
     )
 
 
@@ -136,23 +144,27 @@ def resolve_data_path(path: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
-def _facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) -> DatasetFacts | None:
+Loaded = tuple[DatasetFacts, np.ndarray | None, np.ndarray | None]  # facts, labels, client ids
+
+
+def _facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) -> Loaded | None:
+    """The data set's facts, with a file's labels and client ids (the other sources have none on hand)."""
     if source.name in SKLEARN_SETS:
         info = SKLEARN_SETS[source.name]
         return DatasetFacts(info.examples, info.features, info.classes, None,
-                            f"scikit-learn {source.name.split('.')[1]}")
+                            f"scikit-learn {source.name.split('.')[1]}"), None, None
     if source.name == "synthetic":
         return DatasetFacts(None, (source["features"],), source["classes"], source["devices"],
                             f"Synthetic({source['alpha']:g}, {source['beta']:g})"
-                            + (" iid" if source["iid"] else ""))
+                            + (" iid" if source["iid"] else "")), None, None
     if source.name == "emnist":
         examples, clients, classes = EMNIST_FACTS[source["only_digits"]]
         return DatasetFacts(examples, (28, 28), classes, clients,
-                            "federated EMNIST" + (" (digits)" if source["only_digits"] else ""))
+                            "federated EMNIST" + (" (digits)" if source["only_digits"] else "")), None, None
     return _file_facts(source, base_dir, span, diags)
 
 
-def _file_facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) -> DatasetFacts | None:
+def _file_facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) -> Loaded | None:
     from ..lib import data as datalib  # NumPy only
 
     path = resolve_data_path(source["path"], base_dir)
@@ -175,4 +187,4 @@ def _file_facts(source: Choice, base_dir: Path, span: Span, diags: Diagnostics) 
         return None
     classes = int(y.max()) + 1 if len(y) else 0
     natural = None if clients is None else len(set(clients.tolist()))
-    return DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}")
+    return DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}"), y, clients

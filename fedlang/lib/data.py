@@ -423,15 +423,12 @@ def partition_dirichlet(
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     max_tries = 1000
     for _ in range(max_tries):
-        shares = [[] for _ in range(num_clients)]
-        for indices in by_class:
-            proportions = rng.dirichlet(np.full(num_clients, float(alpha)))
-            cuts = (np.cumsum(proportions)[:-1] * len(indices)).astype(np.int64)
-            for client, part in enumerate(np.split(indices, cuts)):
-                shares[client].append(part)
-        parts = [np.sort(np.concatenate(s)).astype(np.int64) for s in shares]
-        if min(len(p) for p in parts) >= min_examples:
-            return parts
+        proportions = [rng.dirichlet(np.full(num_clients, float(alpha))) for _ in by_class]
+        cuts = [(np.cumsum(p)[:-1] * len(indices)).astype(np.int64) for p, indices in zip(proportions, by_class)]
+        sizes = sum(np.diff(c, prepend=0, append=len(indices)) for c, indices in zip(cuts, by_class))
+        if sizes.min() >= min_examples:  # count first: a rejected draw builds no index arrays
+            shares = zip(*(np.split(indices, c) for indices, c in zip(by_class, cuts)))
+            return [np.sort(np.concatenate(parts)).astype(np.int64) for parts in shares]
     raise ValueError(
         f"{where}: after {max_tries} draws some client still had fewer than {min_examples} "
         f"examples ({n} examples, {num_clients} clients, alpha={alpha}); use fewer clients, "

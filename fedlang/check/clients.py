@@ -1,0 +1,86 @@
+"""The clients pass: replay the run's data split with NumPy, so `check` knows every client's size.
+
+The emitted `load_data()` makes its draws from one generator seeded with the spec's seed: the
+synthetic data (if that is the source), the held-out test set, then the partition. This pass
+makes the same draws with the same functions of `fedlang.lib.data`, on the labels alone, so a
+split that cannot work (a Dirichlet draw that leaves a client under `min_examples`, a hold-out
+that empties a set) is reported at its line, and the summary shows the real client sizes.
+`tests/tff/test_client_sizes.py` holds this replay to the emitted program.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..checked import Choice
+from ..diagnostics import Diagnostics
+from ..lib import data as datalib
+from ..registry import SKLEARN_SETS
+
+
+def bundled_labels(source_name: str) -> np.ndarray:
+    """The labels of a scikit-learn bundled set, read from its data file without importing sklearn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError("scikit-learn is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SKLEARN_SETS[source_name].file
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        lines = f.read().splitlines()
+    if not path.name.startswith("digits"):  # the csv loaders' first line is a header of counts and names
+        lines = lines[1:]
+    return np.array([float(line.rsplit(",", 1)[1]) for line in lines if line]).astype(np.int64)
+
+
+def replay_client_sizes(
+    source: Choice, test: Choice, partition: Choice, seed: int,
+    labels: np.ndarray | None, client_ids: np.ndarray | None, diags: Diagnostics,
+) -> tuple[int, ...] | None:
+    """Examples per client, drawn as the run draws them; None if unknown (EMNIST) or on an error."""
+    rng = np.random.default_rng(seed)
+    if source.name == "synthetic":
+        _, labels, client_ids = datalib.synthetic_fedprox(
+            alpha=source["alpha"], beta=source["beta"], num_devices=source["devices"],
+            num_features=source["features"], num_classes=source["classes"], iid=source["iid"], rng=rng)
+    elif source.name in SKLEARN_SETS:
+        labels = bundled_labels(source.name)
+    if labels is None:
+        return None
+    labels = labels.astype(np.int64)
+    if test.name == "holdout":
+        try:
+            train_idx, _ = datalib.holdout_split(len(labels), test["fraction"], rng)
+        except ValueError as exc:
+            diags.error("E507", _without_prefix(exc), test.span,
+                        "hold out a fraction that leaves examples on both sides")
+            return None
+        labels = labels[train_idx]
+        client_ids = client_ids[train_idx] if client_ids is not None else None
+    try:
+        if partition.name == "iid":
+            parts = datalib.partition_iid(len(labels), partition["clients"], rng)
+        elif partition.name == "dirichlet":
+            parts = datalib.partition_dirichlet(labels, partition["clients"], alpha=partition["alpha"], rng=rng,
+                                                min_examples=partition["min_examples"])
+        elif partition.name == "shards":
+            parts = datalib.partition_shards(labels, partition["clients"], shards_per_client=partition["per_client"],
+                                             rng=rng)
+        else:
+            parts = datalib.partition_natural(client_ids)
+    except ValueError as exc:
+        message, _, hint = _without_prefix(exc).partition("; ")
+        diags.error("E506", f"the {partition.name} partition fails: {message}", partition.span,
+                    hint or "use fewer clients")
+        return None
+    return tuple(len(p) for p in parts)
+
+
+def _without_prefix(exc: ValueError) -> str:
+    """'partition_dirichlet: after 1000 draws …' → 'after 1000 draws …' (the function name means nothing here)."""
+    text = str(exc)
+    head, sep, rest = text.partition(": ")
+    return rest if sep and head.isidentifier() else text
