@@ -147,6 +147,7 @@ class PrivacyConfig:
     last_round_within: int | None  # last round with ε ≤ target (None: no target)
     rounds_to_run: int  # rounds after the budget policy
     lines: tuple[int, int]
+    seeded_noise: bool = False  # noise from (SEED, round counter) instead of a fresh seed per run
 
 
 @dataclass(frozen=True)

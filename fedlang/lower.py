@@ -105,7 +105,8 @@ def _imports(checked: CheckedSpec) -> tuple[str, ...]:
     imports = []
     if checked.data.source.name.startswith("sklearn."):
         imports.append("import sklearn.datasets")
-    if checked.privacy is not None and checked.aggregation and checked.aggregation.secure:
+    privacy = checked.privacy
+    if privacy is not None and (privacy.seeded_noise or (checked.aggregation and checked.aggregation.secure)):
         imports.append("import tensorflow_privacy as tfp")
     return tuple(imports)
 
@@ -130,6 +131,8 @@ def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
             names.append(_LIBRARY_AGGREGATORS[name])
     if checked.attack is not None:
         names.append("build_attackable_fed_avg")
+    if checked.privacy is not None and checked.privacy.seeded_noise:
+        names.append("SeededGaussianSumQuery")
     return tuple(dict.fromkeys(names))
 
 
@@ -348,14 +351,18 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
             return PyCall.of(f"{dp}.gaussian_adaptive", noise_multiplier=PyRef("NOISE_MULTIPLIER"),
                              clients_per_round=PyRef("CLIENTS_PER_ROUND"), initial_l2_norm_clip=a["initial"],
                              target_unclipped_quantile=a["quantile"], learning_rate=a["learning_rate"])
-        if secure is None:
+        if secure is None and not privacy.seeded_noise:
             return PyCall.of(f"{dp}.gaussian_fixed", noise_multiplier=PyRef("NOISE_MULTIPLIER"),
                              clients_per_round=PyRef("CLIENTS_PER_ROUND"), clip=privacy.clip)
-        # Clip at the clients, secure-sum the clipped updates, add the noise to the sum at the server.
-        query = PyCall.of("tfp.NormalizedQuery",
-                          PyCall.of("tfp.GaussianSumQuery", l2_norm_clip=privacy.clip,
-                                    stddev=PyRef(f"NOISE_MULTIPLIER * {privacy.clip!r}")),
-                          denominator=PyRef("float(CLIENTS_PER_ROUND)"))
+        # gaussian_fixed spelled out (clip at the clients, sum, add noise to the sum at the server),
+        # to secure-sum the clipped updates or to seed the noise.
+        stddev = PyRef(f"NOISE_MULTIPLIER * {privacy.clip!r}")
+        sum_query = (PyCall.of("SeededGaussianSumQuery", l2_norm_clip=privacy.clip, stddev=stddev, seed=PyRef("SEED"))
+                     if privacy.seeded_noise else
+                     PyCall.of("tfp.GaussianSumQuery", l2_norm_clip=privacy.clip, stddev=stddev))
+        query = PyCall.of("tfp.NormalizedQuery", sum_query, denominator=PyRef("float(CLIENTS_PER_ROUND)"))
+        if secure is None:
+            return PyCall.of(dp, query)
         return PyCall.of(dp, query, record_aggregation_factory=secure_sum)
     if secure is not None:
         return PyCall.of("tff.aggregators.UnweightedMeanFactory", value_sum_factory=secure_sum)

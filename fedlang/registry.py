@@ -293,6 +293,9 @@ PRIVACY_SETTINGS = (
           doc="when ε would pass the target: refuse to start, stop at the last round within budget, or warn"),
     Param("noise_at", "name", default="server", choices=NOISE_PLACEMENTS,
           doc="server: noise added to the (secure) sum, central DP; clients: distributed DP"),
+    Param("seeded_noise", "bool", default=False,
+          doc="draw the noise from the spec's seed, so runs repeat exactly (simulation only: "
+              "whoever knows the seed can subtract the noise); needs a fixed clip"),
 )
 
 SECURE_FORMS = _forms(

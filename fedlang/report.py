@@ -47,7 +47,8 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
         clip = f"clip {p.clip:g}" if p.clip is not None else \
             f"adaptive clip (quantile {p.adaptive['quantile']:g}, initial {p.adaptive['initial']:g})"
         noise = f"z = {p.noise_multiplier:g}" + (" (solved for the target)" if p.noise_solved else "")
-        rows.append(("mechanism", f"Gaussian, {noise}, {clip}, noise added at the server"))
+        seeded = ", drawn from the spec's seed (repeatable; simulation only)" if p.seeded_noise else ""
+        rows.append(("mechanism", f"Gaussian, {noise}, {clip}, noise added at the server{seeded}"))
         rows.append(("accounting", f"user-level, {p.accountant.upper()} accountant (dp-accounting), Poisson "
                                    f"sampling q = {p.sampling_rate:.4g} ({train.clients_per_round}/{p.population})"))
         eps_text = "∞" if p.epsilon == float("inf") else f"{p.epsilon:.4g}"

@@ -53,9 +53,10 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     if c.privacy is not None:
         p = c.privacy
         target = f"; target ε ≤ {p.epsilon_target:g}" if p.epsilon_target is not None else ""
+        seeded = "; noise seeded from the spec" if p.seeded_noise else ""
         rows.append(("privacy", f"ε = {p.epsilon:.4g} at δ = {p.delta:g} after {train.rounds} rounds "
-                                f"({p.accountant.upper()}, z = {p.noise_multiplier:g}, q = {p.sampling_rate:.4g}){target}"
-                                " — `fedlang plan` for details"))
+                                f"({p.accountant.upper()}, z = {p.noise_multiplier:g}, q = {p.sampling_rate:.4g})"
+                                f"{target}{seeded} — `fedlang plan` for details"))
     if c.aggregation and c.aggregation.secure:
         rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
     if c.aggregation and c.aggregation.aggregator:

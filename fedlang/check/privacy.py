@@ -162,6 +162,11 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
             diags.warning("W804", f"the run will spend ε = {_eps(epsilon)} over {rounds} rounds, above the target "
                                   f"{target:g} ({crossing})", where)
     adaptive = s["clip"] if isinstance(s["clip"], Choice) else None
+    if adaptive is not None and s["seeded_noise"]:
+        diags.error("E818", "seeded noise needs a fixed clip", s.span("seeded_noise"),
+                    "adaptive clipping draws noise inside TFF's quantile estimator, which takes no seed: "
+                    "use a fixed `clip`, or remove `seeded_noise`")
+        return None
     if adaptive is not None and noise >= 0.1 * train.clients_per_round:
         # TFF spends part of the budget on the clipped-count query (stddev 0.05·m); the rest must stay positive.
         diags.error("E817", f"adaptive clipping with noise {noise:g} needs more than {10 * noise:g} clients per "
@@ -183,6 +188,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
         last_round_within=last_within,
         rounds_to_run=rounds_to_run,
         lines=(block.span.line, block.span.end_line),
+        seeded_noise=s["seeded_noise"],
     )
 
 

@@ -17,9 +17,11 @@ With no clients at all, the server-side operators return a zero vector (no updat
 
 import collections
 
+import dp_accounting
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
+import tensorflow_privacy as tfp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +521,42 @@ def build_attackable_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn=
         get_hparams_fn=composed.get_hparams, set_hparams_fn=composed.set_hparams)
 
 
+# ---------------------------------------------------------------------------------------------
+# Differential privacy
+# ---------------------------------------------------------------------------------------------
+
+
+class SeededGaussianSumQuery(tfp.GaussianSumQuery):
+    """tfp.GaussianSumQuery whose noise is drawn from a seed carried in the query's state.
+
+    Round r's noise is tf.random.stateless_normal with seed (seed, counter); the counter
+    advances past every tensor each round, so runs repeat exactly and no two rounds share
+    noise. (TFF's gaussian_fixed takes no seed.) For simulation only: whoever knows the
+    seed can regenerate the noise and subtract it.
+    """
+
+    _GlobalState = collections.namedtuple("_GlobalState", ["l2_norm_clip", "stddev", "noise_seed"])
+
+    def __init__(self, l2_norm_clip, stddev, seed):
+        super().__init__(l2_norm_clip, stddev)
+        self._seed = seed
+
+    def initial_global_state(self):
+        return self._GlobalState(tf.cast(self._l2_norm_clip, tf.float32), tf.cast(self._stddev, tf.float32),
+                                 tf.constant([self._seed, 0], tf.int64))
+
+    def get_noised_result(self, sample_state, global_state):
+        values = tf.nest.flatten(sample_state)
+        noised = [v + tf.random.stateless_normal(tf.shape(v), seed=global_state.noise_seed + [0, i],
+                                                 stddev=global_state.stddev, dtype=v.dtype)
+                  for i, v in enumerate(values)]
+        next_state = global_state._replace(noise_seed=global_state.noise_seed + [0, len(values)])
+        event = dp_accounting.GaussianDpEvent(global_state.stddev / global_state.l2_norm_clip)
+        return tf.nest.pack_sequence_as(sample_state, noised), next_state, event
+
+
 REQUIRES: dict[str, tuple[str, ...]] = {
+    "SeededGaussianSumQuery": (),
     "gather": (),
     "norm_fn": (),
     "above_fn": (),

@@ -198,3 +198,24 @@ train fedavg {{ rounds 1 }}
                  if isinstance(n, pyast.Assign) and isinstance(n.value, pyast.Constant)}
     assert constants["EXPERIMENT"] == compiled.checked.experiment
     assert "\n" in compiled.checked.experiment
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_seeded_noise_swaps_only_the_sum_query(secure):
+    privacy = "privacy {\n  noise 1.0\n  clip 0.5\n  SEEDED\n}\n" + (
+        "aggregation { secure bounds(-1, 1) }\n" if secure else "")
+    text = BASE.replace("train fedavg { rounds 3 }", "train fedavg { rounds 3 clients_per_round 5 }") + privacy
+    plain = compile_text(text.replace("SEEDED", "")).program()
+    seeded_compiled = compile_text(text.replace("SEEDED", "seeded_noise true"))
+    seeded = seeded_compiled.program()
+    assert seeded_compiled.checked.privacy.seeded_noise and "seeded_noise" not in plain
+    query = "SeededGaussianSumQuery(l2_norm_clip=0.5, stddev=NOISE_MULTIPLIER * 0.5, seed=SEED)"
+    assert query in seeded and "class SeededGaussianSumQuery(tfp.GaussianSumQuery):" in seeded
+    assert "import tensorflow_privacy as tfp" in seeded
+    assert "SeededGaussianSumQuery" not in plain
+    if secure:
+        assert "tfp.GaussianSumQuery(l2_norm_clip=0.5, stddev=NOISE_MULTIPLIER * 0.5)" in plain
+        assert seeded.count("record_aggregation_factory=tff.aggregators.SecureSumFactory(") == 1
+    else:
+        assert "DifferentiallyPrivateFactory.gaussian_fixed(" in plain
+        assert "record_aggregation_factory" not in seeded

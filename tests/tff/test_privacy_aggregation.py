@@ -57,10 +57,8 @@ def _aggregation_process(text: str, dim: int):
     return factory.create(tff.TensorType(np.float32, [dim]))
 
 
-def test_dp_noise_is_really_added(secure_worker):
-    """Zero updates in, Gaussian noise out: std = z·clip / clients_per_round per coordinate."""
-    text = spec("privacy { noise 2.0 clip 1.0 epsilon 1000 delta 1e-5 }")
-    dim, clients, rounds = 200, 20, 30
+def _noise(text: str, dim: int, clients: int, rounds: int) -> np.ndarray:
+    """What the DP aggregator returns, round after round, for all-zero client updates: its noise."""
     process = _aggregation_process(text, dim)
     state = process.initialize()
     outputs = []
@@ -68,10 +66,30 @@ def test_dp_noise_is_really_added(secure_worker):
         result = process.next(state, [np.zeros(dim, np.float32)] * clients)
         state = result.state
         outputs.append(np.asarray(result.result))
-    values = np.concatenate(outputs)
+    return np.stack(outputs)
+
+
+@pytest.mark.parametrize("seeded", ["", "seeded_noise true"])
+def test_dp_noise_is_really_added(secure_worker, seeded):
+    """Zero updates in, Gaussian noise out: std = z·clip / clients_per_round per coordinate."""
+    text = spec(f"privacy {{ noise 2.0 clip 1.0 epsilon 1000 delta 1e-5 {seeded} }}")
+    dim, clients, rounds = 200, 20, 30
+    values = _noise(text, dim, clients, rounds).ravel()
     expected_std = 2.0 * 1.0 / clients
     assert abs(values.mean()) < 4 * expected_std / np.sqrt(values.size)
     assert values.std() == pytest.approx(expected_std, rel=0.06)  # 6000 samples: ~1% sampling error
+
+
+@pytest.mark.parametrize("secure", ["", "aggregation { secure bounds(-1.0, 1.0) }"])
+def test_seeded_noise_repeats_with_the_seed_and_never_across_rounds(secure_worker, secure):
+    text = spec(f"privacy {{ noise 1.0 clip 1.0 seeded_noise true }}\n{secure}")
+    first, again = _noise(text, 50, 20, 4), _noise(text, 50, 20, 4)
+    np.testing.assert_array_equal(first, again)  # built again from the same spec: the same noise
+    assert all(np.abs(first[r] - first[s]).min() > 0 for r in range(4) for s in range(r))  # fresh each round
+    other_seed = _noise(text.replace("seed 3", "seed 4"), 50, 20, 4)
+    assert np.abs(other_seed - first).min() > 0
+    unseeded = text.replace("seeded_noise true", "")
+    assert np.abs(_noise(unseeded, 50, 20, 2) - _noise(unseeded, 50, 20, 2)).min() > 0  # TFF's default: fresh
 
 
 def test_secure_sum_clips_to_bounds_and_counts(secure_worker):

@@ -129,3 +129,16 @@ def test_another_seed_gives_other_numbers(synthetic_run, tmp_path):
     assert len(mine) == len(theirs) == SYNTHETIC_ROUNDS
     for a, b in zip(mine, theirs):
         assert a["train_loss"] != b["train_loss"], a["round"]
+
+
+def test_seeded_dp_run_equals_emitted_program(no_fedlang_env, tmp_path):
+    """With `seeded_noise true` even the DP noise is a function of the spec: two processes agree."""
+    spec = SPECS / "digits_dp_seeded.fed"
+    result = run_fedlang("run", spec, "--out", tmp_path / "run")
+    assert_no_worker_left()
+    assert result.returncode == 0, result.stderr[-3000:]
+    program, printed = _emit_and_run_standalone(spec, 3, no_fedlang_env, tmp_path)
+    assert "SeededGaussianSumQuery(l2_norm_clip=0.5, stddev=NOISE_MULTIPLIER * 0.5, seed=SEED)" in program
+    recorded = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    _assert_printed_equals_recorded(printed, recorded)
+    assert all("epsilon" in row for row in recorded)
