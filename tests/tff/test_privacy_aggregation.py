@@ -167,3 +167,16 @@ def test_refuse_policy_refuses_an_override_beyond_the_budget(tmp_path):
     assert "Traceback" not in result.stderr
     assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == []
     assert_no_worker_left()
+
+
+@pytest.mark.slow
+def test_a_secure_dp_run_keeps_stderr_free_of_tf_internals(tmp_path):
+    """TFF's simulated secure sum builds assert ops TF reports as 'never used' (dozens of ERROR
+    lines per run); the run shows none of them, only what fedlang has to say."""
+    spec_path = tmp_path / "secure.fed"
+    spec_path.write_text(spec("privacy { noise 1.0 clip 0.5 }\naggregation { secure bounds(-0.5, 0.5) }", rounds=2))
+    result = run_fedlang("run", spec_path, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 2
+    assert "never used" not in result.stderr and "ERROR" not in result.stderr, result.stderr[:3000]
+    assert_no_worker_left()
