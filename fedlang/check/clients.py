@@ -30,10 +30,10 @@ def bundled_labels(source_name: str) -> np.ndarray:
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SKLEARN_SETS[source_name].file
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as f:
-        lines = f.read().splitlines()
-    if not path.name.startswith("digits"):  # the csv loaders' first line is a header of counts and names
-        lines = lines[1:]
-    return np.array([float(line.rsplit(",", 1)[1]) for line in lines if line]).astype(np.int64)
+        last_fields = [line.rsplit(",", 1)[-1] for line in f.read().splitlines() if line]
+    if last_fields and not last_fields[0].replace(".", "", 1).isdigit():
+        last_fields = last_fields[1:]  # a header: the example and feature counts, then the class names
+    return np.array(last_fields, dtype=np.float64).astype(np.int64)
 
 
 def replay_client_sizes(
@@ -47,7 +47,10 @@ def replay_client_sizes(
             alpha=source["alpha"], beta=source["beta"], num_devices=source["devices"],
             num_features=source["features"], num_classes=source["classes"], iid=source["iid"], rng=rng)
     elif source.name in SKLEARN_SETS:
-        labels = bundled_labels(source.name)
+        try:
+            labels = bundled_labels(source.name)
+        except (OSError, ValueError):  # no scikit-learn, or another file layout: check just cannot count
+            return None
     if labels is None:
         return None
     labels = labels.astype(np.int64)
