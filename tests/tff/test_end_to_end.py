@@ -191,7 +191,7 @@ def test_a_worker_that_dies_mid_run_fails_the_run_with_a_message_instead_of_hang
 
 
 SWALLOWED_INTERRUPT = """
-import os, signal, sys
+import signal, sys, threading, time
 from fedlang.cli import main
 from fedlang.runtime import runner
 
@@ -201,8 +201,9 @@ def status_then_a_swallowed_ctrl_c(self, message):
     status(self, message)
     if message == "round 2":  # as when a KeyboardInterrupt lands in a finalizer, which Python ignores
         try:
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(1000):  # the handler runs between bytecodes
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # to this thread, at once
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the handler runs between bytecodes, and raises here
                 pass
         except KeyboardInterrupt:
             print("SWALLOWED", file=sys.stderr, flush=True)
