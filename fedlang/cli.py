@@ -117,5 +117,15 @@ def run(spec: str, rounds: int | None, out_dir: str | None, quiet: bool) -> None
     sys.exit(run_compiled(compiled, rounds=rounds, out_dir=out_dir, quiet=quiet))
 
 
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, readable=True, allow_dash=True))
+@click.option("--check", is_flag=True, help="Change nothing; print a diff and exit 1 if a file is not formatted.")
+def fmt(files: tuple[str, ...], check: bool) -> None:
+    """Rewrite FILES (.fed files, folders of them, or - for stdin) in the one canonical layout."""
+    from .tooling.fmt_cli import format_paths
+
+    sys.exit(format_paths(files, check=check, color=_color(sys.stderr)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

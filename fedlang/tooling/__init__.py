@@ -1,0 +1,1 @@
+"""Everyday tools around the language: the formatter, `explain`, highlighting and the editor vocabulary."""
