@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .constructs.layers import LAYER_BY_NAME
 from .diagnostics import Span
 
 
@@ -64,18 +65,18 @@ class ModelConfig:
         return tuple(shapes)
 
     @property
+    def feature_dtype(self) -> str:
+        """The dtype of one example's features: what the first layer reads (float32 or int64)."""
+        return LAYER_BY_NAME[self.layers[0].kind].input_dtype if self.layers else "float32"
+
+    @property
     def output_units(self) -> int:
         return self.layers[-1].output_shape[-1] if self.layers else math.prod(self.input_shape)
 
 
 def layer_weight_shapes(layer: LayerConfig) -> list[tuple[int, ...]]:
-    if layer.kind == "dense":
-        shapes = [(layer.input_shape[-1], layer.args["units"])]
-        return shapes + ([(layer.args["units"],)] if layer.args["use_bias"] else [])
-    if layer.kind == "conv2d":
-        kh, kw = layer.args["kernel"]
-        return [(kh, kw, layer.input_shape[-1], layer.args["filters"]), (layer.args["filters"],)]
-    return []
+    """Shapes of one layer's trainable variables (its definition's `weights` hook)."""
+    return LAYER_BY_NAME[layer.kind].weights(layer.args, layer.input_shape)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,47 @@ class AggregationConfig:
     gathers: bool = False  # the aggregator needs every client's update at the server
 
 
+# ---------------------------------------------------------------- aggregate and round blocks
+
+
+@dataclass(frozen=True)
+class FedType:
+    """A placed float32 tensor type; `dims` may contain "*" (model size) and "?" (clients)."""
+
+    dims: tuple[int | str, ...]
+    placement: str
+
+    def notation(self, model_dim: int | None = None) -> str:
+        """TFF's notation: `{float32[7850]}@CLIENTS`, `float32[?,7850]@SERVER`."""
+        dims = ",".join(str(model_dim) if d == "*" and model_dim else str(d) for d in self.dims)
+        tensor = f"float32[{dims}]" if self.dims else "float32"
+        return f"{{{tensor}}}@CLIENTS" if self.placement == "CLIENTS" else f"{tensor}@SERVER"
+
+
+@dataclass(frozen=True)
+class TypedStep:
+    """One checked step: `target` (None for return) = operator(operands, options)."""
+
+    target: str | None
+    operator: str
+    operands: tuple[str, ...]
+    options: dict[str, Any]
+    type: FedType
+    line: int
+    source: str
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    name: str
+    param: str
+    steps: tuple[TypedStep, ...]
+    lines: tuple[int, int]
+    helpers: tuple[str, ...] = field(default=())  # fedlang.lib.federated names the lowering uses
+    helpers_called: tuple[str, ...] = field(default=())  # other aggregate blocks its steps call
+    frame: tuple[tuple[int, str, FedType], ...] = field(default=())  # a round's fixed steps: (line, name, type)
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     clients: int
@@ -179,5 +221,5 @@ class CheckedSpec:
     warnings: tuple = field(default=())
     privacy: PrivacyConfig | None = None
     aggregation: AggregationConfig | None = None
-    aggregates: dict = field(default_factory=dict)  # name -> check.steps.AggregateConfig
+    aggregates: dict = field(default_factory=dict)  # name -> AggregateConfig
     attack: AttackConfig | None = None

@@ -15,7 +15,6 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .registry import ALIASES
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,8 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     `registry.ALIASES` first, then letter case, then spelling.
     """
     choices = list(choices)
+    from .registry import ALIASES  # the registry's definitions use Span: imported when first needed
+
     alias = ALIASES.get(word) or ALIASES.get(word.lower())
     if alias in choices and alias != word:
         return alias

@@ -11,13 +11,11 @@ import os
 from pathlib import Path
 
 from . import __version__
+from .constructs.layers import LAYER_BY_NAME
+from .constructs.sources import SOURCE_BY_NAME
 from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from .diagnostics import Source
 from .plan import Plan, PyCall, PyRef, Section
-
-
-def _keras_activation(name: str) -> str | None:
-    return None if name == "linear" else name
 
 
 def lower(checked: CheckedSpec, source: Source) -> Plan:
@@ -32,17 +30,15 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         fedlang_version=__version__,
         constants=_constants(checked),
         imports=_imports(checked),
-        helpers=_helpers(data),
-        privacy_helpers=_privacy_helpers(checked),
-        federated_helpers=_federated_helpers(checked),
+        helper_modules=_helper_modules(checked),
         aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values()),
         attack=checked.attack,
         data_steps=_data_steps(data),
-        layers=tuple(_layer(layer, i) for i, layer in enumerate(model.layers)),
+        layers=tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i) for i, layer in enumerate(model.layers)),
         loss=_loss(model),
         metrics=tuple(_metric(name, binary, model.from_logits) for name in model.metrics),
         element_spec=(
-            PyCall.of("tf.TensorSpec", [None, *data.feature_shape], PyRef("tf.float32")),
+            PyCall.of("tf.TensorSpec", [None, *data.feature_shape], PyRef(f"tf.{model.feature_dtype}")),
             PyCall.of("tf.TensorSpec", [None, 1] if binary else [None],
                       PyRef("tf.float32" if binary else "tf.int64")),
         ),
@@ -53,7 +49,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         communication=communication(checked),
         sections=_sections(checked, source),
         model_weights_type=model_weights_type(model),
-        client_data_type=client_data_type(data, binary),
+        client_data_type=client_data_type(data, binary, model.feature_dtype),
         round_signature=round_signature(model, data, binary),
         metric_names=metric_names,
     )
@@ -102,9 +98,7 @@ def uses_secure_intrinsics(checked: CheckedSpec) -> bool:
 
 def _imports(checked: CheckedSpec) -> tuple[str, ...]:
     """Third-party imports the program's own code needs (helpers bring their own)."""
-    imports = []
-    if checked.data.source.name.startswith("sklearn."):
-        imports.append("import sklearn.datasets")
+    imports = list(SOURCE_BY_NAME[checked.data.source.name].imports)
     privacy = checked.privacy
     if privacy is not None and (privacy.seeded_noise or (checked.aggregation and checked.aggregation.secure)):
         imports.append("import tensorflow_privacy as tfp")
@@ -220,37 +214,34 @@ def aggregate_code(config, source: Source, aggregate_names) -> dict[str, object]
             "source": Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines)))}
 
 
-def _privacy_helpers(checked: CheckedSpec) -> tuple[str, ...]:
-    if checked.privacy is None:
-        return ()
-    return ("epsilon_per_round", "last_round_within")
-
-
-def _helpers(data: DataConfig) -> tuple[str, ...]:
-    names = ["sample_clients"]
-    source = data.source.name
-    if source == "synthetic":
-        names.append("synthetic_fedprox")
-    elif source in ("npz", "csv"):
-        names.append(f"load_{source}")
+def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The fedlang/lib functions the program copies, per module (the emitter adds what they call)."""
+    data = checked.data
+    source = SOURCE_BY_NAME[data.source.name]
+    names = ["sample_clients"] + [n for module, ns in source.helpers if module == "data.py" for n in ns]
     if data.test.name == "holdout":
         names.append("holdout_split")
     if data.scale in ("minmax", "standard"):
         names += ["fit_scaler", "apply_scaler"]
     names.append(f"partition_{data.partition.name}")
-    return tuple(names)
+    modules: dict[str, list[str]] = {"data.py": names}
+    for module, ns in source.helpers:
+        if module != "data.py":
+            modules.setdefault(module, []).extend(ns)
+    federated = _federated_helpers(checked)
+    if federated:
+        modules["federated.py"] = list(federated)
+    if checked.privacy is not None:
+        modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
+    modules["tff_worker.py"] = ["use_local_tff_worker"]
+    return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 
 def _data_steps(data: DataConfig) -> dict[str, object]:
     """Literal arguments of each data step; the template lays the steps out in order."""
     source = data.source
-    steps: dict[str, object] = {"source": source.name, "args": dict(source.args)}
-    if source.name.startswith("sklearn."):
-        from .registry import SKLEARN_SETS
-
-        steps["loader"] = "sklearn.datasets." + SKLEARN_SETS[source.name].loader
-    if data.path is not None:  # absolute, so the emitted program runs from any folder
-        steps["path"] = os.path.abspath(data.path)
+    path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
+    steps: dict[str, object] = {"source": source.name, "load": SOURCE_BY_NAME[source.name].load(source, path)}
     steps["test"] = data.test.name
     steps["test_fraction"] = data.test.args.get("fraction")
     steps["scale"] = data.scale
@@ -261,29 +252,6 @@ def _data_steps(data: DataConfig) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------- model
-
-
-def _layer(layer, index: int) -> PyCall:
-    a = layer.args
-    if layer.kind == "dense":
-        kwargs = {"activation": _keras_activation(a["activation"])}
-        if not a["use_bias"]:
-            kwargs["use_bias"] = False
-        return PyCall.of("tf.keras.layers.Dense", a["units"], **kwargs)
-    if layer.kind == "dropout":
-        # A seeded dropout keeps runs reproducible inside TFF's graphs (masks then repeat each round).
-        return PyCall.of("tf.keras.layers.Dropout", a["rate"], seed=PyRef(f"SEED + {index}"))
-    if layer.kind == "conv2d":
-        return PyCall.of("tf.keras.layers.Conv2D", a["filters"], list(a["kernel"]), strides=list(a["strides"]),
-                         padding=a["padding"], activation=_keras_activation(a["activation"]))
-    if layer.kind == "maxpool":
-        strides = list(a["strides"]) if a["strides"] else None
-        return PyCall.of("tf.keras.layers.MaxPool2D", list(a["pool"]), strides=strides, padding=a["padding"])
-    if layer.kind == "flatten":
-        return PyCall.of("tf.keras.layers.Flatten")
-    if layer.kind == "reshape":
-        return PyCall.of("tf.keras.layers.Reshape", list(a["shape"]))
-    raise AssertionError(layer.kind)
 
 
 def _loss(model: ModelConfig) -> PyCall:
@@ -317,22 +285,24 @@ def _optimizer(choice) -> PyCall:
     return PyCall.of(f"tff.learning.optimizers.build_{choice.name}", **a)
 
 
+# Each algorithm's TFF builder (`build_weighted_…` / `build_unweighted_…` where TFF has both).
+ALGORITHM_BUILDERS = {"fedavg": "fed_avg", "fedprox": "fed_prox", "fedsgd": "fed_sgd"}
+
+
 def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False) -> PyCall:
     model_fn = PyRef("model_fn")
     server = _optimizer(train.server_optimizer)
-    weighted = train.weighting == "examples"
     extra = {"model_aggregator": PyRef("build_aggregator()")} if custom_aggregator else {}
-    if train.algorithm == "fedsgd":
+    builder = ALGORITHM_BUILDERS[train.algorithm]
+    if builder == "fed_sgd":
         return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server, **extra)
     client = _optimizer(train.client_optimizer)
-    prefix = "build_weighted" if weighted else "build_unweighted"
     if attacked:
         return PyCall.of("build_attackable_fed_avg", model_fn, client_optimizer_fn=client,
                          server_optimizer_fn=server, **extra)
-    if train.algorithm == "fedprox":
-        return PyCall.of(f"tff.learning.algorithms.{prefix}_fed_prox", model_fn, proximal_strength=train.mu,
-                         client_optimizer_fn=client, server_optimizer_fn=server, **extra)
-    return PyCall.of(f"tff.learning.algorithms.{prefix}_fed_avg", model_fn,
+    prefix = "build_weighted" if train.weighting == "examples" else "build_unweighted"
+    options = {"proximal_strength": train.mu} if builder == "fed_prox" else {}
+    return PyCall.of(f"tff.learning.algorithms.{prefix}_{builder}", model_fn, **options,
                      client_optimizer_fn=client, server_optimizer_fn=server, **extra)
 
 
@@ -404,8 +374,8 @@ def communication(checked: CheckedSpec) -> dict[str, int]:
 # ---------------------------------------------------------------- types, in TFF's notation
 
 
-def _tensor(shape) -> str:
-    return "float32[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+def _tensor(shape, dtype: str = "float32") -> str:
+    return dtype + "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def model_weights_type(model: ModelConfig) -> str:
@@ -413,15 +383,15 @@ def model_weights_type(model: ModelConfig) -> str:
     return f"<trainable=<{trainable}>,non_trainable=<>>"
 
 
-def client_data_type(data: DataConfig, binary: bool) -> str:
-    x = _tensor([None, *data.feature_shape])
+def client_data_type(data: DataConfig, binary: bool, feature_dtype: str = "float32") -> str:
+    x = _tensor([None, *data.feature_shape], feature_dtype)
     y = "float32[?,1]" if binary else "int64[?]"
     return f"{{<{x},{y}>*}}@CLIENTS"
 
 
 def round_signature(model: ModelConfig, data: DataConfig, binary: bool) -> str:
     metrics = ",".join(f"{m}=float32" for m in model.metrics + ("loss",))  # TFF's order
-    return (f"(<model={model_weights_type(model)}@SERVER,client_data={client_data_type(data, binary)}> -> "
+    return (f"(<model={model_weights_type(model)}@SERVER,client_data={client_data_type(data, binary, model.feature_dtype)}> -> "
             f"<model={model_weights_type(model)}@SERVER,metrics=<{metrics}>@SERVER>)")
 
 

@@ -18,11 +18,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
-from .registry import home_of
+from .registry import BLOCK_BY_KEYWORD, BLOCK_KEYWORDS, MODEL_LINES, home_of
 
-BLOCK_KEYWORDS = ("experiment", "seed", "model", "data", "train", "evaluate", "privacy", "aggregation", "attack",
-                  "aggregate", "round")
-MODEL_KEYWORDS = ("input", "loss", "metrics")
+MODEL_KEYWORDS = MODEL_LINES
 
 # Broken snippets and the message each family of mistakes gets. The parser state at the
 # error is matched against these examples, so one row covers every spec failing the same way.
@@ -487,7 +485,7 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     # A misspelled block keyword at the top level: `modle mlp {`.
     if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
         home = home_of(str(token))
-        if home is not None and home[0] in ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack"):
+        if home is not None and home[0] in BLOCK_BY_KEYWORD and not BLOCK_BY_KEYWORD[home[0]].line:
             block, what = home
             return Diagnostic("E111", f"'{token}' is {what}; it belongs inside the {block} block", span,
                               f"move it above the closing '}}' of the {block} block")

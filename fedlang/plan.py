@@ -9,9 +9,10 @@ rendered with `repr`, so a spec cannot inject code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .checked import CheckedSpec
+if TYPE_CHECKING:
+    from .checked import CheckedSpec
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,12 @@ class Section:
 
 @dataclass(frozen=True)
 class Plan:
-    checked: CheckedSpec
+    checked: "CheckedSpec"
     source_name: str
     fedlang_version: str
     constants: tuple[tuple[str, Any], ...]
     imports: tuple[str, ...]  # third-party imports of the program's own code (helpers bring theirs)
-    helpers: tuple[str, ...]  # fedlang.lib.data functions copied into the program
-    privacy_helpers: tuple[str, ...]  # fedlang.lib.privacy functions copied into the program
-    federated_helpers: tuple[str, ...]  # fedlang.lib.federated names copied into the program
+    helper_modules: tuple[tuple[str, tuple[str, ...]], ...]  # (fedlang/lib module, names copied), in order
     aggregates: tuple[dict, ...]  # aggregate blocks, as the template writes them
     attack: object
     data_steps: dict[str, Any]
@@ -67,3 +66,12 @@ class Plan:
     client_data_type: str
     round_signature: str
     metric_names: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Assign:
+    """`targets = value` in the emitted program; `targets` is text chosen by the lowering
+    (never from the spec), `value` a literal, PyRef or PyCall rendered with `repr`."""
+
+    targets: str
+    value: Any

@@ -1,102 +1,27 @@
-"""Everything a spec may name: blocks' settings, layers, sources, partitions, optimizers.
+"""Everything a spec may name: blocks, their settings, layers, sources, partitions, optimizers.
 
-This table is the single source of truth for the checker (what is valid), the lowering
-(what it becomes) and docs/language.md (what is documented). Adding an option means adding a
-`Param` here and using it in fedlang/lower.py.
+The single source of truth for the checker (what is valid), the lowering (what it becomes) and
+docs/language.md (what is documented). Layers and sources are definition objects with all their
+hooks in fedlang/constructs/; top-level blocks are the `BLOCK_DEFS` table below, from which the
+parser's keyword list, the structure pass and `home_of` derive. An option is a `Param` here,
+used in fedlang/lower.py; `tests/frontend/test_registry_complete.py` checks every hook exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass
 
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED = _Required()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One option of a form or one setting of a block, with its type and valid range.
-
-    type: int | float | bool | str | name | shape | names | size (int or [int, int]) |
-          scale (minmax, standard or a positive number) | form (one of `forms`)
-    """
-
-    name: str
-    type: str
-    default: object = REQUIRED
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
-    forms: Mapping[str, "Form"] | None = None
-    doc: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    def range_text(self) -> str | None:
-        lo = None if self.low is None else f"{'>' if self.low_open else '>='} {_fmt(self.low)}"
-        hi = None if self.high is None else f"{'<' if self.high_open else '<='} {_fmt(self.high)}"
-        if lo and hi:
-            return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
-        return lo or hi
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-@dataclass(frozen=True)
-class Form:
-    """A named choice with options, written `name` or `name(arg, key = value)`."""
-
-    name: str
-    params: tuple[Param, ...] = ()
-    doc: str = ""
-    example: str = ""
-
-    def param(self, name: str) -> Param | None:
-        return next((p for p in self.params if p.name == name), None)
-
-
-def _forms(*forms: Form) -> dict[str, Form]:
-    return {f.name: f for f in forms}
+from . import ast as _ast
+from . import checked as _checked
+from .constructs.layers import ACTIVATIONS, LAYERS, PADDINGS  # noqa: F401  (re-exported)
+from .constructs.sources import EMNIST_FACTS, SKLEARN_SETS, SOURCES  # noqa: F401  (re-exported)
+from .forms import REQUIRED, Form, Param  # noqa: F401  (re-exported)
+from .forms import forms as _forms
 
 
 # ---------------------------------------------------------------- model
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu", "gelu", "swish", "softplus")
-PADDINGS = ("valid", "same")
-
-_activation = Param("activation", "name", default="linear", choices=ACTIVATIONS, doc="activation function")
-
-LAYERS = _forms(
-    Form("dense", (Param("units", "int", low=1, doc="output units"), _activation,
-                   Param("use_bias", "bool", default=True, doc="add a bias vector")),
-         doc="fully connected layer", example="dense 128 relu"),
-    Form("dropout", (Param("rate", "float", low=0, high=1, high_open=True, doc="fraction dropped"),),
-         doc="dropout (active during local training only)", example="dropout 0.2"),
-    Form("conv2d", (Param("filters", "int", low=1, doc="output channels"), _activation,
-                    Param("kernel", "size", default=3, doc="window size, n or [h, w]"),
-                    Param("strides", "size", default=1, doc="step, n or [h, w]"),
-                    Param("padding", "name", default="valid", choices=PADDINGS, doc="valid or same")),
-         doc="2-d convolution over [height, width, channels]", example="conv2d 32 relu kernel = 3"),
-    Form("maxpool", (Param("pool", "size", default=2, doc="window size, n or [h, w]"),
-                     Param("strides", "size", default=None, doc="step, n or [h, w] (default: the pool size)"),
-                     Param("padding", "name", default="valid", choices=PADDINGS, doc="valid or same")),
-         doc="2-d max pooling", example="maxpool 2"),
-    Form("flatten", (), doc="flattens to a vector", example="flatten"),
-    Form("reshape", (Param("shape", "shape", doc="new shape of one example"),), doc="reshapes (batch dimension excluded)",
-         example="reshape [8, 8, 1]"),
-)
+# Layers: fedlang/constructs/layers.py (one LayerDef each, with its shape rule and Keras call).
 
 LOSSES = _forms(
     Form("sparse_categorical_crossentropy", doc="integer class labels; softmax (or linear = logits) output"),
@@ -110,57 +35,7 @@ BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 # ---------------------------------------------------------------- data
 
 
-@dataclass(frozen=True)
-class BundledSet:
-    """A data set that ships inside scikit-learn: its facts are known without loading it."""
-
-    loader: str
-    examples: int
-    features: tuple[int, ...]
-    classes: int
-    value_range: tuple[float, float]
-    file: str  # in sklearn/datasets/data/: rows of features, the label last (the loader reads it)
-
-
-SKLEARN_SETS = {
-    "sklearn.digits": BundledSet("load_digits", 1797, (64,), 10, (0.0, 16.0), "digits.csv.gz"),
-    "sklearn.breast_cancer": BundledSet("load_breast_cancer", 569, (30,), 2, (0.0, 4254.0), "breast_cancer.csv"),
-    "sklearn.wine": BundledSet("load_wine", 178, (13,), 3, (0.13, 1680.0), "wine_data.csv"),
-    "sklearn.iris": BundledSet("load_iris", 150, (4,), 3, (0.1, 7.9), "iris.csv"),
-}
-
-EMNIST_FACTS = {True: (341873, 3383, 10), False: (671585, 3400, 62)}  # examples, clients, classes
-
-SOURCES = _forms(
-    *(Form(name, (), doc=f"scikit-learn's bundled {name.split('.')[1].replace('_', ' ')} set "
-                        f"({s.examples} examples, {s.features[0]} features, {s.classes} classes)",
-           example=f"source {name}")
-      for name, s in SKLEARN_SETS.items()),
-    Form("synthetic", (
-        Param("alpha", "float", default=1.0, low=0, doc="model heterogeneity across devices"),
-        Param("beta", "float", default=1.0, low=0, doc="data heterogeneity across devices"),
-        Param("devices", "int", default=30, low=1),
-        Param("features", "int", default=60, low=1),
-        Param("classes", "int", default=10, low=2),
-        Param("iid", "bool", default=False)),
-        doc="the FedProx paper's Synthetic(α, β) generator; one client per device",
-        example="source synthetic(alpha = 1, beta = 1)"),
-    Form("npz", (Param("path", "str", doc="the .npz file, relative to the spec's folder"),
-                 Param("x", "str", default="x", doc="name of the features array"),
-                 Param("y", "str", default="y", doc="name of the labels array"),
-                 Param("client", "str", default=None, doc="array of client ids (natural partition)")),
-         doc="a NumPy .npz file you supply", example='source npz("data/train.npz")'),
-    Form("csv", (Param("path", "str", doc="the .csv file, relative to the spec's folder"),
-                 Param("label", "str", default="label", doc="name of the label column"),
-                 Param("client", "str", default=None, doc="client-id column (natural partition)")),
-         doc="a CSV file with a header row; every other column is a feature",
-         example='source csv("data/train.csv", label = "target", client = "user")'),
-    Form("emnist", (Param("only_digits", "bool", default=True), Param("cache_dir", "str", default=None)),
-         doc="TFF's federated EMNIST (by writer); needs the data set in TFF's cache when offline",
-         example="source emnist(only_digits = true)"),
-)
-
-NATURAL_SOURCES = ("synthetic", "emnist")  # sources that come with client ids
+# Sources: fedlang/constructs/sources.py (one SourceDef each, with its facts, replay and loader).
 
 PARTITIONS = _forms(
     Form("iid", (Param("clients", "int", low=1, doc="number of clients"),), doc="uniformly random, equal-sized clients",
@@ -347,11 +222,60 @@ ATTACK_SETTINGS = (
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
 
 
-# ---------------------------------------------------------------- where words belong (for messages)
+# ---------------------------------------------------------------- top-level blocks
 
+
+@dataclass(frozen=True)
+class BlockDef:
+    """A top-level construct: its keyword and every hook the compiler has for it."""
+
+    keyword: str
+    node: type  # the AST node the parser builds for it (fedlang/ast.py)
+    check: str  # its check pass, "module:function" in fedlang.check (looked up lazily: check imports this)
+    config: type | None  # the checked type it becomes (fedlang/checked.py); None for a plain value
+    docs: str  # heading of its section in docs/language.md
+    settings: tuple[Param, ...] | None = None  # for blocks written as `key value` settings
+    line: bool = False  # a top-level line (`experiment "…"`, `seed 42`), not a block
+    required: bool = False
+    many: bool = False  # may be written any number of times (named aggregate blocks)
+    example: str = ""
+
+    def check_pass(self):
+        """The check function (imported on first use)."""
+        import importlib
+
+        module, _, function = self.check.partition(":")
+        return getattr(importlib.import_module(f"fedlang.check.{module}" if module else "fedlang.check"), function)
+
+
+BLOCK_DEFS: tuple[BlockDef, ...] = (
+    BlockDef("experiment", _ast.Experiment, "values:resolve", None, "experiment and seed", line=True),
+    BlockDef("seed", _ast.Seed, "values:resolve", None, "experiment and seed", line=True),
+    BlockDef("model", _ast.ModelBlock, "model:check_model", _checked.ModelConfig, "The model block", required=True,
+             example="model mlp {\n  input [64]\n  dense 10 softmax\n  loss sparse_categorical_crossentropy\n}"),
+    BlockDef("data", _ast.DataBlock, "data:check_data", _checked.DataConfig, "The data block", DATA_SETTINGS,
+             required=True, example="data digits {\n  source sklearn.digits\n  partition iid(clients = 10)\n}"),
+    BlockDef("train", _ast.TrainBlock, "train:check_train", _checked.TrainConfig, "The train block", TRAIN_SETTINGS,
+             required=True, example="train fedavg {\n  rounds 10\n}"),
+    BlockDef("evaluate", _ast.EvaluateBlock, "train:check_evaluate", _checked.EvaluateConfig, "The evaluate block",
+             EVALUATE_SETTINGS),
+    BlockDef("privacy", _ast.PrivacyBlock, "privacy:check_privacy", _checked.PrivacyConfig, "The privacy block",
+             PRIVACY_SETTINGS),
+    BlockDef("aggregation", _ast.AggregationBlock, "privacy:check_aggregation", _checked.AggregationConfig,
+             "The aggregation block", AGGREGATION_SETTINGS),
+    BlockDef("attack", _ast.AttackBlock, ":check_attack", _checked.AttackConfig,
+             "Simulated attackers: the attack block", ATTACK_SETTINGS),
+    BlockDef("aggregate", _ast.AggregateBlock, "steps:check_aggregates", _checked.AggregateConfig,
+             "Aggregate blocks: Federated Core steps", many=True),
+    BlockDef("round", _ast.RoundBlock, "steps:check_round", _checked.AggregateConfig,
+             "A whole round: the round block"),
+)
+BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}
+BLOCK_KEYWORDS = tuple(BLOCK_BY_KEYWORD)  # every top-level keyword, lines and blocks
+TOP_LINES = tuple(b.keyword for b in BLOCK_DEFS if b.line)
+BLOCKS = tuple(b.keyword for b in BLOCK_DEFS if not b.line)
+REQUIRED_BLOCKS = tuple(b.keyword for b in BLOCK_DEFS if b.required)
 MODEL_LINES = ("input", "loss", "metrics")
-BLOCKS = ("model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate", "round")
-TOP_LINES = ("experiment", "seed")
 
 # Names from other tools that users type out of habit, and what fedlang calls them.
 ALIASES = {
@@ -384,11 +308,9 @@ def home_of(word: str) -> tuple[str, str] | None:
         return word, "a top-level line"
     if word in BLOCKS:
         return "top", "a block"
-    for block, params in (("data", DATA_SETTINGS), ("train", TRAIN_SETTINGS), ("evaluate", EVALUATE_SETTINGS),
-                          ("privacy", PRIVACY_SETTINGS), ("aggregation", AGGREGATION_SETTINGS),
-                          ("attack", ATTACK_SETTINGS)):
-        if any(p.name == word for p in params):
-            return block, f"a {block} setting"
+    for block in BLOCK_DEFS:
+        if block.settings and any(p.name == word for p in block.settings):
+            return block.keyword, f"a {block.keyword} setting"
     return None
 
 

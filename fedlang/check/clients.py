@@ -10,30 +10,12 @@ that empties a set) is reported at its line, and the summary shows the real clie
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
-from ..registry import SKLEARN_SETS
-
-
-def bundled_labels(source_name: str) -> np.ndarray:
-    """The labels of a scikit-learn bundled set, read from its data file without importing sklearn."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise OSError("scikit-learn is not installed")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SKLEARN_SETS[source_name].file
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        last_fields = [line.rsplit(",", 1)[-1] for line in f.read().splitlines() if line]
-    if last_fields and not last_fields[0].replace(".", "", 1).isdigit():
-        last_fields = last_fields[1:]  # a header: the example and feature counts, then the class names
-    return np.array(last_fields, dtype=np.float64).astype(np.int64)
+from ..constructs.sources import SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 
 
 def replay_client_sizes(
@@ -42,17 +24,10 @@ def replay_client_sizes(
 ) -> tuple[int, ...] | None:
     """Examples per client, drawn as the run draws them; None if unknown (EMNIST) or on an error."""
     rng = np.random.default_rng(seed)
-    if source.name == "synthetic":
-        _, labels, client_ids = datalib.synthetic_fedprox(
-            alpha=source["alpha"], beta=source["beta"], num_devices=source["devices"],
-            num_features=source["features"], num_classes=source["classes"], iid=source["iid"], rng=rng)
-    elif source.name in SKLEARN_SETS:
-        try:
-            labels = bundled_labels(source.name)
-        except (OSError, ValueError):  # no scikit-learn, or another file layout: check just cannot count
-            return None
-    if labels is None:
+    replayed = SOURCE_BY_NAME[source.name].replay(source, rng, labels, client_ids)
+    if replayed is None:
         return None
+    labels, client_ids = replayed
     labels = labels.astype(np.int64)
     if test.name == "holdout":
         try:

@@ -6,6 +6,7 @@ import math
 
 from .. import ast
 from ..checked import LayerConfig, ModelConfig, layer_weight_shapes
+from ..constructs.layers import LAYER_BY_NAME, ShapeError
 from ..diagnostics import Diagnostics, Span, did_you_mean, one_of
 from ..registry import BINARY_ONLY_METRICS, LAYERS, LOSSES, METRICS, Param, home_of, move_hint
 from .values import INVALID, resolve, resolve_args, resolve_form
@@ -142,44 +143,13 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
 
 def _output_shape(kind: str, args: dict, shape: tuple[int, ...], layer: ast.Layer,
                   diags: Diagnostics) -> tuple[int, ...] | None:
-    where = layer.kind.span
-    if kind == "dense":
-        if len(shape) != 1:
-            diags.error("E410", f"dense expects a vector, but its input has shape {list(shape)}", where,
-                        "add a `flatten` layer before it")
-            return None
-        return (args["units"],)
-    if kind in ("dropout",):
-        return shape
-    if kind == "flatten":
-        return (math.prod(shape),)
-    if kind == "reshape":
-        if math.prod(args["shape"]) != math.prod(shape):
-            diags.error("E413", f"cannot reshape {list(shape)} ({math.prod(shape)} values) to "
-                                f"{list(args['shape'])} ({math.prod(args['shape'])} values)",
-                        _arg_span(layer, "shape", 0), f"the product of the new shape must be {math.prod(shape)}")
-            return None
-        return args["shape"]
-    # conv2d and maxpool work on [height, width, channels]
-    if len(shape) != 3:
-        diags.error("E411", f"{kind} expects [height, width, channels], but its input has shape {list(shape)}",
-                    where, "reshape the examples first, e.g. `reshape [8, 8, 1]` in the data block "
-                           "or a `reshape [8, 8, 1]` layer")
+    """The layer definition's shape rule; its error, if any, at the option it names."""
+    out = LAYER_BY_NAME[kind].shape(args, shape)
+    if isinstance(out, ShapeError):
+        where = layer.kind.span if out.arg is None else _arg_span(layer, out.arg, out.position)
+        diags.error(out.code, out.message, where, out.hint)
         return None
-    window = args["kernel"] if kind == "conv2d" else args["pool"]
-    strides = args["strides"] or window
-    if kind == "maxpool" and args["strides"] is None:
-        strides = window
-    dims = []
-    for size, k, s in zip(shape[:2], window, strides):
-        dims.append(math.ceil(size / s) if args["padding"] == "same" else (size - k) // s + 1)
-    if min(dims) < 1:
-        what = "kernel" if kind == "conv2d" else "pool"
-        diags.error("E412", f"{kind} window {list(window)} is larger than its input {list(shape[:2])}",
-                    _arg_span(layer, what, 1 if kind == "conv2d" else 0),
-                    f"use a {what} of at most {list(shape[:2])}, or padding = same")
-        return None
-    return (dims[0], dims[1], args["filters"] if kind == "conv2d" else shape[2])
+    return tuple(out)
 
 
 def _loss_fits(loss: str, activation: str, diags: Diagnostics, where: Span, decl) -> bool:

@@ -15,50 +15,13 @@ from typing import Any, Callable
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span, did_you_mean
-from ..registry import Form, Param
+from ..checked import AggregateConfig, FedType, TypedStep
+from ..registry import BLOCK_KEYWORDS, Form, Param
 from .values import resolve_args
 
 CLIENTS, SERVER = "CLIENTS", "SERVER"
 VECTOR, MATRIX, SCALAR = ("*",), ("?", "*"), ()
 _AGGREGATE_HINT = "aggregate it (mean, sum, weighted_mean, gather) before using it at SERVER"
-
-
-@dataclass(frozen=True)
-class FedType:
-    """A placed float32 tensor type; `dims` may contain "*" (model size) and "?" (clients)."""
-
-    dims: tuple[int | str, ...]
-    placement: str
-
-    def notation(self, model_dim: int | None = None) -> str:
-        """TFF's notation: `{float32[7850]}@CLIENTS`, `float32[?,7850]@SERVER`."""
-        dims = ",".join(str(model_dim) if d == "*" and model_dim else str(d) for d in self.dims)
-        tensor = f"float32[{dims}]" if self.dims else "float32"
-        return f"{{{tensor}}}@CLIENTS" if self.placement == CLIENTS else f"{tensor}@SERVER"
-
-
-@dataclass(frozen=True)
-class TypedStep:
-    """One checked step: `target` (None for return) = operator(operands, options)."""
-
-    target: str | None
-    operator: str
-    operands: tuple[str, ...]
-    options: dict[str, Any]
-    type: FedType
-    line: int
-    source: str
-
-
-@dataclass(frozen=True)
-class AggregateConfig:
-    name: str
-    param: str
-    steps: tuple[TypedStep, ...]
-    lines: tuple[int, int]
-    helpers: tuple[str, ...] = field(default=())  # fedlang.lib.federated names the lowering uses
-    helpers_called: tuple[str, ...] = field(default=())  # other aggregate blocks its steps call
-    frame: tuple[tuple[int, str, FedType], ...] = field(default=())  # a round's fixed steps: (line, name, type)
 
 
 @dataclass(frozen=True)
@@ -200,8 +163,9 @@ def check_aggregates(blocks: list[ast.AggregateBlock], diags: Diagnostics) -> di
     out: dict[str, AggregateConfig] = {}
     for block in blocks:
         name = block.name.name
-        if name in out or name in OPERATORS:
-            what = "an operator" if name in OPERATORS else f"defined on line {out[name].lines[0]}"
+        if name in out or name in OPERATORS or name in BLOCK_KEYWORDS:
+            what = ("an operator" if name in OPERATORS else f"a keyword (the {name} block)" if name in BLOCK_KEYWORDS
+                    else f"defined on line {out[name].lines[0]}")
             diags.error("E910", f"'{name}' is already {what}", block.name.span, "give the aggregate another name")
             continue
         config = _check_block(block, out, diags)

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span
+from ..registry import BLOCK_BY_KEYWORD, BLOCK_DEFS, REQUIRED_BLOCKS
 
-_BLOCK_WORDS = {
-    ast.Experiment: "experiment",
-    ast.Seed: "seed",
-    ast.ModelBlock: "model",
-    ast.DataBlock: "data",
-    ast.TrainBlock: "train",
-    ast.EvaluateBlock: "evaluate",
-    ast.PrivacyBlock: "privacy",
-    ast.AggregationBlock: "aggregation",
-    ast.AttackBlock: "attack",
-    ast.AggregateBlock: "aggregate",
-    ast.RoundBlock: "round",
-}
-REQUIRED_BLOCKS = ("model", "data", "train")
-
-_EXAMPLES = {
-    "model": "model mlp {\n  input [64]\n  dense 10 softmax\n  loss sparse_categorical_crossentropy\n}",
-    "data": "data digits {\n  source sklearn.digits\n  partition iid(clients = 10)\n}",
-    "train": "train fedavg {\n  rounds 10\n}",
-}
+_BLOCK_WORDS = {b.node: b.keyword for b in BLOCK_DEFS}
+_EXAMPLES = {b.keyword: b.example for b in BLOCK_DEFS if b.required}
 
 
 def blocks_by_kind(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Item]:
@@ -32,11 +15,11 @@ def blocks_by_kind(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Item]:
     found: dict[str, ast.Item] = {}
     for item in spec.items:
         kind = _BLOCK_WORDS[type(item)]
-        if kind == "aggregate":  # any number of named computations (fedlang/check/steps.py)
+        if BLOCK_BY_KEYWORD[kind].many:  # any number of named computations (fedlang/check/steps.py)
             continue
         if kind in found:
             first = found[kind].span.line
-            diags.error("E302", f"a spec has one {kind} {'line' if kind in ('experiment', 'seed') else 'block'}",
+            diags.error("E302", f"a spec has one {kind} {'line' if BLOCK_BY_KEYWORD[kind].line else 'block'}",
                         Span(item.span.line, item.span.column, item.span.line, item.span.column + len(kind)),
                         f"the first one is on line {first}")
             continue

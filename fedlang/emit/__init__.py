@@ -30,14 +30,7 @@ _TF_MODULES = ("tensorflow", "tensorflow_federated", "tensorflow_privacy")
 
 def emit(plan: Plan) -> str:
     """The experiment as one readable Python program."""
-    snippets = [helper_source(LIB / "data.py", plan.helpers)]
-    if plan.checked.data.source.name == "emnist":
-        snippets.append(helper_source(LIB / "emnist.py", ["load_emnist"]))
-    if plan.federated_helpers:
-        snippets.append(helper_source(LIB / "federated.py", plan.federated_helpers))
-    if plan.privacy_helpers:
-        snippets.append(helper_source(LIB / "privacy.py", plan.privacy_helpers))
-    snippets.append(helper_source(LIB / "tff_worker.py", ["use_local_tff_worker"]))
+    snippets = [helper_source(LIB / module, names) for module, names in plan.helper_modules]
     imports = set(_PROGRAM_IMPORTS) | set(plan.imports) | {"import tensorflow as tf",
                                                             "import tensorflow_federated as tff"}
     for snippet in snippets:

@@ -1,0 +1,11 @@
+"""One definition object per construct a spec can name.
+
+Each definition carries every hook the compiler needs for it, so adding a construct is adding
+one definition (plus its docs, fixtures and tests):
+
+- layers.py: a layer's form, output-shape rule, weight shapes, input dtype and Keras call;
+- sources.py: a data source's form, facts, label replay, loader lowering and lib helpers;
+- blocks.py: a top-level block's keyword, AST node, settings, check pass and docs section.
+
+`tests/frontend/test_registry_complete.py` fails when a registered name lacks a hook.
+"""

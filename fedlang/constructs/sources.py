@@ -1,0 +1,264 @@
+"""Data sources: one `SourceDef` per `source` form, with every hook the compiler needs.
+
+- `form`: the keyword and its options;
+- `facts(choice, path, base_dir)`: what `check` knows before the run (`SourceFacts`: sizes,
+  shapes, classes, and a file's labels and client ids), or a `SourceError`;
+- `replay(choice, rng, labels, client_ids)`: the labels and client ids the run will see, drawn
+  from `rng` exactly as the emitted `load_data()` draws them (None: unknown before the run);
+- `load(choice, path)`: the statements of `load_data()` that read the examples, as `Assign`s
+  binding `x, y, client_ids` (and `x_test, y_test` when `test_split`);
+- `helpers`: (fedlang/lib module, function names) the emitted program copies;
+- `imports`, `requires`: import lines of the program's own code, and packages for its header.
+
+Nothing here imports TensorFlow; file sources read their files with NumPy only.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..checked import Choice, DatasetFacts
+from ..forms import Form, Param, forms
+from ..plan import Assign, PyCall, PyRef
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    facts: DatasetFacts
+    labels: np.ndarray | None = None  # a file's labels (the others are replayed or unknown)
+    client_ids: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A source `check` cannot use; reported at the path (or the source) in the spec."""
+
+    code: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceDef:
+    form: Form
+    facts: Callable[[Choice, Path | None, Path], "SourceFacts | SourceError"]
+    replay: Callable[[Choice, Any, Any, Any], "tuple[np.ndarray, np.ndarray | None] | None"]
+    load: Callable[[Choice, str | None], tuple[Assign, ...]]
+    helpers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    imports: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    test_split: bool = False  # the source has its own test split (`test split`)
+    path_option: str | None = None  # the option naming a file, relative to the spec's folder
+    docs: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.form.name
+
+
+# ---------------------------------------------------------------- scikit-learn's bundled sets
+
+
+@dataclass(frozen=True)
+class BundledSet:
+    """A data set that ships inside scikit-learn: its facts are known without loading it."""
+
+    loader: str
+    examples: int
+    features: tuple[int, ...]
+    classes: int
+    value_range: tuple[float, float]
+    file: str  # in sklearn/datasets/data/: rows of features, the label last (the loader reads it)
+
+
+SKLEARN_SETS = {
+    "sklearn.digits": BundledSet("load_digits", 1797, (64,), 10, (0.0, 16.0), "digits.csv.gz"),
+    "sklearn.breast_cancer": BundledSet("load_breast_cancer", 569, (30,), 2, (0.0, 4254.0), "breast_cancer.csv"),
+    "sklearn.wine": BundledSet("load_wine", 178, (13,), 3, (0.13, 1680.0), "wine_data.csv"),
+    "sklearn.iris": BundledSet("load_iris", 150, (4,), 3, (0.1, 7.9), "iris.csv"),
+}
+
+
+def bundled_labels(source_name: str) -> np.ndarray:
+    """The labels of a scikit-learn bundled set, read from its data file without importing sklearn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError("scikit-learn is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / SKLEARN_SETS[source_name].file
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        last_fields = [line.rsplit(",", 1)[-1] for line in f.read().splitlines() if line]
+    if last_fields and not last_fields[0].replace(".", "", 1).isdigit():
+        last_fields = last_fields[1:]  # a header: the example and feature counts, then the class names
+    return np.array(last_fields, dtype=np.float64).astype(np.int64)
+
+
+def _sklearn_source(name: str, info: BundledSet) -> SourceDef:
+    def facts(choice, path, base_dir):
+        return SourceFacts(DatasetFacts(info.examples, info.features, info.classes, None,
+                                        f"scikit-learn {name.split('.')[1]}"))
+
+    def replay(choice, rng, labels, client_ids):
+        try:
+            return bundled_labels(name), None
+        except (OSError, ValueError):  # no scikit-learn, or another file layout: check just cannot count
+            return None
+
+    def load(choice, path):
+        return (Assign("x, y", PyCall.of(f"sklearn.datasets.{info.loader}", return_X_y=True)),
+                Assign("client_ids", None))
+
+    return SourceDef(
+        Form(name, (), doc=f"scikit-learn's bundled {name.split('.')[1].replace('_', ' ')} set "
+                           f"({info.examples} examples, {info.features[0]} features, {info.classes} classes)",
+             example=f"source {name}"),
+        facts=facts, replay=replay, load=load, imports=("import sklearn.datasets",), requires=("scikit-learn",))
+
+
+# ---------------------------------------------------------------- synthetic (FedProx)
+
+
+def _synthetic_facts(choice, path, base_dir):
+    return SourceFacts(DatasetFacts(None, (choice["features"],), choice["classes"], choice["devices"],
+                                    f"Synthetic({choice['alpha']:g}, {choice['beta']:g})"
+                                    + (" iid" if choice["iid"] else "")))
+
+
+def _synthetic_call(choice) -> PyCall:
+    return PyCall.of("synthetic_fedprox", alpha=choice["alpha"], beta=choice["beta"], num_devices=choice["devices"],
+                     num_features=choice["features"], num_classes=choice["classes"], iid=choice["iid"],
+                     rng=PyRef("rng"))
+
+
+def _synthetic_replay(choice, rng, labels, client_ids):
+    from ..lib import data as datalib
+
+    _, labels, client_ids = datalib.synthetic_fedprox(
+        alpha=choice["alpha"], beta=choice["beta"], num_devices=choice["devices"],
+        num_features=choice["features"], num_classes=choice["classes"], iid=choice["iid"], rng=rng)
+    return labels, client_ids
+
+
+# ---------------------------------------------------------------- files (npz, csv)
+
+
+def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceError":
+    from ..lib import data as datalib  # NumPy only
+
+    try:
+        if choice.name == "npz":
+            x, y, clients = datalib.load_npz(str(path), choice["x"], choice["y"], choice["client"])
+        else:
+            x, y, clients = datalib.load_csv(str(path), choice["label"], choice["client"])
+    except (OSError, ValueError, csv.Error) as exc:
+        return SourceError("E501", f"cannot read {choice.name} data: {exc}", _read_hint(choice, exc, path, base_dir))
+    if x.ndim < 2:
+        return SourceError("E501", f"cannot read {choice.name} data: {path}: array '{choice['x']}' has shape "
+                                   f"{list(x.shape)}; expected one row of features per example",
+                           "save x with shape [examples, features…], e.g. x.reshape(-1, 1) for one feature")
+    if len(y) and int(y.min()) < 0:
+        return SourceError("E502", f"labels in {path.name} must be class numbers 0, 1, 2, …; found {int(y.min())}")
+    classes = int(y.max()) + 1 if len(y) else 0
+    natural = None if clients is None else len(set(clients.tolist()))
+    return SourceFacts(DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}"), y, clients)
+
+
+def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> str | None:
+    if isinstance(exc, FileNotFoundError):
+        return f"paths are relative to the spec's folder ({base_dir.as_posix() or '.'})"
+    if path.is_dir():
+        return "give the path of a file, not a folder"
+    text = str(exc)
+    missing = re.search(r"has no array '([^']*)' \(arrays: (.*)\)$", text)
+    if source.name == "npz" and missing:
+        roles = {source[r]: r for r in ("x", "y", "client") if source[r] is not None}
+        role = roles.get(missing.group(1), "y")
+        others = [a for a in missing.group(2).split(", ") if a not in roles and a != "none"]
+        if others:
+            return f'say which array to use, e.g. npz("…", {role} = "{others[0]}")'
+        return f"the file has no array for {role}; save it with np.savez(path, x = …, y = …)"
+    if source.name == "csv" and "not found in" in text and "column" in text:
+        return 'name the column to use, e.g. csv("…", label = "target")'
+    if source.name == "csv" and "expected a number" in text:
+        column = re.search(r"column '([^']*)': expected a number", text)
+        if column and source["client"] is None:
+            return (f"every column except the label must hold numbers; if '{column.group(1)}' says which "
+                    f"client an example belongs to, write csv(\"…\", client = \"{column.group(1)}\")")
+        return "every column except the label (and client) column must hold numbers"
+    if source.name == "csv" and " columns, found " in text:
+        return "every row needs one cell per column of the header"
+    return None
+
+
+def _file_replay(choice, rng, labels, client_ids):
+    return (labels, client_ids) if labels is not None else None
+
+
+# ---------------------------------------------------------------- emnist
+
+EMNIST_FACTS = {True: (341873, 3383, 10), False: (671585, 3400, 62)}  # examples, clients, classes
+
+
+def _emnist_facts(choice, path, base_dir):
+    examples, clients, classes = EMNIST_FACTS[choice["only_digits"]]
+    return SourceFacts(DatasetFacts(examples, (28, 28), classes, clients,
+                                    "federated EMNIST" + (" (digits)" if choice["only_digits"] else "")))
+
+
+# ---------------------------------------------------------------- the table
+
+SOURCE_DEFS: tuple[SourceDef, ...] = (
+    *(_sklearn_source(name, info) for name, info in SKLEARN_SETS.items()),
+    SourceDef(
+        Form("synthetic", (
+            Param("alpha", "float", default=1.0, low=0, doc="model heterogeneity across devices"),
+            Param("beta", "float", default=1.0, low=0, doc="data heterogeneity across devices"),
+            Param("devices", "int", default=30, low=1),
+            Param("features", "int", default=60, low=1),
+            Param("classes", "int", default=10, low=2),
+            Param("iid", "bool", default=False)),
+            doc="the FedProx paper's Synthetic(α, β) generator; one client per device",
+            example="source synthetic(alpha = 1, beta = 1)"),
+        facts=_synthetic_facts, replay=_synthetic_replay,
+        load=lambda choice, path: (Assign("x, y, client_ids", _synthetic_call(choice)),),
+        helpers=(("data.py", ("synthetic_fedprox",)),)),
+    SourceDef(
+        Form("npz", (Param("path", "str", doc="the .npz file, relative to the spec's folder"),
+                     Param("x", "str", default="x", doc="name of the features array"),
+                     Param("y", "str", default="y", doc="name of the labels array"),
+                     Param("client", "str", default=None, doc="array of client ids (natural partition)")),
+             doc="a NumPy .npz file you supply", example='source npz("data/train.npz")'),
+        facts=_file_facts, replay=_file_replay,
+        load=lambda choice, path: (Assign("x, y, client_ids", PyCall.of(
+            "load_npz", path, x_key=choice["x"], y_key=choice["y"], client_key=choice["client"])),),
+        helpers=(("data.py", ("load_npz",)),), path_option="path"),
+    SourceDef(
+        Form("csv", (Param("path", "str", doc="the .csv file, relative to the spec's folder"),
+                     Param("label", "str", default="label", doc="name of the label column"),
+                     Param("client", "str", default=None, doc="client-id column (natural partition)")),
+             doc="a CSV file with a header row; every other column is a feature",
+             example='source csv("data/train.csv", label = "target", client = "user")'),
+        facts=_file_facts, replay=_file_replay,
+        load=lambda choice, path: (Assign("x, y, client_ids", PyCall.of(
+            "load_csv", path, label=choice["label"], client=choice["client"])),),
+        helpers=(("data.py", ("load_csv",)),), path_option="path"),
+    SourceDef(
+        Form("emnist", (Param("only_digits", "bool", default=True), Param("cache_dir", "str", default=None)),
+             doc="TFF's federated EMNIST (by writer); needs the data set in TFF's cache when offline",
+             example="source emnist(only_digits = true)"),
+        facts=_emnist_facts, replay=lambda choice, rng, labels, client_ids: None,
+        load=lambda choice, path: (Assign("(x, y, client_ids), (x_test, y_test, _)", PyCall.of(
+            "load_emnist", only_digits=choice["only_digits"], cache_dir=choice["cache_dir"])),),
+        helpers=(("emnist.py", ("load_emnist",)),), test_split=True),
+)
+
+SOURCE_BY_NAME: dict[str, SourceDef] = {d.name: d for d in SOURCE_DEFS}
+SOURCES: dict[str, Form] = forms(*(d.form for d in SOURCE_DEFS))

@@ -1,0 +1,140 @@
+"""Every registered construct has every hook: a new name cannot be half-added.
+
+Layers, sources and blocks are definition objects (fedlang/constructs, registry.BLOCK_DEFS);
+partitions, aggregators, operators and algorithms are checked against the code that lowers them.
+"""
+
+import ast as pyast
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from fedlang import ast, checked, registry
+from fedlang.check.steps import OPERATORS
+from fedlang.constructs.layers import LAYER_DEFS, LayerDef
+from fedlang.constructs.sources import SOURCE_DEFS, SourceDef
+from fedlang.parse import ToAst
+from fedlang.plan import Assign, PyCall
+
+from ..conftest import REPO
+
+LIB = REPO / "fedlang" / "lib"
+LANGUAGE = (REPO / "docs" / "language.md").read_text()
+GRAMMAR = (REPO / "grammar" / "fedlang.lark").read_text()
+
+
+def _lib_names(module: str) -> set[str]:
+    tree = pyast.parse((LIB / module).read_text())
+    return {n.name for n in tree.body if isinstance(n, (pyast.FunctionDef, pyast.ClassDef))}
+
+
+def _hooks(definition) -> dict[str, object]:
+    return {f.name: getattr(definition, f.name) for f in dataclasses.fields(definition)
+            if "Callable" in str(f.type)}
+
+
+@pytest.mark.parametrize("layer", LAYER_DEFS, ids=lambda d: d.name)
+def test_layer_has_every_hook(layer: LayerDef):
+    hooks = _hooks(layer)
+    assert set(hooks) == {"shape", "weights", "keras"}
+    assert all(callable(h) for h in hooks.values())
+    assert layer.input_dtype in ("float32", "int64")
+    assert registry.LAYERS[layer.name] is layer.form
+    assert f"`{layer.name}" in LANGUAGE, f"docs/language.md does not document layer {layer.name}"
+
+
+def test_layer_hooks_agree_on_a_real_model():
+    """Each layer's shape, weights and Keras hooks run on its own example (a shape it accepts)."""
+    from fedlang.diagnostics import Source
+    from fedlang.pipeline import compile_source
+
+    inputs = {"dense": "[64]", "dropout": "[64]", "flatten": "[8, 8, 1]", "reshape": "[64]",
+              "conv2d": "[8, 8, 1]", "maxpool": "[8, 8, 1]"}
+    for layer in LAYER_DEFS:
+        shape = inputs.get(layer.name)
+        assert shape is not None, f"add an input shape for layer {layer.name} to this test"
+        reshape = "" if shape == "[64]" else "reshape [8, 8, 1]"
+        spec = (f"seed 1\nmodel m {{\n input {shape}\n {layer.form.example}\n flatten\n dense 10 softmax\n"
+                f" loss sparse_categorical_crossentropy\n}}\n"
+                f"data {{\n source sklearn.digits\n partition iid(clients = 4)\n {reshape}\n}}\n"
+                f"train fedavg {{ rounds 1 }}\n")
+        compiled = compile_source(Source("t.fed", spec), base_dir=REPO)
+        model = compiled.checked.model
+        assert model.layers[0].kind == layer.name
+        keras = compiled.plan.layers[0]
+        assert isinstance(keras, PyCall) and keras.func.startswith("tf.keras.layers.")
+        assert model.param_count == sum(c.params for c in model.layers)
+
+
+@pytest.mark.parametrize("source", SOURCE_DEFS, ids=lambda d: d.name)
+def test_source_has_every_hook(source: SourceDef):
+    hooks = _hooks(source)
+    assert set(hooks) == {"facts", "replay", "load"}
+    assert all(callable(h) for h in hooks.values())
+    assert registry.SOURCES[source.name] is source.form
+    for module, names in source.helpers:
+        missing = set(names) - _lib_names(module)
+        assert not missing, f"{source.name} copies {missing} from fedlang/lib/{module}, which does not define them"
+    assert source.name in LANGUAGE, f"docs/language.md does not document source {source.name}"
+    if source.path_option is not None:
+        assert source.form.param(source.path_option) is not None
+
+
+@pytest.mark.parametrize("source", SOURCE_DEFS, ids=lambda d: d.name)
+def test_source_load_binds_the_examples(source: SourceDef):
+    """The loader lowering binds x, y and client_ids (and the test split when the source has one)."""
+    from fedlang.checked import Choice
+    from fedlang.diagnostics import Span
+
+    args = {p.name: ("data/x" if p.required else p.default) for p in source.form.params}
+    statements = source.load(Choice(source.name, args, Span(1, 1, 1, 2)), "/data/x")
+    assert all(isinstance(s, Assign) for s in statements)
+    bound = set(re.findall(r"[a-z_]+", " ".join(s.targets for s in statements)))
+    assert {"x", "y", "client_ids"} <= bound
+    assert source.test_split == ({"x_test", "y_test"} <= bound)
+
+
+@pytest.mark.parametrize("block", registry.BLOCK_DEFS, ids=lambda b: b.keyword)
+def test_block_has_every_hook(block: registry.BlockDef):
+    assert f'"{block.keyword}"' in GRAMMAR, f"the grammar has no `{block.keyword}`"
+    assert inspect.isclass(block.node) and block.node.__module__ == ast.__name__
+    assert hasattr(ToAst, block.keyword), f"the parser builds no node for {block.keyword}"
+    assert callable(block.check_pass())
+    assert block.config is None or (dataclasses.is_dataclass(block.config)
+                                    and block.config.__module__ == checked.__name__)
+    assert re.search(rf"^#+ .*{re.escape(block.docs)}", LANGUAGE, re.M), f"no docs section '{block.docs}'"
+    for param in block.settings or ():
+        assert f"`{param.name}" in LANGUAGE, f"docs/language.md does not document {block.keyword} {param.name}"
+
+
+def test_every_ast_item_is_a_block():
+    items = set(ast.Item.__args__)
+    assert items == {b.node for b in registry.BLOCK_DEFS}
+
+
+def test_partitions_have_a_library_function():
+    for name in registry.PARTITIONS:
+        assert f"partition_{name}" in _lib_names("data.py")
+
+
+def test_library_aggregators_lower_to_the_library():
+    from fedlang.lower import _LIBRARY_AGGREGATORS
+
+    assert set(_LIBRARY_AGGREGATORS) == set(registry.ROBUST_AGGREGATORS)
+    assert set(_LIBRARY_AGGREGATORS.values()) <= _lib_names("federated.py")
+
+
+def test_operators_name_library_helpers():
+    names = _lib_names("federated.py")
+    for operator in OPERATORS.values():
+        assert callable(operator.rule)
+        assert set(operator.helpers) <= names, operator.name
+
+
+def test_algorithms_lower_to_a_process():
+    from fedlang.lower import ALGORITHM_BUILDERS
+
+    assert set(ALGORITHM_BUILDERS) == set(registry.ALGORITHMS)
