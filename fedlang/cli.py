@@ -26,6 +26,7 @@ def _compile_or_exit(spec_path: str):
         compiled = compile_file(spec_path)
     except SpecError as exc:
         click.echo(render_all(exc.source, exc.diagnostics, color=_color(sys.stderr)), err=True)
+        _explain_pointer(exc.diagnostics)
         sys.exit(EXIT_BAD_SPEC)
     except OSError as exc:
         click.echo(f"error: cannot read {spec_path}: {exc.strerror or exc}", err=True)
@@ -40,6 +41,15 @@ def _compile_or_exit(spec_path: str):
     for warning in compiled.checked.warnings:
         click.echo(render(compiled.source, warning, color=_color(sys.stderr)), err=True)
     return compiled
+
+
+def _explain_pointer(diagnostics) -> None:
+    """The report's last line: which `fedlang explain` to run for the errors above."""
+    from .tooling.explain import pointer
+
+    line = pointer(d.code for d in diagnostics if d.severity == "error")
+    if line:
+        click.echo(line, err=True)
 
 
 def _color(stream) -> bool:
@@ -125,6 +135,20 @@ def fmt(files: tuple[str, ...], check: bool) -> None:
     from .tooling.fmt_cli import format_paths
 
     sys.exit(format_paths(files, check=check, color=_color(sys.stderr)))
+
+
+@main.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Explain an error code (e.g. E201): what it means, a spec that makes it, and the fix."""
+    from .tooling.explain import explain_text, load
+
+    text = explain_text(code)
+    if text is None:
+        known = ", ".join(sorted(load()))
+        click.echo(f"error: no error code {code!r}; the documented codes are: {known}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(text, nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import click
 
 from ..diagnostics import Source, SpecError, render_all
 from ..parse import read_source
+from .explain import pointer
 from .fmt import FormatError, format_source
 
 EXIT_OK, EXIT_CHANGED_OR_BAD, EXIT_INTERNAL = 0, 1, 3
@@ -34,6 +35,7 @@ def format_paths(paths: tuple[str, ...], check: bool, color: bool = False) -> in
             formatted = format_source(source)
         except SpecError as exc:
             click.echo(render_all(exc.source, exc.diagnostics, color=color), err=True)
+            click.echo(pointer(d.code for d in exc.diagnostics if d.severity == "error"), err=True)
             status = max(status, EXIT_CHANGED_OR_BAD)
             continue
         except FormatError as exc:  # pragma: no cover - a bug in fmt; the file is left as it is

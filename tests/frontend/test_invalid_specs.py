@@ -72,6 +72,14 @@ def test_invalid_spec(spec: Path):
     assert result.exit_code == 1, f"exit code {result.exit_code}\n{result.output}"
     assert result.stdout == "", f"a bad spec must print only to stderr:\n{result.stdout}"
 
+    # the last line points at `fedlang explain` for the errors' codes; the .expected files hold
+    # the diagnostics above it
+    *lines, pointer = stderr.splitlines(keepends=True)
+    codes = list(dict.fromkeys(re.findall(r"error\[(E\d{3})\]", stderr)))
+    assert pointer.startswith("For more about ") and "`fedlang explain " in pointer, pointer
+    assert all(code in pointer for code in codes), f"{pointer!r} does not name {codes}"
+    stderr = "".join(lines)
+
     expected_path = spec.with_suffix(".expected")
     if UPDATE:
         expected_path.write_text(stderr)
