@@ -154,4 +154,16 @@ def helper_source(path: Path, names: Iterable[str]) -> Snippet:
                 else:
                     imports.append(f"from {node.module} import {alias.name}"
                                    + (f" as {alias.asname}" if alias.asname else ""))
-    return Snippet("\n\n\n".join(pyast.get_source_segment(text, node) for node in chosen), tuple(imports))
+    lines = text.splitlines(keepends=True)
+    return Snippet("\n\n\n".join(_segment(lines, node) for node in chosen), tuple(imports))
+
+
+def _segment(lines: list[str], node: pyast.AST) -> str:
+    """`ast.get_source_segment` for a node, from lines split once: that function splits the whole
+    file again for every node, which made emitting a program take up to a second."""
+    first, last = node.lineno - 1, node.end_lineno - 1
+    if first == last:
+        return lines[first].encode()[node.col_offset:node.end_col_offset].decode()
+    head = lines[first].encode()[node.col_offset:].decode()
+    tail = lines[last].encode()[:node.end_col_offset].decode()
+    return "".join([head, *lines[first + 1:last], tail])
