@@ -117,10 +117,16 @@ class Snippet:
     imports: tuple[str, ...]  # the module's import lines that the copied code uses
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> tuple[str, pyast.Module]:
+    """A library file's text and syntax tree, read once per process (they are fedlang's own files)."""
+    text = path.read_text()
+    return text, pyast.parse(text)
+
+
 def helper_source(path: Path, names: Iterable[str]) -> Snippet:
     """`names` and the helpers they need (the module's REQUIRES), in file order, with their imports."""
-    text = path.read_text()
-    module = pyast.parse(text)
+    text, module = _parsed(path)
     requires: dict[str, tuple[str, ...]] = {}
     defs: dict[str, pyast.AST] = {}
     import_nodes: list[pyast.AST] = []

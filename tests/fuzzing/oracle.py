@@ -42,6 +42,26 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
 
+# Problems of classes that issue 8 lists and another helper is fixing (owner in the value). The
+# fixed-seed tests tolerate these and bench/fuzz.py counts them apart; delete a row once its fix
+# is on main, so the fuzzer guards it from then on.
+KNOWN_OPEN: dict[str, str] = {
+    r"^internal: check raised (OverflowError: int too large to convert to float|"
+    r"Exceeds the limit \(4300 digits\))": "harden-check: integer literals beyond float range",
+    r"^unsafe: (encoding cookie|Python reads the program as|Python cannot read the program's encoding)":
+        "harden-emit: spec text on the program's first two lines (PEP 263 cookie)",
+    r"^unsafe: the program does not (compile|tokenize)": "harden-emit: spec text breaks the docstring or header",
+    r"^terminal: ": "harden-emit: control characters reach the terminal",
+    r"^unpositioned: stderr line ": "harden-emit: spec text with line breaks in messages",
+    r"^hang: ": "harden-check: check time not bounded (accountant per round, dirichlet draws)",
+}
+
+
+def known_owner(problem: str) -> str | None:
+    """Who is fixing `problem`, if it is of a class another helper owns."""
+    return next((owner for pattern, owner in KNOWN_OPEN.items() if re.search(pattern, problem)), None)
+
+
 class CaseTimeout(BaseException):
     """Raised by the alarm when a case runs past its time limit (not an Exception: nothing catches it)."""
 

@@ -358,8 +358,9 @@ class DataChoice:
 _SK = {k: v for k, v in registry.SKLEARN_SETS.items()}
 
 
-def data_source(d: Draw, files: dict[str, bytes]) -> DataChoice:
-    kind = d.integer(0, 8)
+def data_source(d: Draw, files: dict[str, bytes], files_only: bool = False) -> DataChoice:
+    """A `source` value; `files_only`: always a CSV or npz file written next to the spec."""
+    kind = d.integer(6, 8) if files_only else d.integer(0, 8)
     if d.rare(0.08):
         return DataChoice(d.choice(["emnist", "emnist(only_digits = false)", "mnist", "sklearn.nope", "csv", "npz()",
                                     'npz("' + CANARY + '.npz")', 'csv("/proc/self/environ")', 'csv("/dev/null")',
@@ -648,8 +649,9 @@ def random_layer(d: Draw) -> str:
     return " ".join(parts)
 
 
-def data_block(d: Draw, files: dict[str, bytes]) -> tuple[str, DataChoice, list[int] | None, int, bool]:
-    data = data_source(d, files)
+def data_block(d: Draw, files: dict[str, bytes], files_only: bool = False
+               ) -> tuple[str, DataChoice, list[int] | None, int, bool]:
+    data = data_source(d, files, files_only)
     pairs = [("source", data.setting)]
     clients = 0
     if data.natural and d.chance(0.7):
@@ -659,7 +661,7 @@ def data_block(d: Draw, files: dict[str, bytes]) -> tuple[str, DataChoice, list[
     else:
         p = d.choice(["iid", "dirichlet", "shards", "dirichlet"]) if not d.rare(0.1) else "natural"
         n = int_text(d, "clients")
-        if data.examples is not None and n.isascii() and n.isdigit() and not d.rare(0.2):
+        if data.examples is not None and n.isascii() and n.isdigit() and len(n) < 6 and not d.rare(0.2):
             n = str(max(1, min(int(n), data.examples // 6)))  # leaves room for a holdout and min_examples
         clients = int(n) if n.isascii() and n.isdigit() and len(n) < 6 else 5
         args = [("clients", n)]
@@ -803,6 +805,11 @@ def fc_steps(d: Draw, param: str, other_aggregates: list[str], final_target: str
     last = param
     lines = []
     for i in range(d.integer(0, 3)):
+        if env[last] == "VC" and d.chance(0.15):  # two placed vectors: x ± the parameter
+            target = f"diff{i}"
+            lines.append(f"{target} @CLIENTS = {d.choice(['add', 'subtract'])}({last}, {param})")
+            env[target], last = "VC", target
+            continue
         candidates = [op for op, (types, _) in _STEP_RULES.items() if env[last] in types]
         operand = last
         if d.rare(0.05):
@@ -874,8 +881,10 @@ def round_block(d: Draw, aggregates: list[str]) -> str:
 # ---------------------------------------------------------------- whole specs
 
 
-def grammar_spec(d: Draw, privacy_rate: float = 0.15) -> Case:
-    """A spec built block by block from the grammar and the registry, mostly coherent."""
+def grammar_spec(d: Draw, privacy_rate: float = 0.15, files_only: bool = False) -> Case:
+    """A spec built block by block from the grammar and the registry, mostly coherent; how many
+    mistakes and edge values it has is drawn first (d.rate). `files_only`: its data is a CSV or
+    npz file written next to it."""
     files: dict[str, bytes] = {}
     blocks: list[str] = []
     d.rate = d.choice([0.0, 0.25, 1.0, 2.0])
@@ -883,7 +892,7 @@ def grammar_spec(d: Draw, privacy_rate: float = 0.15) -> Case:
         blocks.append("experiment " + string(d))
     if d.chance(0.9):
         blocks.append("seed " + int_text(d, "seed", 0.08))
-    data_text, data, reshape, clients, has_test = data_block(d, files)
+    data_text, data, reshape, clients, has_test = data_block(d, files, files_only)
     blocks.append(model_block(d, data, reshape))
     blocks.append(data_text)
     aggregates: list[str] = []

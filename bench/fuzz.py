@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Property-based fuzzing of the front end: N cases through `fedlang check` (and `emit`, `fmt`).
+
+Cases come from tests/fuzzing/specgen.py: grammar-aware specs (60%), mutants of those (10%) and
+mutants of every spec in examples/ and tests/fixtures/ (30%), with odd CSV/npz files next to
+them. Case i is drawn from random.Random(f"{seed}-{i}"), so any case can be replayed. Each is
+checked by tests/fuzzing/oracle.py (exit 0/1/2, no traceback, positioned errors, no raw control
+characters, emitted program compiles from its bytes and holds no spec-derived code, fmt
+idempotent). Prints counts by outcome, problems by class (known-open classes owned by other
+work marked), tracebacks, unsafe programs and throughput; saves a reproducer folder (spec.fed,
+data files, report.txt) for the first few cases of every problem signature.
+
+    python bench/fuzz.py --cases 100000 [--jobs 1] [--seed 0] [--out runs/fuzz]
+    python bench/fuzz.py --replay 1234        # rerun one case and print its spec and problems
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing
+import os
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fuzzing import oracle, specgen  # noqa: E402
+
+
+def draw_case(seed: str, i: int, corpus, privacy_rate: float) -> specgen.Case:
+    return specgen.any_case(specgen.RandomDraw(random.Random(f"{seed}-{i}")), corpus, privacy_rate)
+
+
+def signature(problem: str, result: oracle.Result) -> str:
+    """A problem with its specifics blanked out, so one bug counts as one signature."""
+    if problem.startswith("internal") and result.traceback:
+        frames = re.findall(r'File "([^"]*fedlang[^"]*)", line (\d+), in (\w+)', result.traceback)
+        where = f" at {Path(frames[-1][0]).name}:{frames[-1][2]}" if frames else ""
+        return re.sub(r"\d+", "N", problem.split(":", 2)[1].strip())[:90] + where
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "…", problem)[:110]
+
+
+def worker(args) -> dict:
+    """Run cases start, start + step, … below n; returns the tallies and saved reproducers."""
+    start, step, n, opts = args
+    if opts["memory_gb"]:
+        limit = int(opts["memory_gb"] * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    corpus = specgen.repository_specs()
+    out = Path(opts["out"])
+    work = Path(tempfile.mkdtemp(prefix=f"fedlang-fuzz-{start}-"))
+    tally = {"outcomes": collections.Counter(), "kinds": collections.Counter(), "problems": collections.Counter(),
+             "examples": {}, "unsafe": 0, "tracebacks": 0, "slow": 0, "seconds": 0.0, "max_seconds": 0.0,
+             "cases": 0, "saved": []}
+    saved_per_signature = collections.Counter()
+    last_report = time.time()
+    for i in range(start, n, step):
+        case = draw_case(opts["seed"], i, corpus, opts["privacy_rate"])
+        result = oracle.run_case(case, work / "case", timeout=opts["timeout"], emit=not opts["no_emit"])
+        tally["cases"] += 1
+        tally["outcomes"][result.outcome] += 1
+        tally["kinds"][case.kind.split(":")[0]] += 1
+        tally["seconds"] += result.seconds
+        tally["max_seconds"] = max(tally["max_seconds"], result.seconds)
+        tally["slow"] += result.seconds > opts["slow"]
+        tally["unsafe"] += result.unsafe
+        tally["tracebacks"] += result.traceback is not None
+        for problem in result.problems:
+            sig = signature(problem, result)
+            tally["problems"][sig] += 1
+            tally["examples"].setdefault(sig, (i, problem[:200], oracle.known_owner(problem)))
+            if saved_per_signature[sig] < opts["keep"]:
+                saved_per_signature[sig] += 1
+                tally["saved"].append(str(oracle.save_reproducer(case, result, out, i)))
+        if result.seconds > opts["slow"] and not result.problems and saved_per_signature["slow"] < opts["keep"]:
+            saved_per_signature["slow"] += 1
+            oracle.save_reproducer(case, oracle.Result(result.outcome, [f"slow: {result.seconds:.1f} s"],
+                                                       seconds=result.seconds, exit_code=result.exit_code), out, i)
+        if step == 1 and time.time() - last_report > 60:
+            last_report = time.time()
+            print(f"  {tally['cases']} cases, {dict(tally['outcomes'])}, {sum(tally['problems'].values())} problems",
+                  file=sys.stderr, flush=True)
+    return tally
+
+
+def merge(tallies: list[dict]) -> dict:
+    total = tallies[0]
+    for t in tallies[1:]:
+        for key in ("outcomes", "kinds", "problems"):
+            total[key] += t[key]
+        for key in ("unsafe", "tracebacks", "slow", "seconds", "cases"):
+            total[key] += t[key]
+        total["max_seconds"] = max(total["max_seconds"], t["max_seconds"])
+        for sig, ex in t["examples"].items():
+            total["examples"].setdefault(sig, ex)
+        total["saved"] += t["saved"]
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (the machine's cores are shared)")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--out", default="runs/fuzz", help="folder for reproducers and summary.json")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds before a case counts as a hang")
+    parser.add_argument("--slow", type=float, default=2.0, help="seconds above which a case counts as slow")
+    parser.add_argument("--privacy-rate", type=float, default=0.05,
+                        help="share of grammar specs with a privacy block (the accountant costs ~1 s)")
+    parser.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit per worker (0: none)")
+    parser.add_argument("--keep", type=int, default=3, help="reproducers saved per problem signature")
+    parser.add_argument("--no-emit", action="store_true", help="check only (skip the emitted-program properties)")
+    parser.add_argument("--replay", type=int, help="run case number REPLAY only and print it")
+    a = parser.parse_args()
+    opts = {k: getattr(a, k) for k in ("seed", "out", "timeout", "slow", "privacy_rate", "memory_gb", "keep",
+                                        "no_emit")}
+    if a.replay is not None:
+        case = draw_case(a.seed, a.replay, specgen.repository_specs(), a.privacy_rate)
+        result = oracle.run_case(case, Path(tempfile.mkdtemp()) / "case", timeout=a.timeout)
+        print(case.spec, "\nfiles:", {k: v[:200] for k, v in case.files.items()}, "\ndata:", case.data_dir)
+        print(result.outcome, result.exit_code, f"{result.seconds:.2f} s", *result.problems, result.traceback or "",
+              sep="\n")
+        return
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    started, cpu_started = time.time(), time.process_time()
+    jobs = [(k, a.jobs, a.cases, opts) for k in range(a.jobs)]
+    if a.jobs == 1:
+        tallies = [worker(jobs[0])]
+    else:
+        with multiprocessing.Pool(a.jobs) as pool:
+            tallies = pool.map(worker, jobs)
+    t = merge(tallies)
+    wall = time.time() - started
+    cpu = time.process_time() - cpu_started if a.jobs == 1 else None
+    known = sum(c for sig, c in t["problems"].items() if t["examples"][sig][2])
+    print(f"fedlang fuzz: {t['cases']} cases (seed {a.seed!r}), {wall:.0f} s wall, "
+          f"{t['cases'] / wall:.1f} cases/s ({a.jobs} process{'es' if a.jobs > 1 else ''})"
+          + (f"; {cpu:.0f} s CPU, {t['cases'] / cpu:.1f} cases per CPU second" if cpu else ""))
+    print("  by kind:     " + ", ".join(f"{k} {v}" for k, v in sorted(t["kinds"].items())))
+    print("  outcomes:    " + ", ".join(f"{k} {t['outcomes'].get(k, 0)}"
+                                        for k in ("ok", "error", "usage", "internal", "hang")))
+    print(f"  tracebacks:  {t['tracebacks']}    unsafe programs: {t['unsafe']}    "
+          f"slow (> {a.slow:g} s): {t['slow']}    slowest: {t['max_seconds']:.1f} s")
+    print(f"  problems:    {sum(t['problems'].values())} in {len(t['problems'])} signatures "
+          f"({known} of classes owned by other work)")
+    for sig, count in t["problems"].most_common():
+        case_no, example, owner = t["examples"][sig]
+        print(f"    {count:6d}  {sig}\n            e.g. case {case_no}: {example}"
+              + (f"\n            open, owned by {owner}" if owner else ""))
+    summary = {k: v for k, v in t.items() if k != "saved"}
+    summary.update(wall_seconds=wall, cpu_seconds=cpu, cases_per_second=t["cases"] / wall, jobs=a.jobs, seed=a.seed,
+                   saved=len(t["saved"]))
+    (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"  reproducers: {len(t['saved'])} in {a.out}/ (replay one: python bench/fuzz.py --replay N --seed {a.seed})")
+
+
+if __name__ == "__main__":
+    main()
