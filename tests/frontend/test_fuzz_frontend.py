@@ -144,6 +144,58 @@ def test_oracle_flags_unpositioned_errors():
     assert oracle._output_problems("ok \x1b[2J", "", "spec.fed", 0, "")
 
 
+# ---------------------------------------------------------------- seeded mutations of the quickstart
+# (tests/frontend/test_fmt.py formats these: they parse often, unlike the mutants above)
+
+TOKENS = re.findall(r"\s+|\w+|[^\w\s]", QUICKSTART)
+LINES = QUICKSTART.splitlines(keepends=True)
+# Words and fragments worth splicing in.
+VOCABULARY = sorted(set(TOKENS)) + [
+    "-", "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", ";", "\n", "\r\n", "\r", "\t", "\x0c",
+    '"x"', '"\\x"', '"\\U"', "'a'", '"', "0", "1", "-1", "1.5", "1e400", "99999999999999999999", ".5",
+    "true", "false", "natural", "split", "none", "flatten", "conv2d 4 relu", "maxpool 2", "maxpool 9",
+    "reshape [8, 8, 1]", "reshape [0]", "fedprox", "fedsgd", "mu 0.1", "binary_crossentropy", "auc",
+    "sigmoid", "linear", 'npz("a.npz")', 'csv("a.csv", client = "u")', "emnist", "synthetic(devices = 3)",
+    "sklearn.breast_cancer", "sklearn.iris", "shards(clients = 3)", "iid(clients = 2000)", "[8, 8]",
+    "[0]", "[]", "()", "[[1]]", "f(g(h(1)))", "test", "evaluate { every 2 }", "kernel = [2, 2]",
+    "strides = 0", "padding = same", "use_bias = false", "weighting uniform", "clients_per_round 99",
+    "\ufeff", "\x00", "é", "“", "#", "model", "data", "train", "experiment", "seed",
+]
+
+
+def mutate_tokens(rng: random.Random) -> str:
+    tokens = list(TOKENS)
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randrange(len(tokens) + 1)
+        op = rng.random()
+        if op < 0.25 and tokens:
+            del tokens[min(i, len(tokens) - 1)]
+        elif op < 0.45 and tokens:
+            tokens.insert(i, rng.choice(tokens))
+        elif op < 0.6 and len(tokens) > 1:
+            j, k = rng.randrange(len(tokens)), rng.randrange(len(tokens))
+            tokens[j], tokens[k] = tokens[k], tokens[j]
+        else:
+            tokens.insert(i, rng.choice(VOCABULARY))
+    return "".join(tokens)
+
+
+def mutate_lines(rng: random.Random) -> str:
+    lines = list(LINES)
+    for _ in range(rng.randint(1, 3)):
+        if not lines:
+            break
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        op = rng.random()
+        if op < 0.4:
+            del lines[i]
+        elif op < 0.7:
+            lines.insert(i, lines[j])
+        else:
+            lines[i], lines[j] = lines[j], lines[i]
+    return "".join(lines)
+
+
 # ---------------------------------------------------------------- the pipeline API directly
 
 
