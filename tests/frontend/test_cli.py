@@ -95,3 +95,43 @@ def test_python_dash_m_and_no_tensorflow_on_the_front_end(in_repo):
     assert out.returncode == 0, out.stderr
     assert "digits-quickstart" in out.stdout
     assert "TF-MODULES []" in out.stdout
+
+
+def _plan_rows(output: str) -> dict[str, str]:
+    rows = {}
+    for line in output.splitlines()[1:]:
+        label, _, text = line.strip().partition("  ")
+        rows[label] = text.strip()
+    return rows
+
+
+def test_plan_reports_bytes_from_the_model_size(cli):
+    """quickstart: 64·128 + 128 + 128·10 + 10 = 9,610 float32 parameters; 10 clients × 30 rounds."""
+    result = cli("plan", QUICKSTART)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"plan for {QUICKSTART} — experiment 'digits-quickstart', fedavg")
+    rows = _plan_rows(result.stdout)
+    params = 64 * 128 + 128 + 128 * 10 + 10
+    assert rows["model parameters"] == f"{params:,} ({4 * params / 1024:.1f} KiB as float32)"
+    assert rows["clients per round"] == "10 of 50"
+    assert rows["rounds"] == "30"
+    assert rows["total over the run"] == (f"{4 * params * 10 * 30 / 2**20:.1f} MiB down, "
+                                          f"{(4 * params + 4) * 10 * 30 / 2**20:.1f} MiB up")
+    assert rows["privacy"].startswith("none")
+    assert rows["warnings"] == "none"
+
+
+def test_plan_reports_quantization_and_privacy(cli):
+    compressed = _plan_rows(cli("plan", "examples/compressed_digits.fed").stdout)
+    # 8 bits: each tensor above the threshold costs ceil(n·8/8) + 8 bytes instead of 4n.
+    assert "with 8-bit quantization" in compressed["up per client per round"]
+    assert "4.0x smaller" in compressed["up per client per round"]
+    dp = _plan_rows(cli("plan", "examples/dp_secure_digits.fed").stdout)
+    from fedlang.pipeline import compile_file
+
+    p = compile_file("examples/dp_secure_digits.fed").checked.privacy
+    assert dp["mechanism"].startswith(f"Gaussian, z = {p.noise_multiplier:g} (solved for the target)")
+    assert dp["accounting"].endswith(f"q = {p.sampling_rate:.4g} (80/400)")
+    assert dp[f"ε after {25} rounds"] == f"{p.epsilon:.4g} at δ = 1e-05"
+    assert p.epsilon <= 10 < p.epsilon + 0.1  # solved: the smallest z whose ε meets the target
+    assert dp["secure aggregation"].startswith("sum of values clipped to [-1, 1]")

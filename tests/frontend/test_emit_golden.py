@@ -1,5 +1,7 @@
 """Golden emitted programs: tests/fixtures/golden/<name>.fed → <name>.py, byte for byte.
 
+A golden holds the program part (everything before the copied helpers); the helpers are
+checked once, as verbatim copies of fedlang/lib definitions. A missing golden fails.
 Regenerate after an intended change with `FEDLANG_UPDATE_GOLDEN=1 pytest tests/frontend`,
 then review the diff of the .py files like any other code change.
 """
@@ -18,14 +20,46 @@ GOLDEN = REPO / "tests" / "fixtures" / "golden"
 SPECS = sorted(GOLDEN.glob("*.fed"))
 
 
+HELPERS_MARKER = "\n# Helpers (copied verbatim from fedlang.lib"
+
+
+def split_program(program: str) -> tuple[str, str]:
+    """(program part, copied helpers): the helpers start at their banner comment."""
+    at = program.index(HELPERS_MARKER)
+    at = program.rindex("\n# ---", 0, at)  # the rule above the banner
+    return program[:at + 1], program[at + 1:]
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_emitted_program_matches_golden(spec: Path, in_repo):
     # Data paths are absolute in emitted programs; the golden files spell the checkout as <repo>.
     program = compile_file(spec.relative_to(REPO)).program().replace(str(REPO), "<repo>")
+    part, _ = split_program(program)
     expected = spec.with_suffix(".py")
-    if UPDATE_GOLDEN or not expected.exists():
-        expected.write_text(program)
-    assert program == expected.read_text()
+    if UPDATE_GOLDEN:
+        expected.write_text(part)
+    assert expected.exists(), f"no golden {expected.name}: write it with FEDLANG_UPDATE_GOLDEN=1 and review it"
+    assert part == expected.read_text()
+
+
+def test_copied_helpers_are_verbatim_lib_definitions(in_repo):
+    """Every definition after the banner is a definition of a fedlang/lib module, unchanged."""
+    from fedlang.emit import LIB
+
+    lib = {}
+    for path in LIB.glob("*.py"):
+        text = path.read_text()
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                lib[node.name] = ast.get_source_segment(text, node)
+    for spec in SPECS:
+        _, helpers = split_program(compile_file(spec.relative_to(REPO)).program())
+        tree = ast.parse(helpers)
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert ast.get_source_segment(helpers, node) == lib.get(node.name), (spec.name, node.name)
+            else:  # only the entry-point guard may follow the helpers
+                assert isinstance(node, ast.If) and "__main__" in ast.unparse(node.test), (spec.name, ast.unparse(node))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
