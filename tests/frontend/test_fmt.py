@@ -132,7 +132,7 @@ def test_fuzzed_specs_that_parse_format_to_the_same_meaning(kind, tmp_path):
     make = {"tokens": mutate_tokens, "lines": mutate_lines}[kind]
     rng = random.Random(f"fedlang-fmt-{kind}")
     formatted = 0
-    for _ in range(300):
+    for _ in range(120):
         text = make(rng)
         if not _parses(text):
             continue
@@ -140,7 +140,7 @@ def test_fuzzed_specs_that_parse_format_to_the_same_meaning(kind, tmp_path):
         assert format_source(Source("fuzz.fed", once)) == once, text
         _assert_same_meaning(text, once, tmp_path)
         formatted += 1
-    assert formatted > 50  # the corpus really exercised the formatter
+    assert formatted > 20  # the corpus really exercised the formatter
 
 
 def test_cli_check_prints_a_diff_and_exits_1(tmp_path):
