@@ -251,10 +251,10 @@ def _identifiers(node: pyast.AST) -> list[str]:
 
 @lru_cache(maxsize=1)
 def template_words() -> frozenset[str]:
-    """Every word of the emitter's template, library, lowering and registry, and Python's builtins."""
+    """Every word of the emitter's template, library, lowering, registry and construct definitions, and builtins."""
     words = set(dir(builtins))
     fedlang = ROOT / "fedlang"
-    for path in [*fedlang.glob("emit/**/*"), *fedlang.glob("lib/*.py"), *fedlang.glob("*.py"),
+    for path in [*fedlang.glob("emit/**/*"), *fedlang.glob("lib/*.py"), *fedlang.glob("*.py"), *fedlang.glob("constructs/*.py"),
                  *fedlang.glob("check/*.py")]:
         if path.is_file():
             words |= set(re.findall(r"[A-Za-z_]\w*", path.read_text(errors="replace")))
