@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .diagnostics import SpecError, render, render_all
+from .terminal import terminal_safe
 
 EXIT_BAD_SPEC = 1
 EXIT_USAGE = 2
@@ -29,12 +30,13 @@ def _compile_or_exit(spec_path: str):
         _explain_pointer(exc.diagnostics)
         sys.exit(EXIT_BAD_SPEC)
     except OSError as exc:
-        click.echo(f"error: cannot read {spec_path}: {exc.strerror or exc}", err=True)
+        click.echo(f"error: cannot read {terminal_safe(spec_path)}: {terminal_safe(exc.strerror or exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except Exception as exc:  # a compiler bug: one line for the user, details on request
         if os.environ.get("FEDLANG_DEBUG"):
             raise
-        click.echo(f"{spec_path}: internal compiler error: {type(exc).__name__}: {exc}\n"
+        click.echo(f"{terminal_safe(spec_path)}: internal compiler error: {type(exc).__name__}: "
+                   f"{terminal_safe(exc)}\n"
                    "  this is a bug in fedlang; rerun with FEDLANG_DEBUG=1 for the traceback and report it",
                    err=True)
         sys.exit(EXIT_INTERNAL)
@@ -74,11 +76,11 @@ def check(spec: str, types: bool) -> None:
 
     compiled = _compile_or_exit(spec)
     c = compiled.checked
-    click.echo(f"{spec}: ok — experiment {c.experiment!r}, seed {c.seed}")
+    click.echo(f"{terminal_safe(spec)}: ok — experiment {terminal_safe(repr(c.experiment))}, seed {c.seed}")
     rows = summary_lines(compiled.plan, show_types=types)
     width = max(len(label) for label, _ in rows)
     for label, text in rows:
-        click.echo(f"  {label:<{width}}  {text}")
+        click.echo(f"  {label:<{width}}  {terminal_safe(text)}")
 
 
 @main.command()
@@ -89,11 +91,11 @@ def plan(spec: str) -> None:
 
     compiled = _compile_or_exit(spec)
     c = compiled.checked
-    click.echo(f"plan for {spec} — experiment {c.experiment!r}, {c.train.algorithm}")
+    click.echo(f"plan for {terminal_safe(spec)} — experiment {terminal_safe(repr(c.experiment))}, {c.train.algorithm}")
     rows = plan_rows(compiled.plan)
     width = max(len(label) for label, _ in rows)
     for label, text in rows:
-        click.echo(f"  {label:<{width}}  {text}")
+        click.echo(f"  {label:<{width}}  {terminal_safe(text)}")
     warnings = [w for w in c.warnings if w.code != "W001"]
     click.echo(f"  {'warnings':<{width}}  " + ("none" if not warnings else f"{len(warnings)} (shown above)"))
 
@@ -105,12 +107,25 @@ def plan(spec: str) -> None:
 def emit(spec: str, output: str | None) -> None:
     """Print SPEC as a standalone TFF Python program (no fedlang needed to run it)."""
     compiled = _compile_or_exit(spec)
-    program = compiled.program()
+    program = compiled.program_bytes()  # UTF-8, checked to compile from these bytes as rendered
     if output:
-        Path(output).write_text(program)
-        click.echo(f"wrote {output} ({len(program.splitlines())} lines); run it with: python {output}", err=True)
+        target = Path(output).expanduser()
+        if not target.parent.is_dir():
+            click.echo(f"error: cannot write {terminal_safe(output)}: the folder "
+                       f"{terminal_safe(str(target.parent))} does not exist (create it first)", err=True)
+            sys.exit(EXIT_USAGE)
+        try:
+            target.write_bytes(program)
+        except OSError as exc:
+            click.echo(f"error: cannot write {terminal_safe(output)}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        lines = program.count(b"\n")
+        click.echo(f"wrote {terminal_safe(output)} ({lines} lines); "
+                   f"run it with: python {terminal_safe(output)}", err=True)
     else:
-        click.echo(program, nl=False)
+        stdout = click.get_binary_stream("stdout")
+        stdout.write(program)
+        stdout.flush()
 
 
 @main.command()

@@ -15,6 +15,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .terminal import terminal_safe
+
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,10 @@ def render(source: Source, diag: Diagnostic, color: bool = False) -> str:
     )
     tone = red if diag.severity == "error" else yellow
     span = diag.span
+    # Messages quote spec strings and file names: no control character reaches the terminal.
     out = [
-        f"{bold}{source.name}:{span.line}:{span.column}: {tone}{diag.severity}[{diag.code}]"
-        f"{reset}{bold}: {diag.message}{reset}"
+        f"{bold}{terminal_safe(source.name)}:{span.line}:{span.column}: {tone}{diag.severity}[{diag.code}]"
+        f"{reset}{bold}: {terminal_safe(diag.message)}{reset}"
     ]
     text = "".join(c if c.isprintable() else " " if c == "\t" else "?" for c in source.line_text(span.line))
     if text.strip():
@@ -163,9 +166,9 @@ def render(source: Source, diag: Diagnostic, color: bool = False) -> str:
         out.append(f"    {text}")
         out.append(f"    {' ' * (span.column - 1)}{tone}{'^' * width}{reset}")
     if diag.hint:
-        out.append(f"  {blue}hint{reset}: {diag.hint}")
+        out.append(f"  {blue}hint{reset}: {terminal_safe(diag.hint)}")
     for note in diag.notes:
-        out.append(f"  note: {note}")
+        out.append(f"  note: {terminal_safe(note)}")
     return "\n".join(out)
 
 
@@ -174,5 +177,5 @@ def render_all(source: Source, diagnostics: Iterable[Diagnostic], color: bool = 
     parts = [render(source, d, color) for d in diagnostics]
     errors = sum(d.severity == "error" for d in diagnostics)
     if errors:
-        parts.append(f"{errors} error{'s' if errors != 1 else ''} in {source.name}")
+        parts.append(f"{errors} error{'s' if errors != 1 else ''} in {terminal_safe(source.name)}")
     return "\n".join(parts)

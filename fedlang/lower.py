@@ -15,6 +15,7 @@ from .constructs.layers import LAYER_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
 from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from .diagnostics import Source
+from .emit.encode import literal
 from .plan import Plan, PyCall, PyRef, Section
 
 
@@ -160,7 +161,7 @@ def value_names(config, aggregate_names) -> dict[str, str]:
 def _step_expression(step, types: dict, names: dict[str, str]) -> str:
     """Python for one typed step; operands are validated identifiers, options repr'd literals."""
     x = [names[n] for n in step.operands]
-    o = {k: repr(v) for k, v in step.options.items()}
+    o = {k: literal(v) for k, v in step.options.items()}
     at_server = bool(step.operands) and types[step.operands[0]].placement == "SERVER"
     op = step.operator
     if op == "identity":

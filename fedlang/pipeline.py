@@ -12,7 +12,7 @@ from . import ast
 from .check import check
 from .checked import CheckedSpec
 from .diagnostics import Source
-from .emit import emit
+from .emit import emit, emit_bytes
 from .lower import lower
 from .parse import parse_source, read_source
 from .plan import Plan
@@ -28,6 +28,10 @@ class Compiled:
     def program(self) -> str:
         """The emitted standalone Python program."""
         return emit(self.plan)
+
+    def program_bytes(self) -> bytes:
+        """The emitted program as written to disk and executed by `fedlang run` (UTF-8, checked)."""
+        return emit_bytes(self.plan)
 
 
 def compile_source(source: Source, base_dir: Path | None = None) -> Compiled:

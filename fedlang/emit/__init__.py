@@ -2,8 +2,9 @@
 
 The program is rendered from `templates/program.py.j2`. Helper functions are copied verbatim
 from fedlang/lib (read as text, never imported, so emitting does not load TensorFlow). Every
-value from the spec reaches the source through `repr` (the `py` filter) and every comment
-through the `comment` filter, which keeps it on one line.
+value from the spec reaches the source through one of the encoders of `encode.py` (the
+template's `py`, `comment`, `word`, `ident` and `dotted` filters), and `emit` proves the result
+by compiling its UTF-8 bytes the way `python program.py` will (`encode.program_bytes`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import jinja2
 
-from ..plan import Plan, PyCall, PyRef
+from ..plan import Plan
+from .encode import EmitError, comment, dotted, identifier, literal, literal_wrapped, program_bytes, targets, word
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
 
@@ -29,7 +31,18 @@ _TF_MODULES = ("tensorflow", "tensorflow_federated", "tensorflow_privacy")
 
 
 def emit(plan: Plan) -> str:
-    """The experiment as one readable Python program."""
+    """The experiment as one readable Python program (checked to load from its bytes as rendered)."""
+    text = _render(plan)
+    program_bytes(text)
+    return text
+
+
+def emit_bytes(plan: Plan) -> bytes:
+    """The program exactly as it is written to disk and executed: UTF-8 bytes, checked."""
+    return program_bytes(_render(plan))
+
+
+def _render(plan: Plan) -> str:
     snippets = [helper_source(LIB / module, names) for module, names in plan.helper_modules]
     imports = set(_PROGRAM_IMPORTS) | set(plan.imports) | {"import tensorflow as tf",
                                                             "import tensorflow_federated as tff"}
@@ -46,7 +59,6 @@ def emit(plan: Plan) -> str:
         tensorflow_imports=tensorflow,
         helpers="\n\n\n".join(s.source for s in snippets),
     )
-    pyast.parse(text)  # the template must always produce valid Python
     return text.rstrip() + "\n"
 
 
@@ -72,43 +84,19 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["py"] = py
-    env.filters["py_wrapped"] = py_wrapped
+    env.filters["py"] = literal
+    env.filters["py_wrapped"] = literal_wrapped
     env.filters["comment"] = comment
+    env.filters["word"] = word
+    env.filters["ident"] = identifier
+    env.filters["dotted"] = dotted
+    env.filters["targets"] = targets
     return env
 
 
-def py(value: Any) -> str:
-    """Python source for a literal, a PyRef or a PyCall (arguments rendered recursively)."""
-    if isinstance(value, PyRef):
-        return value.name
-    if isinstance(value, PyCall):
-        args = ", ".join(py(v) if k is None else f"{k}={py(v)}" for k, v in value.args)
-        return f"{value.func}({args})"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(py(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{py(k)}: {py(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value)
-    raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
-
-
-def py_wrapped(value: Any, indent: int = 4, width: int = 96) -> str:
-    """Like `py`, but a call too long for one line gets one argument per line."""
-    flat = py(value)
-    if not isinstance(value, PyCall) or indent + len(flat) <= width:
-        return flat
-    pad = " " * (indent + 4)
-    args = [py_wrapped(v, indent + 4, width) if k is None else f"{k}={py_wrapped(v, indent + 4, width - len(k) - 1)}"
-            for k, v in value.args]
-    return f"{value.func}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
-
-
-def comment(text: str) -> str:
-    """Text safe inside a `#` comment: one line, printable characters only."""
-    return "".join(c if c.isprintable() else "?" for c in str(text)).rstrip()
+# Kept under their old names for callers outside the emitter.
+py = literal
+py_wrapped = literal_wrapped
 
 
 @dataclass(frozen=True)

@@ -121,9 +121,9 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     rounds = rounds or checked.train.rounds
     out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
     out.mkdir(parents=True, exist_ok=True)
-    program = compiled.program()
-    (out / "program.py").write_text(program)
-    (out / "spec.fed").write_text(compiled.source.text)
+    program = compiled.program_bytes()  # the bytes written and the bytes executed are the same
+    (out / "program.py").write_bytes(program)
+    (out / "spec.fed").write_text(compiled.source.text, encoding="utf-8", errors="surrogateescape")
     console.print(f"[bold]{checked.experiment}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
                   f"seed {checked.seed} → {out}")
 
@@ -216,9 +216,10 @@ class StopOnSignal:
         raise KeyboardInterrupt
 
 
-def _load_program(program: str, path: Path) -> dict[str, Any]:
+def _load_program(program: bytes, path: Path) -> dict[str, Any]:
+    """Execute the program from its bytes, exactly as `python program.py` would decode them."""
     namespace: dict[str, Any] = {"__name__": "fedlang_program", "__file__": str(path)}
-    exec(compile(program, str(path), "exec"), namespace)  # noqa: S102 - our own emitted program
+    exec(compile(program, str(path), "exec", dont_inherit=True), namespace)  # noqa: S102 - our own emitted program
     return namespace
 
 

@@ -36,7 +36,8 @@ def compile_text(text: str, name: str = "test.fed", base_dir: Path | None = None
 def load_program(compiled) -> dict:
     """Exec the emitted program (as `fedlang run` does) and return its namespace."""
     namespace: dict = {"__name__": "fedlang_test_program", "__file__": "<emitted>"}
-    exec(compile(compiled.program(), f"<emitted from {compiled.source.name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(compiled.program_bytes(), f"<emitted from {compiled.source.name}>", "exec", dont_inherit=True),
+         namespace)  # noqa: S102
     return namespace
 
 
