@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .diagnostics import SpecError, render, render_all
+from .emit.encode import EmitError
 from .terminal import terminal_safe
 
 EXIT_BAD_SPEC = 1
@@ -107,9 +108,17 @@ def plan(spec: str) -> None:
 def emit(spec: str, output: str | None) -> None:
     """Print SPEC as a standalone TFF Python program (no fedlang needed to run it)."""
     compiled = _compile_or_exit(spec)
-    program = compiled.program_bytes()  # UTF-8, checked to compile from these bytes as rendered
+    try:
+        program = compiled.program_bytes()  # UTF-8, checked to compile from these bytes as rendered
+    except EmitError as exc:  # the emitter refused its own output: a fedlang bug, never run it
+        click.echo(f"{terminal_safe(spec)}: internal compiler error: {terminal_safe(exc)}\n"
+                   "  this is a bug in fedlang; please report it with the spec", err=True)
+        sys.exit(EXIT_INTERNAL)
     if output:
-        target = Path(output).expanduser()
+        try:
+            target = Path(output).expanduser()
+        except RuntimeError:  # `~name/…` for a user this machine does not have
+            target = Path(output)
         if not target.parent.is_dir():
             click.echo(f"error: cannot write {terminal_safe(output)}: the folder "
                        f"{terminal_safe(str(target.parent))} does not exist (create it first)", err=True)

@@ -19,6 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 from .registry import BLOCK_BY_KEYWORD, BLOCK_KEYWORDS, MODEL_LINES, home_of
+from .files import MAX_SPEC_BYTES, read_regular_file
 
 MODEL_KEYWORDS = MODEL_LINES
 
@@ -115,7 +116,12 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     """Read a spec file as UTF-8; undecodable or NUL bytes are reported with their position."""
     path = Path(path)
     name = display_name or str(path)
-    data = path.read_bytes()
+    data = read_regular_file(path, MAX_SPEC_BYTES)  # OSError for a FIFO, device or directory
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(Source(name, ""), [Diagnostic(
+            "E002", f"the file is larger than {MAX_SPEC_BYTES / (1 << 20):g} MiB, the limit for a spec",
+            Span.point(1, 1), hint="is this a .fed spec? a spec is a page of text; data belongs in the "
+                                   "file its `source` names")])
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
         data = data[3:]
     try:

@@ -110,8 +110,12 @@ def _path_span(setting: ast.Setting | None) -> Span | None:
 
 
 def resolve_data_path(path: str, base_dir: Path) -> Path:
-    """Data paths in a spec are relative to the spec's own folder."""
-    p = Path(path).expanduser()
+    """Data paths in a spec are relative to the spec's own folder; `~` and `~user` are home folders."""
+    p = Path(path)
+    try:
+        p = p.expanduser()
+    except RuntimeError:  # `~name/…` for a user this machine does not have: left as written
+        pass
     return p if p.is_absolute() else base_dir / p
 
 

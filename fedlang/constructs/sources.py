@@ -159,13 +159,15 @@ def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceErro
         else:
             x, y, clients = datalib.load_csv(str(path), choice["label"], choice["client"])
     except (OSError, ValueError, csv.Error) as exc:
-        return SourceError("E501", f"cannot read {choice.name} data: {exc}", _read_hint(choice, exc, path, base_dir))
+        # The loaders describe a file's contents rather than quote them; cap the message anyway.
+        return SourceError("E501", f"cannot read {choice.name} data: {_capped(str(exc))}",
+                           _read_hint(choice, exc, path, base_dir))
     if x.ndim < 2:
         return SourceError("E501", f"cannot read {choice.name} data: {path}: array '{choice['x']}' has shape "
                                    f"{list(x.shape)}; expected one row of features per example",
                            "save x with shape [examples, features…], e.g. x.reshape(-1, 1) for one feature")
     if len(y) and int(y.min()) < 0:
-        return SourceError("E502", f"labels in {path.name} must be class numbers 0, 1, 2, …; found {int(y.min())}")
+        return SourceError("E502", f"labels in {path.name} must be class numbers 0, 1, 2, …; found a negative label")
     classes = int(y.max()) + 1 if len(y) else 0
     natural = None if clients is None else len(set(clients.tolist()))
     return SourceFacts(DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}"), y, clients)
@@ -173,6 +175,10 @@ def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceErro
 
 def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> str | None:
     if isinstance(exc, FileNotFoundError):
+        written = str(source["path"])
+        if written.startswith("~") and not _home_known(written):
+            user = written[1:].split("/")[0]
+            return f"'~{user}' is not a home folder here: this machine has no user '{user}'"
         return f"paths are relative to the spec's folder ({base_dir.as_posix() or '.'})"
     if path.is_dir():
         return "give the path of a file, not a folder"
@@ -188,14 +194,28 @@ def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> st
     if source.name == "csv" and "not found in" in text and "column" in text:
         return 'name the column to use, e.g. csv("…", label = "target")'
     if source.name == "csv" and "expected a number" in text:
-        column = re.search(r"column '([^']*)': expected a number", text)
+        column = re.search(r"column \d+ \('([^']*)'\): expected a number", text)
         if column and source["client"] is None:
             return (f"every column except the label must hold numbers; if '{column.group(1)}' says which "
                     f"client an example belongs to, write csv(\"…\", client = \"{column.group(1)}\")")
         return "every column except the label (and client) column must hold numbers"
+    if source.name == "csv" and "repeats a column name" in text:
+        return "give every column of the header its own name"
     if source.name == "csv" and " columns, found " in text:
         return "every row needs one cell per column of the header"
     return None
+
+
+def _capped(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _home_known(path: str) -> bool:
+    try:
+        Path(path).expanduser()
+        return True
+    except RuntimeError:
+        return False
 
 
 def _file_replay(choice, rng, labels, client_ids):

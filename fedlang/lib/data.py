@@ -31,6 +31,21 @@ def _check_rng(rng, where):
         )
 
 
+def _cell_kind(cell):
+    """What a data cell holds, in words (messages describe a file's contents, never quote them)."""
+    if not cell:
+        return "an empty cell"
+    try:
+        value = float(cell)
+    except ValueError:
+        return f"text ({len(cell)} characters)"
+    if not math.isfinite(value):
+        return "a non-finite number (nan or inf)"
+    if value < 0:
+        return "a negative number"
+    return "a fraction" if value != int(value) else "a number"
+
+
 def _check_int(value, name, where, minimum):
     """Return ``value`` as a Python int, raising a clear error if it is not an int >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -179,9 +194,8 @@ def load_npz(
             if key is None:
                 continue
             if key not in available:
-                raise ValueError(
-                    f"{path} has no array '{key}' (arrays: {', '.join(available) or 'none'})"
-                )
+                names = ", ".join(name[:40] for name in available[:10]) + (", …" if len(available) > 10 else "")
+                raise ValueError(f"{path} has no array '{key}' (arrays: {names or 'none'})")
             try:
                 arrays[role] = archive[key]
             except Exception as error:  # object arrays need pickle, which we refuse
@@ -270,14 +284,20 @@ def load_csv(
         if header is None:
             raise ValueError(f"{path} is empty; expected a header row naming the columns")
 
-        columns = ", ".join(header)
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"{path} header repeats column names: {', '.join(duplicates)}")
+        # Messages describe the file, never echo it: a spec may name any readable file.
+        first_seen = {}
+        for i, name in enumerate(header):
+            if name in first_seen:
+                raise ValueError(
+                    f"{path} header repeats a column name (columns {first_seen[name] + 1} and {i + 1})"
+                )
+            first_seen[name] = i
         for role, name in (("label", label), ("client", client)):
             if name is not None and name not in header:
+                close = [c for c in header if c.lower() == name.lower()]
                 raise ValueError(
-                    f"column '{name}' not found in {path} header (columns: {columns})"
+                    f"column '{name}' not found in {path} header ({len(header)} column{'s' if len(header) != 1 else ''}"
+                    + (f"; one is named '{close[0]}'" if close else "") + ")"
                 )
         if client is not None and client == label:
             raise ValueError(f"{path}: the label and client columns must differ ('{label}')")
@@ -285,7 +305,7 @@ def load_csv(
         client_col = header.index(client) if client is not None else None
         feature_cols = [i for i in range(len(header)) if i not in (label_col, client_col)]
         if not feature_cols:
-            raise ValueError(f"{path} has no feature columns (columns: {columns})")
+            raise ValueError(f"{path} has no feature columns (only the label and client columns)")
 
         features, labels, clients = [], [], []
         for row in reader:
@@ -302,15 +322,14 @@ def load_csv(
                 try:
                     value = float(cell)
                 except ValueError:
-                    found = f"'{cell}'" if cell else "an empty cell"
                     raise ValueError(
-                        f"{path} line {line}, column '{header[i]}': expected a number, "
-                        f"found {found}"
+                        f"{path} line {line}, column {i + 1} ('{header[i][:40]}'): expected a number, "
+                        f"found {_cell_kind(cell)}"
                     ) from None
                 if not math.isfinite(value):
                     raise ValueError(
-                        f"{path} line {line}, column '{header[i]}': expected a finite number, "
-                        f"found '{cell}'"
+                        f"{path} line {line}, column {i + 1} ('{header[i][:40]}'): expected a finite "
+                        f"number, found {_cell_kind(cell)}"
                     )
                 values.append(value)
             features.append(values)
@@ -323,7 +342,7 @@ def load_csv(
             if value is None or not math.isfinite(value) or value != int(value) or value < 0:
                 raise ValueError(
                     f"{path} line {line}, column '{label}': expected an integer class label "
-                    f">= 0, found '{cell}'"
+                    f">= 0, found {_cell_kind(cell)}"
                 )
             labels.append(int(value))
 
@@ -556,11 +575,12 @@ def apply_scaler(x, shift, scale) -> np.ndarray:
 REQUIRES: dict[str, tuple[str, ...]] = {
     "_check_rng": (),
     "_check_int": (),
+    "_cell_kind": (),
     "_check_labels": (),
     "_encode_client_ids": (),
     "synthetic_fedprox": ("_check_int",),
     "load_npz": ("_encode_client_ids",),
-    "load_csv": ("_encode_client_ids",),
+    "load_csv": ("_encode_client_ids", "_cell_kind"),
     "holdout_split": ("_check_int", "_check_rng"),
     "partition_iid": ("_check_int", "_check_rng"),
     "partition_dirichlet": ("_check_labels", "_check_int", "_check_rng"),

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..pipeline import Compiled
+from ..terminal import terminal_safe
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -73,7 +76,7 @@ class RoundTable:
     def __init__(self, console: Console, rounds: int, quiet: bool):
         self.console = console
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=console, transient=True, disable=quiet or not console.is_terminal)
         self.task = self.progress.add_task("starting", total=rounds)
@@ -87,9 +90,10 @@ class RoundTable:
         self.progress.__exit__(*exc)
 
     def status(self, message: str) -> None:
+        message = terminal_safe(message)
         self.progress.update(self.task, description=message)
         if not self.console.is_terminal and not message.startswith("round"):
-            self.console.print(f"[dim]{message}…[/dim]")
+            self.console.print(f"[dim]{escape(message)}…[/dim]")
 
     def add(self, row: dict[str, Any], metric_names: tuple[str, ...], evaluates: bool) -> None:
         if self.columns is None:
@@ -120,12 +124,18 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     checked, plan = compiled.checked, compiled.plan
     rounds = rounds or checked.train.rounds
     out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
-    out.mkdir(parents=True, exist_ok=True)
     program = compiled.program_bytes()  # the bytes written and the bytes executed are the same
-    (out / "program.py").write_bytes(program)
-    (out / "spec.fed").write_text(compiled.source.text, encoding="utf-8", errors="surrogateescape")
-    console.print(f"[bold]{checked.experiment}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
-                  f"seed {checked.seed} → {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "program.py").write_bytes(program)
+        (out / "spec.fed").write_text(compiled.source.text, encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        err.print(f"[red bold]error:[/] cannot write the run directory {shown(out)}: {shown(exc.strerror or exc)}",
+                  highlight=False)
+        return EXIT_USAGE
+    # The experiment name and the path are spec/user text: shown, never interpreted (markup, controls).
+    console.print(f"[bold]{shown(checked.experiment)}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
+                  f"seed {checked.seed} → {shown(out)}")
 
     if checked.privacy is not None:
         p = checked.privacy
@@ -162,12 +172,12 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
             status, code = "interrupted", EXIT_INTERRUPTED
         elif isinstance(exc, (ValueError, RuntimeError, OSError)):
             _save_traceback(out)
-            err.print(f"[red bold]error:[/] {exc}", highlight=False)
-            err.print(f"(details in {out / 'traceback.txt'})")
+            err.print(f"[red bold]error:[/] {shown(exc)}", highlight=False)
+            err.print(f"(details in {shown(out / 'traceback.txt')})")
         else:  # a bug in fedlang or TFF: keep the details, show one line
             _save_traceback(out)
-            err.print(f"[red bold]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
-            err.print(f"the traceback is in {out / 'traceback.txt'}; please report it with the spec")
+            err.print(f"[red bold]internal error:[/] {type(exc).__name__}: {shown(exc)}", highlight=False)
+            err.print(f"the traceback is in {shown(out / 'traceback.txt')}; please report it with the spec")
     finally:
         stop.finishing = True  # a second Ctrl-C must not cut the summary short
         if worker is not None:
@@ -179,13 +189,18 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
     if status == "interrupted":
-        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {out}")
+        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {shown(out)}")
     if status == "completed":
         final = recorder.rows[-1]
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
-        console.print(f"done: {shown or 'no evaluation'}; results in {out}/ "
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
+        console.print(f"done: {scores or 'no evaluation'}; results in {shown(out)}/ "
                       f"(metrics.csv, metrics.jsonl, summary.json, model.keras, metrics.png)")
     return code
+
+
+def shown(text: object) -> str:
+    """Spec or user text for a rich console: control characters escaped, markup not interpreted."""
+    return escape(terminal_safe(text))
 
 
 def _save_model(namespace: dict[str, Any], trained, path: Path) -> None:
@@ -280,7 +295,7 @@ def _plot(out: Path, rows: list[dict], metric_names: tuple[str, ...], title: str
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(terminal_safe(title), parse_math=False, usetex=False)  # a spec name is text, not mathtext
     fig.tight_layout()
     fig.savefig(out / "metrics.png", dpi=110)
     plt.close(fig)

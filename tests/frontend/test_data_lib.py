@@ -448,29 +448,31 @@ def test_load_csv_errors(tmp_path):
         data.load_csv(write(tmp_path, "a,label\n\n"))
     with pytest.raises(ValueError, match=re.escape("column 'label' not found in") ) as info:
         data.load_csv(write(tmp_path, "a,b,target\n1,2,0\n"))
-    assert str(info.value).endswith("data.csv header (columns: a, b, target)")
+    assert str(info.value).endswith("data.csv header (3 columns)")  # described, not quoted
     with pytest.raises(ValueError, match=re.escape("column 'client' not found in")) as info:
         data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n"), client="client")
-    assert str(info.value).endswith("data.csv header (columns: a, b, label)")
+    assert str(info.value).endswith("data.csv header (3 columns)")
+    with pytest.raises(ValueError, match=re.escape("data.csv header (2 columns; one is named 'Label')")):
+        data.load_csv(write(tmp_path, "a,Label\n1,0\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 4: expected 3 columns, found 2")):
         data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,1\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 3: expected 3 columns, found 4")):
         data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1,9\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 'b': expected a number, found 'abc'")):
+    with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 2 ('b'): expected a number, found text (3 characters)")):
         data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,abc,1\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'a': expected a number, found an empty cell")):
+    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 1 ('a'): expected a number, found an empty cell")):
         data.load_csv(write(tmp_path, "a,b,label\n,2,0\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'a': expected a finite number, found 'nan'")):
+    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 1 ('a'): expected a finite number, found a non-finite number (nan or inf)")):
         data.load_csv(write(tmp_path, "a,b,label\nnan,2,0\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 'label': expected an integer class label >= 0, found '0.5'")):
+    with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 'label': expected an integer class label >= 0, found a fraction")):
         data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n1,2,0.5\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'label': expected an integer class label >= 0, found 'cat'")):
+    with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'label': expected an integer class label >= 0, found text (3 characters)")):
         data.load_csv(write(tmp_path, "a,b,label\n1,2,cat\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'u': expected a client id, found an empty cell")):
         data.load_csv(write(tmp_path, "a,u,label\n1,,0\n"), client="u")
-    with pytest.raises(ValueError, match="data.csv header repeats column names: a"):
+    with pytest.raises(ValueError, match=re.escape("data.csv header repeats a column name (columns 1 and 2)")):
         data.load_csv(write(tmp_path, "a,a,label\n1,2,0\n"))
-    with pytest.raises(ValueError, match=re.escape("data.csv has no feature columns (columns: label, u)")):
+    with pytest.raises(ValueError, match=re.escape("data.csv has no feature columns (only the label and client columns)")):
         data.load_csv(write(tmp_path, "label,u\n1,x\n"), client="u")
 
 
