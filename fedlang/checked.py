@@ -65,6 +65,12 @@ class ModelConfig:
         return tuple(shapes)
 
     @property
+    def non_trainable_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the non-trainable variables (batch_norm's moving statistics), in Keras order."""
+        return tuple(s for layer in self.layers
+                     for s in LAYER_BY_NAME[layer.kind].non_trainable(layer.args, layer.input_shape))
+
+    @property
     def feature_dtype(self) -> str:
         """The dtype of one example's features: what the first layer reads (float32 or int64)."""
         return LAYER_BY_NAME[self.layers[0].kind].input_dtype if self.layers else "float32"
@@ -88,6 +94,8 @@ class DatasetFacts:
     classes: int
     natural_clients: int | None  # clients the source defines itself, if any
     description: str
+    tokens: int | None = None  # the features are integer token ids 0 … tokens−1 (None: real values)
+    stored: str | None = None  # streamed files: how they store the features ("float" or "int64")
 
 
 @dataclass(frozen=True)

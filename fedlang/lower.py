@@ -35,7 +35,8 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values()),
         attack=checked.attack,
         data_steps=_data_steps(data),
-        layers=tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i) for i, layer in enumerate(model.layers)),
+        layers=tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i, layer.input_shape)
+                     for i, layer in enumerate(model.layers)),
         loss=_loss(model),
         metrics=tuple(_metric(name, binary, model.from_logits) for name in model.metrics),
         element_spec=(
@@ -249,6 +250,9 @@ def _data_steps(data: DataConfig) -> dict[str, object]:
     steps["reshape"] = list(data.reshape) if data.reshape else None
     steps["partition"] = data.partition.name
     steps["partition_args"] = dict(data.partition.args)
+    steps["streamed"] = SOURCE_BY_NAME[source.name].streamed
+    if steps["streamed"]:  # read_client_file's options after the path
+        steps["read_args"] = (source["x"], source["y"], data.facts.stored, list(data.feature_shape))
     return steps
 
 
@@ -356,13 +360,13 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
 def communication(checked: CheckedSpec) -> dict[str, int]:
     """Bytes each sampled client receives and sends per round, with and without compression.
 
-    Down: the float32 model. Up: the float32 update (plus a float32 weight when example-weighted);
+    Down: the float32 model (non-trainable variables included). Up: the float32 update (plus a float32 weight when example-weighted);
     with `quantize(bits)`, each quantized tensor costs ceil(n·bits/8) bytes plus 8 for its range.
     """
     shapes = checked.model.weight_shapes
     sizes = [math.prod(s) for s in shapes]
     weight = 4 if checked.train.weighting == "examples" and checked.privacy is None else 0
-    down = 4 * sum(sizes)
+    down = 4 * (sum(sizes) + sum(math.prod(s) for s in checked.model.non_trainable_shapes))
     up_plain = 4 * sum(sizes) + weight
     up = up_plain
     aggregation = checked.aggregation
@@ -381,7 +385,8 @@ def _tensor(shape, dtype: str = "float32") -> str:
 
 def model_weights_type(model: ModelConfig) -> str:
     trainable = ",".join(_tensor(s) for s in model.weight_shapes)
-    return f"<trainable=<{trainable}>,non_trainable=<>>"
+    non_trainable = ",".join(_tensor(s) for s in model.non_trainable_shapes)
+    return f"<trainable=<{trainable}>,non_trainable=<{non_trainable}>>"
 
 
 def client_data_type(data: DataConfig, binary: bool, feature_dtype: str = "float32") -> str:

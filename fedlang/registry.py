@@ -50,7 +50,9 @@ PARTITIONS = _forms(
                     Param("per_client", "int", default=2, low=1, doc="shards per client")),
          doc="McMahan et al.'s pathological split: sorted by label, k shards per client",
          example="partition shards(clients = 100, per_client = 2)"),
-    Form("natural", (), doc="one client per client id of the source", example="partition natural"),
+    Form("natural", (Param("first", "int", default=None, low=1,
+                           doc="keep only the first N clients (in the order of their ids or files)"),),
+         doc="one client per client id of the source", example="partition natural(first = 100)"),
 )
 
 TESTS = _forms(

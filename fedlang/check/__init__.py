@@ -185,6 +185,8 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
         diags.error("E510", f"the model's input {list(model.input_shape)} does not match the data's "
                             f"examples {list(data.feature_shape)} ({data.facts.description})",
                     input_decl.shape.span, f"write `input {list(data.feature_shape)}`{reshape}")
+    if model.feature_dtype != "float32":
+        _check_tokens(model, data, model_block, blocks["data"], diags)
     units, classes = model.output_units, data.facts.classes
     last = next(i for i in reversed(model_block.items) if isinstance(i, ast.Layer))
     if model.loss == "sparse_categorical_crossentropy" and units != classes:
@@ -205,6 +207,27 @@ def _check_together(model: ModelConfig, data: DataConfig, train: TrainConfig, bl
         diags.error("E520", f"clients_per_round is {cpr} but there are only {data.num_clients} clients",
                     span, f"use at most {data.num_clients}, or partition into more clients")
     return dataclasses.replace(train, clients_per_round=min(cpr or data.num_clients, data.num_clients))
+
+
+def _check_tokens(model: ModelConfig, data: DataConfig, model_block: ast.ModelBlock, data_block: ast.DataBlock,
+                  diags: Diagnostics) -> None:
+    """An embedding first: the data's features must be integer token ids it has rows for."""
+    embedding = next(i for i in model_block.items if isinstance(i, ast.Layer))
+    tokens, vocab = data.facts.tokens, model.layers[0].args["vocab"]
+    if tokens is None:
+        diags.error("E513", f"embedding reads integer token ids, but the data's features are real numbers "
+                            f"({data.facts.description})", embedding.kind.span,
+                    "use a source of token ids (e.g. markov), or start the model with another layer")
+    elif data.scale is not None:
+        scale = next(s for s in data_block.settings if s.key.name == "scale")
+        diags.error("E513", "embedding reads integer token ids, but `scale` turns them into other numbers",
+                    scale.span, "remove `scale` from the data block")
+    elif tokens > vocab:
+        written = next((a for a in embedding.args if (a.key is None and isinstance(a.value, ast.Number))
+                        or (a.key is not None and a.key.name == "vocab")), None)
+        diags.error("E514", f"the data has token ids up to {tokens - 1}, but the embedding has rows for "
+                            f"{vocab} ({data.facts.description})",
+                    written.value.span if written else embedding.span, f"use `embedding {tokens} …`")
 
 
 def _dense_hint(model: ModelConfig, classes: int) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
+from ..lib.files import holdout_tails as files_holdout_tails
 from ..constructs.sources import SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 
 
@@ -28,6 +29,16 @@ def replay_client_sizes(
     if replayed is None:
         return None
     labels, client_ids = replayed
+    first = partition.args.get("first") if partition.name == "natural" else None
+    if SOURCE_BY_NAME[source.name].streamed:  # one client per file; a hold-out is each file's tail
+        counts = np.bincount(client_ids).tolist()[:first]
+        if test.name != "holdout":
+            return tuple(counts)
+        try:
+            return tuple(files_holdout_tails(counts, test["fraction"]))
+        except ValueError as exc:
+            diags.error("E507", str(exc), test.span, "hold out a fraction that leaves examples on both sides")
+            return None
     labels = labels.astype(np.int64)
     if test.name == "holdout":
         try:
@@ -48,7 +59,7 @@ def replay_client_sizes(
             parts = datalib.partition_shards(labels, partition["clients"], shards_per_client=partition["per_client"],
                                              rng=rng)
         else:
-            parts = datalib.partition_natural(client_ids)
+            parts = datalib.partition_natural(client_ids)[:first]
     except ValueError as exc:
         message, _, hint = _without_prefix(exc).partition("; ")
         diags.error("E506", f"the {partition.name} partition fails: {message}", partition.span,

@@ -25,7 +25,8 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
     if not s.valid("source"):
         return None
     source: Choice = s["source"]
-    loaded = _facts(source, base_dir, _path_span(s.settings.get("source")) or source.span, diags)
+    path_option = SOURCE_BY_NAME[source.name].path_option
+    loaded = _facts(source, base_dir, _path_span(s.settings.get("source"), path_option) or source.span, diags)
     if loaded is None:
         return None
     facts, labels, client_ids = loaded.facts, loaded.labels, loaded.client_ids
@@ -47,9 +48,25 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
                         partition.span, "use e.g. `partition iid(clients = 10)` or `dirichlet(alpha = 0.5, clients = 10)`")
             return None
         num_clients = facts.natural_clients
+        first = partition.args.get("first")
+        if first is not None and first > num_clients:
+            diags.error("E509", f"natural(first = {first}) keeps more clients than {source.name} has ({num_clients})",
+                        partition.span, f"use first = {num_clients} or fewer, or drop `first`")
+            return None
+        num_clients = first or num_clients
     else:
         num_clients = partition["clients"]
 
+    definition = SOURCE_BY_NAME[source.name]
+    if definition.streamed and partition.name != "natural":
+        diags.error("E509", f"{source.name} makes one client per file, so it has only the natural partition",
+                    partition.span, "use `partition natural` (the default) or `natural(first = N)`")
+        return None
+    if definition.streamed and s["scale"] in ("minmax", "standard"):
+        diags.error("E509", f"{source.name} streams each client's file, so `scale {s['scale']}` (fitted on all the "
+                            f"training data) is not available", s.value_span("scale"),
+                    "scale by a factor, e.g. `scale 0.0625`, or scale the files")
+        return None
     test: Choice = s["test"]
     if test.name == "split" and not SOURCE_BY_NAME[source.name].test_split:
         diags.error("E504", f"{source.name} has no test split of its own", test.span,
@@ -97,13 +114,13 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
     )
 
 
-def _path_span(setting: ast.Setting | None) -> Span | None:
+def _path_span(setting: ast.Setting | None, option: str | None) -> Span | None:
     """The path string of `source npz("…")` / `source csv(path = "…")`, to put the caret on."""
-    if setting is None or not isinstance(setting.value, ast.Call):
+    if setting is None or not isinstance(setting.value, ast.Call) or option is None:
         return None
     args = setting.value.args
     for arg in args:
-        if arg.key is not None and arg.key.name == "path":
+        if arg.key is not None and arg.key.name == option:
             return arg.value.span
     unnamed = [a for a in args if a.key is None]
     return unnamed[0].value.span if unnamed else None

@@ -56,6 +56,12 @@ def check_model(block: ast.ModelBlock, diags: Diagnostics) -> ModelConfig | None
         metrics = _check_metrics(metrics_decl.metrics, loss_name, diags)
 
     configs = _infer_layers(layers, input_shape if input_shape is not INVALID else None, diags)
+    batch_norm = next((layer for layer in layers if layer.kind.name == "batch_norm"), None)
+    if batch_norm is not None:
+        diags.warning("W401", "batch_norm's moving mean and variance are not trained federatedly: FedAvg "
+                              "averages trainable weights only, so the server keeps them at 0 and 1 and "
+                              "evaluation normalizes with those", batch_norm.kind.span,
+                      "use layer_norm, which keeps no statistics across batches")
     if configs is None or loss_name is None or len(diags.errors) > before:
         return None
 
@@ -127,6 +133,11 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
         if args is None:
             ok = False
             continue
+        if form.name == "embedding" and configs:
+            diags.error("E417", "embedding reads integer token ids, so it must be the model's first layer",
+                        layer.kind.span, "move it to just after `input`, or remove it")
+            ok = False
+            continue
         if shape is None:
             continue
         out = _output_shape(form.name, args, shape, layer, diags)
@@ -135,7 +146,8 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
             shape = None
             continue
         config = LayerConfig(form.name, args, shape, out, 0, layer.span.line)
-        params = sum(math.prod(s) for s in layer_weight_shapes(config))
+        definition = LAYER_BY_NAME[form.name]
+        params = sum(math.prod(s) for s in layer_weight_shapes(config) + definition.non_trainable(args, shape))
         configs.append(LayerConfig(form.name, args, shape, out, params, layer.span.line))
         shape = out
     return tuple(configs) if ok and shape is not None else None

@@ -19,6 +19,7 @@ import csv
 import gzip
 import importlib.util
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,6 +58,7 @@ class SourceDef:
     requires: tuple[str, ...] = ()
     test_split: bool = False  # the source has its own test split (`test split`)
     path_option: str | None = None  # the option naming a file, relative to the spec's folder
+    streamed: bool = False  # one file per client, read with tf.data as it trains (partition natural only)
     docs: tuple[str, ...] = field(default=())
 
     @property
@@ -147,6 +149,31 @@ def _synthetic_replay(choice, rng, labels, client_ids):
     return labels, client_ids
 
 
+# ---------------------------------------------------------------- markov (generated next-token text)
+
+
+def _markov_facts(choice, path, base_dir):
+    if choice["length"] <= choice["window"]:
+        return SourceError("E508", f"each markov client writes {choice['length']} tokens, too few for windows of "
+                                   f"{choice['window']} plus the next token",
+                           f"use length > window, e.g. length = {choice['window'] * 10}")
+    return SourceFacts(DatasetFacts(choice["clients"] * (choice["length"] - choice["window"]), (choice["window"],),
+                                    choice["vocab"], choice["clients"],
+                                    f"Markov text ({choice['vocab']} tokens, skew {choice['skew']:g})",
+                                    tokens=choice["vocab"]))
+
+
+def _markov_options(choice) -> dict[str, Any]:
+    return {k: choice[k] for k in ("vocab", "clients", "length", "window", "skew", "concentration")}
+
+
+def _markov_replay(choice, rng, labels, client_ids):
+    from ..lib import data as datalib
+
+    _, labels, client_ids = datalib.markov_sequences(**_markov_options(choice), rng=rng)
+    return labels, client_ids
+
+
 # ---------------------------------------------------------------- files (npz, csv)
 
 
@@ -170,7 +197,9 @@ def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceErro
         return SourceError("E502", f"labels in {path.name} must be class numbers 0, 1, 2, …; found a negative label")
     classes = int(y.max()) + 1 if len(y) else 0
     natural = None if clients is None else len(set(clients.tolist()))
-    return SourceFacts(DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}"), y, clients)
+    tokens = int(x.max()) + 1 if x.size and x.min() >= 0 and np.all(x == np.round(x)) else None  # token ids?
+    return SourceFacts(DatasetFacts(len(y), tuple(x.shape[1:]), max(classes, 2), natural, f"{path.name}",
+                                    tokens=tokens), y, clients)
 
 
 def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> str | None:
@@ -222,6 +251,45 @@ def _file_replay(choice, rng, labels, client_ids):
     return (labels, client_ids) if labels is not None else None
 
 
+# ---------------------------------------------------------------- files (one client per file, streamed)
+
+
+def _files_facts(choice, pattern: Path, base_dir: Path) -> "SourceFacts | SourceError":
+    from ..lib import files as fileslib  # NumPy only
+
+    try:
+        paths = fileslib.client_files(str(pattern))
+    except FileNotFoundError as exc:
+        return SourceError("E501", f"cannot read files: {exc}",
+                           f"patterns are relative to the spec's folder ({base_dir.as_posix() or '.'})")
+    except ValueError as exc:
+        return SourceError("E501", f"cannot read files: {exc}", "end the pattern with one format, e.g. *.csv")
+    try:
+        found = [fileslib.client_file_facts(p, choice["x"], choice["y"]) for p in paths]
+    except (OSError, ValueError, csv.Error, struct.error, IndexError) as exc:
+        return SourceError("E501", f"cannot read files: {exc}", None)
+    shapes = {(shape, stored) for _, shape, stored, _, _ in found}
+    if len(shapes) > 1:
+        first, other = found[0], next(f for f in found if (f[1], f[2]) != (found[0][1], found[0][2]))
+        return SourceError("E501", f"cannot read files: {paths[0]} has {first[2]} examples of shape "
+                                   f"{list(first[1])}, {paths[found.index(other)]} {other[2]} of shape {list(other[1])}",
+                           "every client's file must hold examples of one shape and type")
+    counts = [f[0] for f in found]
+    labels = np.concatenate([f[3] for f in found])
+    tops = [f[4] for f in found]
+    tokens = max(tops) if all(t is not None for t in tops) else None
+    (shape, stored), = shapes
+    facts = DatasetFacts(sum(counts), shape, max(int(labels.max()) + 1, 2), len(paths),
+                         f"{len(paths)} {Path(paths[0]).suffix} files ({choice['pattern']})", tokens=tokens,
+                         stored=stored)
+    client_ids = np.repeat(np.arange(len(paths)), counts)
+    return SourceFacts(facts, labels, client_ids)
+
+
+def _files_load(choice, pattern: str | None) -> tuple[Assign, ...]:
+    return (Assign("files", PyCall.of("client_files", pattern)),)
+
+
 # ---------------------------------------------------------------- emnist
 
 EMNIST_FACTS = {True: (341873, 3383, 10), False: (671585, 3400, 62)}  # examples, clients, classes
@@ -251,6 +319,23 @@ SOURCE_DEFS: tuple[SourceDef, ...] = (
         load=lambda choice, path: (Assign("x, y, client_ids", _synthetic_call(choice)),),
         helpers=(("data.py", ("synthetic_fedprox",)),)),
     SourceDef(
+        Form("markov", (
+            Param("vocab", "int", default=20, low=2, doc="token ids 0 … vocab−1 (also the classes)"),
+            Param("clients", "int", default=50, low=1, doc="clients, each writing its own text"),
+            Param("length", "int", default=200, low=2, doc="tokens each client writes"),
+            Param("window", "int", default=8, low=1, doc="tokens of context per example"),
+            Param("skew", "float", default=0.8, low=0, high=1,
+                  doc="weight of each client's own chain against the shared one (0 = IID text)"),
+            Param("concentration", "float", default=0.1, low=0, low_open=True,
+                  doc="Dirichlet concentration of the transition rows (small = predictable text)")),
+            doc="generated next-token data, one client per writer: each client's text follows its own "
+                "Markov chain; examples are windows of token ids, labels the token that follows",
+            example="source markov(vocab = 20, clients = 50, length = 200)"),
+        facts=_markov_facts, replay=_markov_replay,
+        load=lambda choice, path: (Assign("x, y, client_ids", PyCall.of(
+            "markov_sequences", **_markov_options(choice), rng=PyRef("rng"))),),
+        helpers=(("data.py", ("markov_sequences",)),)),
+    SourceDef(
         Form("npz", (Param("path", "str", doc="the .npz file, relative to the spec's folder"),
                      Param("x", "str", default="x", doc="name of the features array"),
                      Param("y", "str", default="y", doc="name of the labels array"),
@@ -270,6 +355,18 @@ SOURCE_DEFS: tuple[SourceDef, ...] = (
         load=lambda choice, path: (Assign("x, y, client_ids", PyCall.of(
             "load_csv", path, label=choice["label"], client=choice["client"])),),
         helpers=(("data.py", ("load_csv",)),), path_option="path"),
+    SourceDef(
+        Form("files", (Param("pattern", "str", doc="glob of the clients' files (*.csv, *.npz or *.tfrecord), "
+                                                   "relative to the spec's folder"),
+                       Param("x", "str", default="x", doc="features: npz array or TFRecord feature (csv: "
+                                                          "every column but the label)"),
+                       Param("y", "str", default="y", doc="labels: npz array, TFRecord feature or csv column")),
+             doc="one client per file, streamed with tf.data as the client trains",
+             example='source files("silos/*.tfrecord")'),
+        facts=_files_facts, replay=_file_replay, load=_files_load,
+        helpers=(("files.py", ("client_files", "count_examples", "holdout_tails")),
+                 ("streams.py", ("read_client_file",))),
+        path_option="pattern", streamed=True),
     SourceDef(
         Form("emnist", (Param("only_digits", "bool", default=True), Param("cache_dir", "str", default=None)),
              doc="TFF's federated EMNIST (by writer); needs the data set in TFF's cache when offline",

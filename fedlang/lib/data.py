@@ -157,6 +157,55 @@ def synthetic_fedprox(
     return x, y, client_ids
 
 
+def markov_sequences(
+    vocab: int,
+    clients: int,
+    length: int,
+    window: int = 8,
+    skew: float = 0.8,
+    concentration: float = 0.1,
+    rng=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Next-token data where each client's text follows its own Markov chain (non-IID by construction).
+
+    A shared transition matrix S and one matrix C_k per client have rows drawn from
+    Dirichlet(concentration) (small = peaked, predictable rows). Client k's chain is
+    P_k = (1 - skew) S + skew C_k, so skew 0 is IID text and skew 1 fully client-specific.
+    Each client writes `length` tokens from a uniformly random first token; every window of
+    `window` tokens is an example whose label is the token that follows it.
+
+    ``rng`` is a numpy Generator (an int seed is also accepted). Returns
+    (x int32 [n, window], y int64 [n], client_ids int64 [n]) with n = clients * (length - window),
+    client by client.
+    """
+    where = "markov_sequences"
+    vocab = _check_int(vocab, "vocab", where, 2)
+    clients = _check_int(clients, "clients", where, 1)
+    window = _check_int(window, "window", where, 1)
+    length = _check_int(length, "length", where, window + 1)
+    if not (isinstance(skew, (int, float, np.number)) and 0 <= skew <= 1):
+        raise ValueError(f"{where}: skew must be between 0 and 1, got {skew!r}")
+    if not (isinstance(concentration, (int, float, np.number)) and concentration > 0):
+        raise ValueError(f"{where}: concentration must be a positive number, got {concentration!r}")
+    rng = np.random.default_rng(rng)
+
+    shared = rng.dirichlet(np.full(vocab, float(concentration)), size=vocab)
+    own = rng.dirichlet(np.full(vocab, float(concentration)), size=(clients, vocab))
+    cumulative = np.cumsum((1 - skew) * shared + skew * own, axis=2)  # [clients, from, to]
+    cumulative[:, :, -1] = 1.0  # guard against rounding: every draw lands on a token
+    text = np.empty((clients, length), dtype=np.int64)
+    text[:, 0] = rng.integers(vocab, size=clients)
+    everyone = np.arange(clients)
+    for t in range(1, length):
+        rows = cumulative[everyone, text[:, t - 1]]  # [clients, vocab]
+        text[:, t] = (rows < rng.random(clients)[:, None]).sum(axis=1)
+    starts = np.arange(length - window)
+    x = text[:, starts[:, None] + np.arange(window)]  # [clients, length - window, window]
+    y = text[:, starts + window]
+    client_ids = np.repeat(np.arange(clients, dtype=np.int64), length - window)
+    return x.reshape(-1, window).astype(np.int32), y.reshape(-1).astype(np.int64), client_ids
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +628,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "_check_labels": (),
     "_encode_client_ids": (),
     "synthetic_fedprox": ("_check_int",),
+    "markov_sequences": ("_check_int",),
     "load_npz": ("_encode_client_ids",),
     "load_csv": ("_encode_client_ids", "_cell_kind"),
     "holdout_split": ("_check_int", "_check_rng"),

@@ -39,7 +39,7 @@ def _hooks(definition) -> dict[str, object]:
 @pytest.mark.parametrize("layer", LAYER_DEFS, ids=lambda d: d.name)
 def test_layer_has_every_hook(layer: LayerDef):
     hooks = _hooks(layer)
-    assert set(hooks) == {"shape", "weights", "keras"}
+    assert set(hooks) == {"shape", "weights", "non_trainable", "keras"}
     assert all(callable(h) for h in hooks.values())
     assert layer.input_dtype in ("float32", "int64")
     assert registry.LAYERS[layer.name] is layer.form
@@ -52,14 +52,20 @@ def test_layer_hooks_agree_on_a_real_model():
     from fedlang.pipeline import compile_source
 
     inputs = {"dense": "[64]", "dropout": "[64]", "flatten": "[8, 8, 1]", "reshape": "[64]",
-              "conv2d": "[8, 8, 1]", "maxpool": "[8, 8, 1]"}
+              "conv2d": "[8, 8, 1]", "maxpool": "[8, 8, 1]", "avgpool": "[8, 8, 1]", "global_avgpool": "[8, 8, 1]",
+              "layer_norm": "[64]", "batch_norm": "[8, 8, 1]", "activation": "[64]", "embedding": "[8]",
+              "lstm": "[8, 8]", "gru": "[8, 8]", "conv1d": "[8, 8]", "maxpool1d": "[8, 8]"}
     for layer in LAYER_DEFS:
         shape = inputs.get(layer.name)
         assert shape is not None, f"add an input shape for layer {layer.name} to this test"
-        reshape = "" if shape == "[64]" else "reshape [8, 8, 1]"
-        spec = (f"seed 1\nmodel m {{\n input {shape}\n {layer.form.example}\n flatten\n dense 10 softmax\n"
+        reshape = "" if shape == "[64]" else f"reshape {shape}"
+        data = f" source sklearn.digits\n partition iid(clients = 4)\n {reshape}\n"
+        classes = 10
+        if layer.input_dtype != "float32":  # token ids
+            data, classes = " source markov(vocab = 20, clients = 4, length = 20)\n", 20
+        spec = (f"seed 1\nmodel m {{\n input {shape}\n {layer.form.example}\n flatten\n dense {classes} softmax\n"
                 f" loss sparse_categorical_crossentropy\n}}\n"
-                f"data {{\n source sklearn.digits\n partition iid(clients = 4)\n {reshape}\n}}\n"
+                f"data {{\n{data}}}\n"
                 f"train fedavg {{ rounds 1 }}\n")
         compiled = compile_source(Source("t.fed", spec), base_dir=REPO)
         model = compiled.checked.model
@@ -85,7 +91,8 @@ def test_source_has_every_hook(source: SourceDef):
 
 @pytest.mark.parametrize("source", SOURCE_DEFS, ids=lambda d: d.name)
 def test_source_load_binds_the_examples(source: SourceDef):
-    """The loader lowering binds x, y and client_ids (and the test split when the source has one)."""
+    """The loader lowering binds x, y and client_ids (and the test split when the source has one);
+    a streamed source binds its files."""
     from fedlang.checked import Choice
     from fedlang.diagnostics import Span
 
@@ -93,6 +100,9 @@ def test_source_load_binds_the_examples(source: SourceDef):
     statements = source.load(Choice(source.name, args, Span(1, 1, 1, 2)), "/data/x")
     assert all(isinstance(s, Assign) for s in statements)
     bound = set(re.findall(r"[a-z_]+", " ".join(s.targets for s in statements)))
+    if source.streamed:  # one client per file: the loader binds the files, tf.data reads them later
+        assert bound == {"files"} and not source.test_split
+        return
     assert {"x", "y", "client_ids"} <= bound
     assert source.test_split == ({"x_test", "y_test"} <= bound)
 

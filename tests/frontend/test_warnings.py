@@ -65,6 +65,14 @@ CASES = {
               ^^^^^^^
           hint: move dropout before the last dense layer
         """),
+    # batch_norm's moving statistics are non-trainable: FedAvg never updates them on the server.
+    "W401": (HEAD.replace("  dense 10 softmax\n", "  dense 32\n  batch_norm\n  activation relu\n  dense 10 softmax\n")
+             + TRAIN, """\
+        w.fed:5:3: warning[W401]: batch_norm's moving mean and variance are not trained federatedly: FedAvg averages trainable weights only, so the server keeps them at 0 and 1 and evaluation normalizes with those
+              batch_norm
+              ^^^^^^^^^^
+          hint: use layer_norm, which keeps no statistics across batches
+        """),
     # Secure bounds narrower than the DP clip norm.
     "W801": (HEAD + TRAIN_UNIFORM + "privacy {\n  noise 1.0  clip 2.0\n}\n"
              "aggregation {\n  secure bounds(-1.0, 1.0)\n}\n", """\

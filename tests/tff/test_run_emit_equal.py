@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .support import (QUICKSTART_ROUNDS, SPECS, assert_no_worker_left, parse_printed_rows, read_jsonl,
+from .support import (QUICKSTART_ROUNDS, REPO, SPECS, assert_no_worker_left, parse_printed_rows, read_jsonl,
                       run_fedlang, subprocess_env)
 
 pytestmark = [pytest.mark.tff, pytest.mark.slow]
@@ -61,12 +61,12 @@ def test_the_blocked_environment_cannot_import_fedlang(no_fedlang_env, tmp_path)
     assert lazy.returncode != 0 and BLOCKED_MESSAGE in lazy.stderr
 
 
-def _emit_and_run_standalone(spec, rounds, env, work):
+def _emit_and_run_standalone(spec, rounds, env, work, timeout=240):
     """`fedlang emit SPEC -o work/program.py`, then `python program.py --rounds N` in `work`."""
     program = work / "program.py"
     emitted = run_fedlang("emit", spec, "-o", program, timeout=60)
     assert emitted.returncode == 0, emitted.stderr
-    result = _python([program.name, "--rounds", str(rounds)], env, work)
+    result = _python([program.name, "--rounds", str(rounds)], env, work, timeout=timeout)
     assert_no_worker_left()
     assert result.returncode == 0, result.stderr[-3000:]
     assert BLOCKED_MESSAGE not in result.stderr
@@ -142,3 +142,18 @@ def test_seeded_dp_run_equals_emitted_program(no_fedlang_env, tmp_path):
     recorded = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     _assert_printed_equals_recorded(printed, recorded)
     assert all("epsilon" in row for row in recorded)
+
+
+def test_sequence_example_run_equals_emitted_program(no_fedlang_env, tmp_path):
+    """Integer token inputs (markov source, embedding, GRU): run and emitted program agree.
+    (Tracing the GRU takes a while on a loaded machine: hence the longer timeouts.)"""
+    spec = REPO / "examples" / "sequence_markov.fed"
+    result = run_fedlang("run", spec, "--rounds", 2, "--out", tmp_path / "run", timeout=900)
+    assert_no_worker_left()
+    assert result.returncode == 0, result.stderr[-3000:]
+    program, printed = _emit_and_run_standalone(spec, 2, no_fedlang_env, tmp_path, timeout=900)
+    assert "tf.TensorSpec([None, 8], tf.int64)" in program and "markov_sequences(" in program
+    assert program == (tmp_path / "run" / "program.py").read_text()
+    recorded = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    _assert_printed_equals_recorded(printed, recorded)
+    assert "eval_accuracy" in recorded[-1]
