@@ -353,6 +353,7 @@ class DataChoice:
     classes: int | None
     natural: bool  # comes with client ids
     examples: int | None
+    tokens: bool = False  # integer token ids (an embedding first)
 
 
 _SK = {k: v for k, v in registry.SKLEARN_SETS.items()}
@@ -365,8 +366,14 @@ def data_source(d: Draw, files: dict[str, bytes], files_only: bool = False) -> D
         return DataChoice(d.choice(["emnist", "emnist(only_digits = false)", "mnist", "sklearn.nope", "csv", "npz()",
                                     'npz("' + CANARY + '.npz")', 'csv("/proc/self/environ")', 'csv("/dev/null")',
                                     'csv(".")', 'csv("")', 'csv("~/x.csv")', 'csv("~nobody/x.csv")',
-                                    'npz("/etc")', 'csv("data.csv\\x00")', 'csv("../../../etc/passwd")']),
+                                    'npz("/etc")', 'csv("data.csv\\x00")', 'csv("../../../etc/passwd")',
+                                    'files("*.tfrecord")', 'files("nothing/*.csv")', 'files("/etc/*")']),
                           None, None, False, None)
+    if d.rare(0.1):  # token ids: the model gets an embedding and sequence layers
+        vocab, window = d.integer(2, 30), d.integer(1, 12)
+        args = f"vocab = {vocab}, clients = {int_text(d, 'devices', 0.02)}, length = {d.integer(window, 80)}, " \
+               f"window = {window}" + (f", skew = {float_text(d, 0.0, 1.0)}" if d.chance(0.5) else "")
+        return DataChoice(f"markov({args})", window, vocab, True, None, tokens=True)
     if kind <= 3:
         key = d.choice(list(_SK))
         s = _SK[key]
@@ -602,14 +609,28 @@ def model_block(d: Draw, data: DataChoice, reshape: list[int] | None) -> str:
         shape = [int(v) if v.isascii() and v.isdigit() and len(v) < 6 else 1 for v in (int_text(d, "units", 0.5) for _ in range(d.integer(1, 3)))]
     lines.append("input " + ("[" + ", ".join(map(str, shape)) + "]" if not d.rare(0.03) else param_value(
         d, registry.Param("input", "shape"))))
-    if len(shape) == 3 and not d.rare(0.1):
+    if data.tokens and not d.rare(0.1):
+        lines.append(f"embedding {classes} {int_text(d, 'units')}")
+        for _ in range(d.integer(0, 3)):
+            lines.append(d.choice([f"conv1d {int_text(d, 'filters')} {d.choice(registry.ACTIVATIONS)}"
+                                   + (" padding = same" if d.chance(0.5) else ""),
+                                   "maxpool1d " + d.choice(["2", "1", "3 padding = same"]),
+                                   f"gru {int_text(d, 'units')} return_sequences = true", "layer_norm",
+                                   f"lstm {int_text(d, 'units')} return_sequences = true", "batch_norm",
+                                   f"activation {d.choice(registry.ACTIVATIONS)}"]))
+        lines.append(d.choice([f"lstm {int_text(d, 'units')}", f"gru {int_text(d, 'units')}", "global_avgpool",
+                               "flatten"]))
+    elif len(shape) == 3 and not d.rare(0.1):
         for _ in range(d.integer(1, 2)):
             lines.append(f"conv2d {int_text(d, 'filters')} {d.choice(registry.ACTIVATIONS)}"
                          + (f" kernel = {int_text(d, 'kernel')}" if d.chance(0.5) else "")
                          + (" padding = same" if d.chance(0.5) else ""))
             if d.chance(0.4):
                 lines.append("maxpool " + d.choice(["2", "1", "[2, 2]", "2 strides = 1", "3 padding = same"]))
-        lines.append("flatten")
+            if d.chance(0.3):
+                lines.append(d.choice(["avgpool 2", "batch_norm", "layer_norm", "activation relu",
+                                       "avgpool [2, 1] padding = same"]))
+        lines.append(d.choice(["flatten", "flatten", "global_avgpool"]))
     for _ in range(d.integer(0, 2)):
         if d.chance(0.7):
             lines.append(f"dense {int_text(d, 'units')} {d.choice(registry.ACTIVATIONS)}"
