@@ -37,7 +37,7 @@ from .specgen import CANARY, ROOT, Case
 
 SPEC_NAME = "spec.fed"
 _HEADER = re.compile(r"^(?P<name>.*?):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning)\[(?P<code>[A-Z]\d{3})\]: ")
-_COUNT = re.compile(r"^\d+ errors? in ")
+_COUNT = re.compile(r"^\d+ errors? in |^For more about (this|an) error, run `fedlang explain ")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
@@ -254,8 +254,7 @@ def template_words() -> frozenset[str]:
     """Every word of the emitter's template, library, lowering, registry and construct definitions, and builtins."""
     words = set(dir(builtins))
     fedlang = ROOT / "fedlang"
-    for path in [*fedlang.glob("emit/**/*"), *fedlang.glob("lib/*.py"), *fedlang.glob("*.py"), *fedlang.glob("constructs/*.py"),
-                 *fedlang.glob("check/*.py")]:
+    for path in [*fedlang.glob("**/*.py"), *fedlang.glob("emit/templates/*")]:
         if path.is_file():
             words |= set(re.findall(r"[A-Za-z_]\w*", path.read_text(errors="replace")))
     # names the lowering builds from registry names: tff.learning.optimizers.build_<optimizer>,
