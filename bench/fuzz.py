@@ -60,15 +60,18 @@ def worker(args) -> dict:
              "cases": 0, "saved": []}
     saved_per_signature = collections.Counter()
     last_report = time.time()
+    deadline = time.time() + opts["minutes"] * 60 if opts["minutes"] else None
     for i in range(start, n, step):
+        if deadline and time.time() > deadline:
+            break
         case = draw_case(opts["seed"], i, corpus, opts["privacy_rate"])
         result = oracle.run_case(case, work / "case", timeout=opts["timeout"], emit=not opts["no_emit"])
         tally["cases"] += 1
         tally["outcomes"][result.outcome] += 1
         tally["kinds"][case.kind.split(":")[0]] += 1
         tally["seconds"] += result.seconds
-        tally["max_seconds"] = max(tally["max_seconds"], result.seconds)
-        tally["slow"] += result.seconds > opts["slow"]
+        tally["max_seconds"] = max(tally["max_seconds"], result.check_seconds)
+        tally["slow"] += result.check_seconds > opts["slow"]
         tally["unsafe"] += result.unsafe
         tally["tracebacks"] += result.traceback is not None
         for problem in result.problems:
@@ -78,14 +81,16 @@ def worker(args) -> dict:
             if saved_per_signature[sig] < opts["keep"]:
                 saved_per_signature[sig] += 1
                 tally["saved"].append(str(oracle.save_reproducer(case, result, out, i)))
-        if result.seconds > opts["slow"] and not result.problems and saved_per_signature["slow"] < opts["keep"]:
+        if result.check_seconds > opts["slow"] and not result.problems and saved_per_signature["slow"] < opts["keep"]:
             saved_per_signature["slow"] += 1
-            oracle.save_reproducer(case, oracle.Result(result.outcome, [f"slow: {result.seconds:.1f} s"],
+            oracle.save_reproducer(case, oracle.Result(result.outcome, [f"slow: check took {result.check_seconds:.1f} s"],
                                                        seconds=result.seconds, exit_code=result.exit_code), out, i)
         if step == 1 and time.time() - last_report > 60:
             last_report = time.time()
             print(f"  {tally['cases']} cases, {dict(tally['outcomes'])}, {sum(tally['problems'].values())} problems",
                   file=sys.stderr, flush=True)
+            (out / "progress.json").write_text(json.dumps(
+                {k: v for k, v in tally.items() if k != "saved"}, indent=1, default=str))
     return tally
 
 
@@ -110,16 +115,17 @@ def main() -> None:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--out", default="runs/fuzz", help="folder for reproducers and summary.json")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds before a case counts as a hang")
-    parser.add_argument("--slow", type=float, default=2.0, help="seconds above which a case counts as slow")
+    parser.add_argument("--slow", type=float, default=2.0, help="seconds of `check` above which a case counts as slow")
     parser.add_argument("--privacy-rate", type=float, default=0.05,
                         help="share of grammar specs with a privacy block (the accountant costs ~1 s)")
     parser.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit per worker (0: none)")
     parser.add_argument("--keep", type=int, default=3, help="reproducers saved per problem signature")
     parser.add_argument("--no-emit", action="store_true", help="check only (skip the emitted-program properties)")
+    parser.add_argument("--minutes", type=float, default=0, help="stop after this long (0: run every case)")
     parser.add_argument("--replay", type=int, help="run case number REPLAY only and print it")
     a = parser.parse_args()
     opts = {k: getattr(a, k) for k in ("seed", "out", "timeout", "slow", "privacy_rate", "memory_gb", "keep",
-                                        "no_emit")}
+                                        "no_emit", "minutes")}
     if a.replay is not None:
         case = draw_case(a.seed, a.replay, specgen.repository_specs(), a.privacy_rate)
         result = oracle.run_case(case, Path(tempfile.mkdtemp()) / "case", timeout=a.timeout)
@@ -146,7 +152,7 @@ def main() -> None:
     print("  outcomes:    " + ", ".join(f"{k} {t['outcomes'].get(k, 0)}"
                                         for k in ("ok", "error", "usage", "internal", "hang")))
     print(f"  tracebacks:  {t['tracebacks']}    unsafe programs: {t['unsafe']}    "
-          f"slow (> {a.slow:g} s): {t['slow']}    slowest: {t['max_seconds']:.1f} s")
+          f"slow (> {a.slow:g} s): {t['slow']}    slowest check: {t['max_seconds']:.1f} s")
     print(f"  problems:    {sum(t['problems'].values())} in {len(t['problems'])} signatures "
           f"({known} of classes owned by other work)")
     for sig, count in t["problems"].most_common():

@@ -390,7 +390,14 @@ def _as_arg(node) -> ast.Arg:
 
 
 def _number(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
+    if any(c in text for c in ".eE"):
+        return float(text)
+    if len(text) > _MAX_DIGITS:  # int() refuses more than 4300 digits; a value this large fails every range
+        return int(text[:_MAX_DIGITS]) * 10 ** (len(text) - _MAX_DIGITS)  # check, which shows its text
+    return int(text)
+
+
+_MAX_DIGITS = 4000
 
 
 def _unquote(token: Token) -> str:

@@ -218,6 +218,18 @@ def test_arbitrary_bytes(data):
     compile_or_spec_error(data.decode("utf-8", errors="replace"), ROOT / "examples")
 
 
+def test_integer_literal_beyond_int_digit_limit_parses():
+    """int() refuses more than 4300 digits (found by bench/fuzz.py: a raw ValueError from the parser);
+    the literal keeps its text and a value at least as large, for the range checks to refuse."""
+    from fedlang.parse import parse_source
+
+    from fedlang import ast
+
+    (seed,) = parse_source(Source("x.fed", "seed " + "9" * 5000 + "\n")).items
+    assert isinstance(seed, ast.Seed) and isinstance(seed.value, ast.Number)
+    assert seed.value.text == "9" * 5000 and seed.value.value > 10**4999
+
+
 @pytest.mark.parametrize("text", [
     "seed " + "[" * 5000 + "]" * 5000,  # nesting deeper than the recursive tree → AST transform
     "seed " + "f(" * 5000 + ")" * 5000,

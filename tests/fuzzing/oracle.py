@@ -52,8 +52,12 @@ KNOWN_OPEN: dict[str, str] = {
         "harden-emit: spec text on the program's first two lines (PEP 263 cookie)",
     r"^unsafe: the program does not (compile|tokenize)": "harden-emit: spec text breaks the docstring or header",
     r"^terminal: ": "harden-emit: control characters reach the terminal",
+    r"^unpositioned: stderr line .*RuntimeWarning: (overflow|invalid value) encountered in cast":
+        "harden-check: data values that overflow float32 are accepted (NumPy's warning leaks to stderr)",
     r"^unpositioned: stderr line ": "harden-emit: spec text with line breaks in messages",
     r"^hang: ": "harden-check: check time not bounded (accountant per round, dirichlet draws)",
+    r"^internal: check raised (numpy.core._exceptions._ArrayMemoryError|MemoryError)":
+        "harden-check: check memory not bounded (synthetic generated in full, npz decompression)",
 }
 
 
@@ -71,8 +75,9 @@ class Result:
     outcome: str  # ok | error | usage | internal | hang
     problems: list[str] = field(default_factory=list)
     traceback: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole case: check, emit, fmt
     exit_code: int | None = None
+    check_seconds: float = 0.0  # `fedlang check` alone
 
     @property
     def unsafe(self) -> bool:
@@ -105,6 +110,7 @@ def run_case(case: Case, workdir: Path, timeout: float | None = 20.0, emit: bool
     try:
         with _deadline(timeout):
             code, out, err, exc = _invoke(["check", str(spec)])
+            result.check_seconds = time.perf_counter() - started
             result.exit_code = code
             if exc is not None:
                 result.outcome, result.traceback = "internal", exc
@@ -227,7 +233,10 @@ def program_problems(data: bytes, spec_text: str) -> list[str]:
     allowed = template_words() | spec_code_words(spec_text)
     for node in pyast.walk(tree):
         for ident in _identifiers(node):
-            if ident not in allowed and ident.rstrip("_") not in allowed:
+            base = ident
+            while base not in allowed and base.endswith("_"):  # lower.value_names appends '_' to avoid clashes
+                base = base[:-1]
+            if base not in allowed:
                 problems.append(f"unsafe: identifier {ident!r} is neither the template's nor the spec's")
                 return problems
     return problems
