@@ -218,6 +218,19 @@ def test_arbitrary_bytes(data):
     compile_or_spec_error(data.decode("utf-8", errors="replace"), ROOT / "examples")
 
 
+@pytest.mark.parametrize("block_name", ["None", "async", "class", "round_"])
+def test_aggregate_named_like_a_python_keyword_is_emitted(block_name, tmp_path):
+    """Found by bench/fuzz.py: `aggregate None(…)` checked but `emit` exited 3, because the
+    emitter vetted the bare name 'None' as an identifier instead of `aggregate_None`."""
+    text = QUICKSTART.replace("train fedavg {", "train fedavg {\n  weighting uniform") + (
+        f"\naggregate {block_name}(update: float32[*] @CLIENTS) -> float32[*] @SERVER {{\n"
+        "  return mean(update)\n}\n\naggregation {\n  aggregator " + block_name + "\n}\n")
+    case = specgen.Case("regression", text)
+    result = oracle.run_case(case, tmp_path / "case", timeout=120)
+    assert result.outcome == "ok" and result.problems == [], (result.problems, result.traceback)
+    assert f"def aggregate_{block_name}(dim):" in (tmp_path / "case" / "program.py").read_text()
+
+
 def test_integer_literal_beyond_int_digit_limit_parses():
     """int() refuses more than 4300 digits (found by bench/fuzz.py: a raw ValueError from the parser);
     the literal keeps its text and a value at least as large, for the range checks to refuse."""

@@ -48,13 +48,8 @@ _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 KNOWN_OPEN: dict[str, str] = {
     r"^internal: check raised (OverflowError: int too large to convert to float|"
     r"Exceeds the limit \(4300 digits\))": "harden-check: integer literals beyond float range",
-    r"^unsafe: (encoding cookie|Python reads the program as|Python cannot read the program's encoding)":
-        "harden-emit: spec text on the program's first two lines (PEP 263 cookie)",
-    r"^unsafe: the program does not (compile|tokenize)": "harden-emit: spec text breaks the docstring or header",
-    r"^terminal: ": "harden-emit: control characters reach the terminal",
     r"^unpositioned: stderr line .*RuntimeWarning: (overflow|invalid value) encountered in cast":
         "harden-check: data values that overflow float32 are accepted (NumPy's warning leaks to stderr)",
-    r"^unpositioned: stderr line ": "harden-emit: spec text with line breaks in messages",
     r"^hang: ": "harden-check: check time not bounded (accountant per round, dirichlet draws)",
     r"^internal: check raised (numpy.core._exceptions._ArrayMemoryError|MemoryError)":
         "harden-check: check memory not bounded (synthetic generated in full, npz decompression)",
