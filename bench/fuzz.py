@@ -64,7 +64,12 @@ def worker(args) -> dict:
     for i in range(start, n, step):
         if deadline and time.time() > deadline:
             break
-        case = draw_case(opts["seed"], i, corpus, opts["privacy_rate"])
+        try:
+            case = draw_case(opts["seed"], i, corpus, opts["privacy_rate"])
+        except Exception as exc:  # noqa: BLE001 - a generator bug must not end the run
+            tally["outcomes"]["generator-error"] += 1
+            tally["examples"].setdefault(f"generator: {type(exc).__name__}", (i, str(exc)[:200], None))
+            continue
         result = oracle.run_case(case, work / "case", timeout=opts["timeout"], emit=not opts["no_emit"])
         tally["cases"] += 1
         tally["outcomes"][result.outcome] += 1

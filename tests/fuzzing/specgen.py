@@ -493,9 +493,29 @@ def npz_bytes(d: Draw, features: int, classes: int, rows: int, keys: dict[str, s
         arrays[keys.get("client", "client")] = np.asarray([d.choice(["a", "b", "c"]) for _ in range(rows)])
     if d.rare(0.4):
         for _ in range(d.integer(1, 3)):
-            key = d.choice(list(arrays))
-            op = d.integer(0, 11)
-            a = arrays[key]
+            _mutate_array(d, arrays)
+    buffer = io.BytesIO()
+    try:
+        np.savez(buffer, **{k or "_": v for k, v in arrays.items()})
+    except Exception:  # noqa: BLE001 - a key NumPy cannot store: write what it can
+        buffer = io.BytesIO()
+        np.savez(buffer, x=x, y=y)
+    data = buffer.getvalue()
+    if d.rare(0.06):
+        data = d.choice([data[: d.integer(0, len(data))], b"", b"PK\x03\x04" + b"\x00" * 30, b"not a zip",
+                         _zip_with(d)])
+    return data
+
+
+def _mutate_array(d: Draw, arrays: dict[str, np.ndarray]) -> None:
+    """One odd change to one array: huge, NaN, fractional, short, 0-d, 3-d, text, complex, object, gone."""
+    if not arrays:
+        return
+    key = d.choice(list(arrays))
+    op = d.integer(0, 11)
+    a = arrays[key]
+    with np.errstate(all="ignore"):
+        try:
             if op == 0:
                 arrays[key] = a.astype(np.float64) * 1e300 if a.dtype.kind in "fi" else a
             elif op == 1 and a.size and a.dtype.kind == "f":
@@ -522,17 +542,8 @@ def npz_bytes(d: Draw, features: int, classes: int, rows: int, keys: dict[str, s
                 arrays[key] = -np.abs(a) - 1 if a.dtype.kind in "fi" else a
             else:
                 arrays[d.choice(["extra", "x ", "", CANARY])] = np.zeros(d.integer(0, 3))
-    buffer = io.BytesIO()
-    try:
-        np.savez(buffer, **{k or "_": v for k, v in arrays.items()})
-    except Exception:  # noqa: BLE001 - a key NumPy cannot store: write what it can
-        buffer = io.BytesIO()
-        np.savez(buffer, x=x, y=y)
-    data = buffer.getvalue()
-    if d.rare(0.06):
-        data = d.choice([data[: d.integer(0, len(data))], b"", b"PK\x03\x04" + b"\x00" * 30, b"not a zip",
-                         _zip_with(d)])
-    return data
+        except (TypeError, ValueError, IndexError):
+            pass  # the change does not apply to this array (e.g. slicing a 0-d one)
 
 
 def _zip_with(d: Draw) -> bytes:
