@@ -143,8 +143,18 @@ def emit(spec: str, output: str | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Run directory for metrics, model and plots (default: runs/<experiment>-<time>).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the per-round table.")
-def run(spec: str, rounds: int | None, out_dir: str | None, quiet: bool) -> None:
-    """Run SPEC on TFF's runtime: per-round table, metrics files, final model."""
+@click.option("--set", "sets", multiple=True, metavar="BLOCK.KEY=V1,V2,…",
+              help="Sweep: run once per value (repeat --set for a grid), e.g. --set train.mu=0,0.01,1.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Sweep: run each setting with N seeds (seed, seed+1, …).")
+def run(spec: str, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
+        seeds: int | None) -> None:
+    """Run SPEC on TFF's runtime: per-round table, metrics files, final model.
+
+    With --set or --seeds, run a sweep: every cell checked first, then run one by one."""
+    if sets or seeds:
+        from .tooling.sweep import run_sweep
+
+        sys.exit(run_sweep(spec, sets, seeds or 1, rounds=rounds, out_dir=out_dir))
     compiled = _compile_or_exit(spec)
     from .runtime.runner import run_compiled  # imports TensorFlow lazily, after the spec is known good
 
@@ -173,6 +183,14 @@ def explain(code: str) -> None:
         click.echo(f"error: no error code {code!r}; the documented codes are: {known}", err=True)
         sys.exit(EXIT_USAGE)
     click.echo(text, nl=False)
+
+
+@main.command()
+def lsp() -> None:
+    """Start the language server on stdin/stdout (for editors: diagnostics, hover, completion)."""
+    from .tooling.lsp import main as serve
+
+    serve()
 
 
 if __name__ == "__main__":  # pragma: no cover
