@@ -46,8 +46,8 @@ def analyse(text: str, path: Path | None) -> Analysis:
     except Exception as exc:  # noqa: BLE001 - a compiler bug must not kill the editor's server
         from ..diagnostics import Span
 
-        return Analysis((Diagnostic("E000", f"internal compiler error: {type(exc).__name__}: {exc}",
-                                    Span(1, 1, 1, 2)),), None)
+        return Analysis((Diagnostic("internal", f"internal compiler error (a bug in fedlang): "
+                                                f"{type(exc).__name__}: {exc}", Span(1, 1, 1, 2)),), None)
     return Analysis(tuple(compiled.checked.warnings), compiled)
 
 

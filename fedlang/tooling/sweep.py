@@ -188,7 +188,7 @@ def _run_cell_process(spec: Path, base_dir: Path, run_dir: Path, rounds: int | N
         return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-_SKIP = ("round", "seconds", "time", "epsilon")
+_SKIP = ("round", "seconds", "time", "epsilon", "clients")  # bookkeeping, not results
 
 
 def final_metrics(summary: dict) -> dict[str, float]:
@@ -245,7 +245,7 @@ def table_lines(rows: list[dict]) -> list[str]:
 def _pm(mean, sd) -> str:
     if mean is None:
         return "—"
-    return f"{mean:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+    return f"{mean:.4g}" + (f" ± {sd:.2g}" if sd is not None else "")
 
 
 def _plot(path: Path, rows: list[dict], metrics: list[str]) -> None:

@@ -87,7 +87,7 @@ def test_sweep_bookkeeping(tmp_path, capsys):
     assert (out / "summary.png").exists()
     cells = list(csv.DictReader(open(out / "cells.csv")))
     assert [c["status"] for c in cells] == ["completed", "completed", "completed", "not run"]
-    assert "0.6000 ± 0.1414" in capsys.readouterr().out
+    assert "0.6 ± 0.14" in capsys.readouterr().out
 
     # a rerun runs only the cell that did not complete
     results["mu=1-seed=8"] = {"round": 60, "loss": 0.2, "eval_accuracy": 0.8}
