@@ -25,6 +25,6 @@ def test_two_cell_sweep_runs_and_reruns_nothing(tmp_path):
         assert "mu 1" in (out / "specs" / "mu=1-seed=7.fed").read_text()
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert [(r["setting"], r["n"]) for r in rows] == [("train.mu=0", "1"), ("train.mu=1", "1")]
-    assert rows[0]["loss_mean"] != rows[1]["loss_mean"]  # the proximal term changed the training
+    assert rows[0]["train_loss_mean"] != rows[1]["train_loss_mean"]  # the proximal term changed the training
     again = run_fedlang("run", spec, "--set", "train.mu=0,1", "--rounds", "2", "--out", out)
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 2
