@@ -194,6 +194,14 @@ class AttackBlock:
 
 
 @dataclass(frozen=True)
+class SimulationBlock:
+    """Simulated client conditions: availability, dropout, deadlines, stragglers (check/simulation.py)."""
+
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class FedTypeSyntax:
     """`float32[*] @CLIENTS` as written: dtype name, dims (int, "*" = model size, "?"), placement."""
 
@@ -244,7 +252,7 @@ class RoundBlock:
 
 
 Item = Union[RoundBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock,
-             AttackBlock, AggregateBlock]
+             AttackBlock, AggregateBlock, SimulationBlock]
 
 
 @dataclass(frozen=True)

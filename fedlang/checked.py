@@ -218,6 +218,24 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class SimulationConfig:
+    """Simulated client conditions; `config` is the dict fedlang/lib/simulation.py reads."""
+
+    available: Choice
+    config: Mapping[str, Any]  # seed, forms as tuples; a trace as ("trace", path)
+    trace_path: str | None  # the trace file as the emitted program opens it
+    selection_probability: float | None  # P(a client is selected in a round), for DP; None: unknown
+    lines: tuple[int, int]
+
+    @property
+    def changes_steps(self) -> bool:
+        """Some clients may run fewer local steps than local_epochs (partial work, caps)."""
+        c = self.config
+        return bool(c["max_steps"] or c["full_epochs_at"] or
+                    (c["stragglers"] == "partial" and (c["deadline"] is not None or c["straggler_fraction"])))
+
+
+@dataclass(frozen=True)
 class CheckedSpec:
     source_name: str
     experiment: str
@@ -231,3 +249,4 @@ class CheckedSpec:
     aggregation: AggregationConfig | None = None
     aggregates: dict = field(default_factory=dict)  # name -> AggregateConfig
     attack: AttackConfig | None = None
+    simulation: SimulationConfig | None = None

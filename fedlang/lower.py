@@ -54,7 +54,28 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         client_data_type=client_data_type(data, binary, model.feature_dtype),
         round_signature=round_signature(model, data, binary),
         metric_names=metric_names,
+        simulation=_simulation(checked),
     )
+
+
+def _simulation(checked: CheckedSpec) -> dict | None:
+    """The simulation block's expected conditions (printed by check and plan) for the template."""
+    sim = checked.simulation
+    if sim is None:
+        return None
+    from .check.simulation import expected_conditions
+
+    comm, data, train = communication(checked), checked.data, checked.train
+    expected = None
+    if data.client_sizes is not None:
+        expected = expected_conditions(sim, data.client_sizes, train.clients_per_round, train.local_epochs,
+                                       data.batch, comm["down"], comm["up"], train.rounds)
+    columns = ["available", "selected", "completed", "dropped", "straggling"]
+    if sim.config["over_select"] > 1:
+        columns.append("surplus")
+    columns.append("participation")
+    return {"expected": expected, "changes_steps": sim.changes_steps, "columns": tuple(columns),
+            "timed": sim.config["speed"] is not None}
 
 
 # ---------------------------------------------------------------- constants and imports
@@ -77,6 +98,8 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
     ]
     if uses_secure_intrinsics(checked):
         constants.append(("SECURE_AGGREGATION", True))
+    if checked.simulation is not None:
+        constants.append(("SIMULATION", dict(checked.simulation.config)))
     if checked.attack is not None:
         constants += [("ATTACKERS", checked.attack.clients), ("ATTACK_SCALE", checked.attack.scale)]
     if checked.privacy is not None:
@@ -89,6 +112,8 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
             ("ON_EXCEED", p.on_exceed),
             ("ACCOUNTANT", p.accountant),
         ]
+        if checked.simulation is not None:  # the simulated selection's rate (fedlang/check/simulation.py)
+            constants.append(("SAMPLING_RATE", p.sampling_rate))
     return tuple(constants)
 
 
@@ -233,6 +258,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     federated = _federated_helpers(checked)
     if federated:
         modules["federated.py"] = list(federated)
+    if checked.simulation is not None:
+        modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
     modules["tff_worker.py"] = ["use_local_tff_worker"]

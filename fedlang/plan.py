@@ -66,6 +66,7 @@ class Plan:
     client_data_type: str
     round_signature: str
     metric_names: tuple[str, ...] = field(default=())
+    simulation: dict | None = None  # {"expected": …, "columns": …} (fedlang/check/simulation.py)
 
 
 @dataclass(frozen=True)

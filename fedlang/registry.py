@@ -221,6 +221,60 @@ ATTACK_SETTINGS = (
     Param("scale", "float", default=100.0, doc="each attacker's model update is multiplied by this"),
 )
 
+# ---------------------------------------------------------------- simulated client conditions
+# (fedlang/check/simulation.py checks them; fedlang/lib/simulation.py draws them each round)
+
+AVAILABILITY = _forms(
+    Form("always", (), doc="every client is available in every round (the default)", example="available always"),
+    Form("probability", (Param("p", "float", low=0, high=1, low_open=True, doc="chance of being available"),),
+         doc="each client is available with probability p in each round; a bare number means this",
+         example="available 0.3"),
+    Form("daily", (Param("mean", "float", low=0, high=1, doc="average availability"),
+                   Param("amplitude", "float", default=0.2, low=0, high=1, doc="swing over the day"),
+                   Param("period", "int", default=24, low=1, doc="rounds per day")),
+         doc="a daily sinusoid over rounds, each client with its own phase (time zone)",
+         example="available daily(mean = 0.3, amplitude = 0.2, period = 24)"),
+    Form("trace", (Param("path", "str", doc="CSV with columns client,round; relative to the spec's folder"),),
+         doc="the clients listed for each round (FedScale's availability traces, in rounds); repeats "
+             "after its last round", example='available trace("data/availability.csv")'),
+)
+
+DISTRIBUTIONS = _forms(
+    Form("constant", (Param("value", "float", low=0, low_open=True),),
+         doc="the same for every device; a bare number means this", example="speed 0.01"),
+    Form("lognormal", (Param("median", "float", low=0, low_open=True, doc="the median device"),
+                       Param("sigma", "float", default=0.5, low=0, doc="spread (of the log)")),
+         doc="log-normal across devices", example="speed lognormal(median = 0.01, sigma = 0.8)"),
+    Form("uniform", (Param("low", "float", low=0, low_open=True), Param("high", "float", low=0, low_open=True)),
+         doc="uniform across devices", example="bandwidth uniform(1, 20)"),
+)
+
+STRAGGLER_POLICIES = ("drop", "partial")
+
+SIMULATION_SETTINGS = (
+    Param("available", "form", default=("always", {}), forms=AVAILABILITY,
+          doc="which clients can be selected in a round: a probability, daily(…), trace(…) or always"),
+    Param("over_select", "float", default=1.0, low=1, high=10,
+          doc="select ceil(f × clients_per_round) available clients, keep the first clients_per_round to finish"),
+    Param("min_clients", "int", default=1, low=1,
+          doc="a round with fewer completed clients is abandoned: counted, model unchanged"),
+    Param("dropout", "float", default=0.0, low=0, high=1, high_open=True,
+          doc="chance that a selected client fails and sends nothing"),
+    Param("speed", "form", default=None, forms=DISTRIBUTIONS,
+          doc="seconds per training example of each device (its own, in every round)"),
+    Param("bandwidth", "form", default=None, forms=DISTRIBUTIONS,
+          doc="Mbit/s of each device, for the model down and the update up"),
+    Param("deadline", "float", default=None, low=0, low_open=True,
+          doc="seconds; clients that would finish later are stragglers"),
+    Param("stragglers", "name", default="drop", choices=STRAGGLER_POLICIES,
+          doc="drop: their work is lost (FedAvg); partial: the local steps done by the deadline count (FedProx)"),
+    Param("straggler_fraction", "float", default=0.0, low=0, high=1,
+          doc="FedProx's systems heterogeneity: this share of the selected clients run 1..E epochs (uniform)"),
+    Param("max_steps", "int", default=None, low=1, doc="at most this many local steps (batches) per round"),
+    Param("full_epochs_at", "int", default=None, low=1,
+          doc="clients with fewer examples run proportionally fewer local epochs (at least one)"),
+)
+
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
 
 
@@ -271,6 +325,8 @@ BLOCK_DEFS: tuple[BlockDef, ...] = (
              "Aggregate blocks: Federated Core steps", many=True),
     BlockDef("round", _ast.RoundBlock, "steps:check_round", _checked.AggregateConfig,
              "A whole round: the round block"),
+    BlockDef("simulation", _ast.SimulationBlock, "simulation:check_simulation", _checked.SimulationConfig,
+             "The simulation block: client conditions", SIMULATION_SETTINGS),
 )
 BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}
 BLOCK_KEYWORDS = tuple(BLOCK_BY_KEYWORD)  # every top-level keyword, lines and blocks

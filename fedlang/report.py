@@ -34,12 +34,22 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
     else:
         rows.append(("up per client per round", f"{human_bytes(comm['up'])} (float32 update"
                      + (", plus its example-count weight" if comm["weight"] else "") + ")"))
-    per_round = train.clients_per_round
+    per_round = per_round_up = train.clients_per_round
+    expected = plan.simulation["expected"] if plan.simulation else None
+    if expected is not None:  # every selected client downloads; completed and surplus ones upload
+        per_round = expected["selected"]
+        per_round_up = expected["completed"] + expected.get("surplus", 0.0)
     total_down = comm["down"] * per_round * rounds
-    total_up = comm["up"] * per_round * rounds
+    total_up = comm["up"] * per_round_up * rounds
     rows.append(("total over the run", f"{human_bytes(total_down)} down, {human_bytes(total_up)} up"
-                 + (f" ({human_bytes(comm['up_uncompressed'] * per_round * rounds)} up uncompressed)"
+                 + (" (expected, under the simulated conditions)" if expected is not None else "")
+                 + (f" ({human_bytes(comm['up_uncompressed'] * per_round_up * rounds)} up uncompressed)"
                     if comm["up"] != comm["up_uncompressed"] else "")))
+    if c.simulation is not None:
+        from .check.simulation import describe_conditions, describe_expected
+
+        rows.append(("simulation", describe_conditions(c.simulation, train.clients_per_round)))
+        rows.extend(describe_expected(expected))
     p = c.privacy
     if p is None:
         rows.append(("privacy", "none (no privacy block): updates are not clipped or noised"))
@@ -49,8 +59,13 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
         noise = f"z = {p.noise_multiplier:g}" + (" (solved for the target)" if p.noise_solved else "")
         seeded = ", drawn from the spec's seed (repeatable; simulation only)" if p.seeded_noise else ""
         rows.append(("mechanism", f"Gaussian, {noise}, {clip}, noise added at the server{seeded}"))
+        if c.simulation is not None:
+            basis = (f"P(a client is selected) under the simulated availability and over-selection, "
+                     f"population {p.population}; dropouts and deadlines are not credited")
+        else:
+            basis = f"{train.clients_per_round}/{p.population}"
         rows.append(("accounting", f"user-level, {p.accountant.upper()} accountant (dp-accounting), Poisson "
-                                   f"sampling q = {p.sampling_rate:.4g} ({train.clients_per_round}/{p.population})"))
+                                   f"sampling q = {p.sampling_rate:.4g} ({basis})"))
         eps_text = "∞" if p.epsilon == float("inf") else f"{p.epsilon:.4g}"
         rows.append((f"ε after {train.rounds} rounds", f"{eps_text} at δ = {p.delta:g}"
                      + (f" (not spent: the run stops after round {p.rounds_to_run})"

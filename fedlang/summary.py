@@ -70,6 +70,11 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
                                f"updates scaled ×{c.attack.scale:g}"))
     if c.aggregation and c.aggregation.quantize_bits:
         rows.append(("aggregation", f"updates quantized to {c.aggregation.quantize_bits} bits"))
+    if c.simulation is not None:
+        from .check.simulation import describe_conditions, describe_expected
+
+        rows.append(("simulation", describe_conditions(c.simulation, train.clients_per_round)))
+        rows.extend(("  " + label, text) for label, text in describe_expected(plan.simulation["expected"]))
     rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
     if show_types:
         d = model.param_count

@@ -15,6 +15,7 @@ from ..diagnostics import Diagnostics, Source, Span
 from ..registry import ATTACK_SETTINGS, HEADER_SEED
 from .data import check_data
 from .privacy import check_aggregation, check_privacy
+from .simulation import check_simulation, check_simulation_interplay, check_simulation_privacy
 from .settings import resolve_settings
 from .steps import check_aggregates, check_round
 from .model import check_model
@@ -50,10 +51,12 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     aggregation = (check_aggregation(blocks["aggregation"], aggregates, diags, declared)
                    if "aggregation" in blocks else None)
     attack = check_attack(blocks["attack"], diags) if "attack" in blocks else None
-    privacy = None
+    privacy = simulation = None
 
     if model and data and train:
         train = _check_together(model, data, train, blocks, diags)
+        if "simulation" in blocks:
+            simulation = check_simulation(blocks["simulation"], data, train, seed, base_dir, diags)
         _warn_unused(model, data, train, evaluate, blocks, diags)
         if round_config is not None:
             if aggregation and aggregation.aggregator:
@@ -65,12 +68,17 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                 aggregator=Choice("round", {}, blocks["round"].span), gathers="gather" in round_config.helpers)
         if (aggregation and aggregation.aggregator) or attack:
             train = _check_custom_aggregation(train, aggregation, attack, data, blocks, diags)
+        if simulation is not None:
+            check_simulation_interplay(simulation, train, aggregation, attack, blocks, diags)
         # Robust aggregators and attacks have made the weighting uniform by now; DP implies it too.
         if aggregation and aggregation.secure and "privacy" not in blocks:
             _check_secure_weighting(train, blocks["train"], blocks["aggregation"], diags)
         if "privacy" in blocks and not diags.errors:
+            simulated_rate = None if simulation is None else (
+                lambda population: check_simulation_privacy(simulation, blocks["privacy"], population,
+                                                            train.clients_per_round, blocks, diags))
             privacy = check_privacy(blocks["privacy"], data, train, aggregation, blocks["train"], diags,
-                                    blocks.get("aggregation"))
+                                    blocks.get("aggregation"), simulated_rate)
             if privacy is not None:
                 train = dataclasses.replace(train, weighting="uniform")
         if evaluate and data.test.name == "none":
@@ -95,7 +103,8 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
         diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,
                       f"use it with `aggregation {{ aggregator {unused} }}`")
     return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
-                       privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack)
+                       privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
+                       simulation=simulation)
 
 
 def check_attack(block: ast.AttackBlock, diags: Diagnostics) -> AttackConfig | None:

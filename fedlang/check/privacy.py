@@ -84,9 +84,12 @@ def check_aggregation(block: ast.AggregationBlock, aggregates: dict, diags: Diag
 
 def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                   aggregation: AggregationConfig | None, train_block: ast.TrainBlock,
-                  diags: Diagnostics, aggregation_block: ast.AggregationBlock | None = None
-                  ) -> PrivacyConfig | None:
-    """Type the privacy block, check it against training and aggregation, account ε."""
+                  diags: Diagnostics, aggregation_block: ast.AggregationBlock | None = None,
+                  simulated_rate=None) -> PrivacyConfig | None:
+    """Type the privacy block, check it against training and aggregation, account ε.
+
+    `simulated_rate(population)`: the sampling rate under a simulation block's selection
+    (fedlang/check/simulation.py), or None after it reported why it cannot be accounted."""
     before = len(diags.errors)
     s = resolve_settings("privacy", block.settings, PRIVACY_SETTINGS, block.span, diags)
     if len(diags.errors) > before:
@@ -111,6 +114,10 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
 
     q = dp.sampling_rate(train.clients_per_round, population)
+    if simulated_rate is not None:
+        q = simulated_rate(population if s["population"] is not None else None)
+        if q is None:
+            return None
     delta, accountant, rounds = s["delta"], s["accountant"], train.rounds
     target = s["epsilon"]
     noise = s["noise"]

@@ -273,6 +273,13 @@ def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict],
             "epsilon_target": p.epsilon_target,
             "on_exceed": p.on_exceed,
         }
+    if c.simulation is not None and rows:
+        summary["simulation"] = {
+            "rounds_abandoned": sum(r.get("abandoned", 0) for r in rows),
+            "mean_participation": sum(r["participation"] for r in rows) / len(rows),
+            "mean_completed": sum(r["completed"] for r in rows) / len(rows),
+            "simulated_seconds_total": (sum(r["sim_seconds"] for r in rows) if "sim_seconds" in rows[0] else None),
+        }
     if compiled.plan.secure_aggregation:
         summary["secure_aggregation"] = "simulated (TFF test context: secure sum run as a plain sum)"
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -285,7 +292,15 @@ def _plot(out: Path, rows: list[dict], metric_names: tuple[str, ...], title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(metric_names), figsize=(5 * len(metric_names), 3.6), squeeze=False)
+    simulated = [k for k in ("participation", "sim_seconds") if k in rows[0]]  # a simulation block's columns
+    panels = len(metric_names) + len(simulated)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    for ax, name in zip(axes[0][len(metric_names):], simulated):
+        ax.plot([r["round"] for r in rows], [r[name] for r in rows], "-", markersize=3)
+        ax.set_xlabel("round")
+        ax.set_title({"participation": "participation (completed / selected)",
+                      "sim_seconds": "simulated round time (s)"}[name])
+        ax.grid(alpha=0.3)
     for ax, name in zip(axes[0], metric_names):
         for prefix, style in (("train", "-"), ("eval", "o-")):
             points = [(r["round"], r[f"{prefix}_{name}"]) for r in rows if f"{prefix}_{name}" in r]

@@ -114,6 +114,20 @@ CASES = {
           hint: use more than 10 clients per round
         """),
     # An aggregate block that no aggregation block uses.
+    # A daily pattern whose swing leaves [0, 1]: availability is clipped at the ends of the day.
+    "W620": (HEAD + TRAIN + "simulation { available daily(mean = 0.5, amplitude = 0.6) }\n", """\
+        w.fed:14:24: warning[W620]: daily(mean = 0.5, amplitude = 0.6) leaves [0, 1]: availability is clipped at the ends of the day
+            simulation { available daily(mean = 0.5, amplitude = 0.6) }
+                                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+          hint: keep mean ± amplitude within [0, 1]
+        """),
+    # A straggler policy with nothing that makes stragglers.
+    "W622": (HEAD + TRAIN + "simulation { dropout 0.1  stragglers partial }\n", """\
+        w.fed:14:27: warning[W622]: `stragglers partial` has no effect without a deadline or a straggler_fraction
+            simulation { dropout 0.1  stragglers partial }
+                                      ^^^^^^^^^^
+          hint: add `deadline <seconds>` (with a speed) or `straggler_fraction <share>`
+        """),
     "W901": (HEAD + TRAIN + """\
 aggregate unused(update: float32[*] @CLIENTS) -> float32[*] @SERVER {
   return mean(update)
