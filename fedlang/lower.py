@@ -258,6 +258,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     federated = _federated_helpers(checked)
     if federated:
         modules["federated.py"] = list(federated)
+    if checked.train.algorithm == "fedprox":
+        modules["proximal.py"] = ["ProximalOptimizer"]
     if checked.simulation is not None:
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
     if checked.privacy is not None:
@@ -318,7 +320,7 @@ def _optimizer(choice) -> PyCall:
 
 
 # Each algorithm's TFF builder (`build_weighted_…` / `build_unweighted_…` where TFF has both).
-ALGORITHM_BUILDERS = {"fedavg": "fed_avg", "fedprox": "fed_prox", "fedsgd": "fed_sgd"}
+ALGORITHM_BUILDERS = {"fedavg": "fed_avg", "fedprox": "fed_avg", "fedsgd": "fed_sgd"}  # fedprox: see _process
 
 
 def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False) -> PyCall:
@@ -333,8 +335,12 @@ def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False
         return PyCall.of("build_attackable_fed_avg", model_fn, client_optimizer_fn=client,
                          server_optimizer_fn=server, **extra)
     prefix = "build_weighted" if train.weighting == "examples" else "build_unweighted"
-    options = {"proximal_strength": train.mu} if builder == "fed_prox" else {}
-    return PyCall.of(f"tff.learning.algorithms.{prefix}_{builder}", model_fn, **options,
+    if train.algorithm == "fedprox":
+        # FedAvg whose client optimizer adds mu·(w − w_global): TFF 0.87's fed_prox has the sign of
+        # its proximal term reversed (fedlang/lib/proximal.py, tests/tff/test_proximal.py).
+        client = PyCall.of("ProximalOptimizer", client, mu=train.mu)
+        builder = "fed_avg"
+    return PyCall.of(f"tff.learning.algorithms.{prefix}_{builder}", model_fn,
                      client_optimizer_fn=client, server_optimizer_fn=server, **extra)
 
 

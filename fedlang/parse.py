@@ -305,6 +305,9 @@ class ToAst(Transformer):
     def attack(self, meta, children):
         return ast.AttackBlock(tuple(children), _span(meta))
 
+    def simulation(self, meta, children):
+        return ast.SimulationBlock(tuple(children), _span(meta))
+
     def aggregate(self, meta, children):
         name, *rest = children
         params = tuple(c for c in rest if isinstance(c, ast.FedParam))

@@ -147,15 +147,16 @@ train fedavg { rounds 1 clients_per_round 2 }
 @pytest.mark.parametrize("algorithm, settings, builder", [
     ("fedavg", "", "build_weighted_fed_avg"),
     ("fedavg", "weighting uniform", "build_unweighted_fed_avg"),
-    ("fedprox", "mu 0.1", "build_weighted_fed_prox"),
-    ("fedprox", "mu 0.1 weighting uniform", "build_unweighted_fed_prox"),
+    ("fedprox", "mu 0.1", "build_weighted_fed_avg"),
+    ("fedprox", "mu 0.1 weighting uniform", "build_unweighted_fed_avg"),
     ("fedsgd", "", "build_fed_sgd"),
 ])
 def test_algorithm_lowers_to_tff_builder(algorithm, settings, builder):
     plan = compile_text(BASE.replace("train fedavg { rounds 3 }", f"train {algorithm} {{ rounds 3 {settings} }}")).plan
     assert plan.process.func == f"tff.learning.algorithms.{builder}"
-    if algorithm == "fedprox":
-        assert ("proximal_strength", 0.1) in plan.process.args
+    if algorithm == "fedprox":  # FedProx = FedAvg with the proximal term in the client optimizer
+        assert py(dict(plan.process.args)["client_optimizer_fn"]) == (
+            "ProximalOptimizer(tff.learning.optimizers.build_sgdm(learning_rate=0.02), mu=0.1)")
 
 
 @pytest.mark.parametrize("server, expected", [

@@ -105,7 +105,7 @@ def test_quickstart_run_equals_emitted_program(quickstart_run, no_fedlang_env, t
 
 def test_fedprox_run_equals_emitted_program(synthetic_run, no_fedlang_env, tmp_path):
     program, printed = _emit_and_run_standalone(SYNTHETIC, SYNTHETIC_ROUNDS, no_fedlang_env, tmp_path)
-    assert "build_unweighted_fed_prox(" in program
+    assert "build_unweighted_fed_avg(" in program and "ProximalOptimizer(" in program
     assert program == (synthetic_run / "program.py").read_text()
     _assert_printed_equals_recorded(printed, read_jsonl(synthetic_run / "metrics.jsonl"))
 
