@@ -7,8 +7,8 @@ to print the expected participation and round times before anything runs.
 
 Every draw of a round comes from the generator it is given (the emitted program's per-round
 ``np.random.default_rng([SEED, round])``), and each client's device (its compute speed and its
-bandwidth) from ``np.random.default_rng([seed, 0x5EED, client])``: a slow phone stays
-slow from round to round. Nothing is built for clients that are not selected, so a population
+bandwidth) from a hash of (seed, client): a slow phone stays slow from round to round.
+Nothing is built for clients that are not selected, so a population
 of 10^5 clients costs what its selected few cost (with ``available p``, the number of available
 clients is one binomial draw; a daily pattern draws one uniform number per client and round).
 
@@ -39,32 +39,47 @@ import math
 
 import numpy as np
 
-def _device_draw(form, rng):
-    """One value of a declared distribution (seconds per example, or Mbit/s)."""
+def _device_uniforms(seed, clients, stream):
+    """A uniform number in (0, 1) for each client: a SplitMix64 hash of (seed, client, stream), so
+    a device's draws are its own and the same in every round, without a generator per client."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(clients, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(seed % 2**63) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(stream) * np.uint64(0x94D049BB133111EB))
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _device_draw(form, seed, clients, stream):
+    """Each client's value of a declared distribution (seconds per example, or Mbit/s)."""
     kind = form[0]
     if kind == "constant":
-        return float(form[1])
-    if kind == "lognormal":
-        return float(form[1] * math.exp(form[2] * rng.standard_normal()))
+        return np.full(len(clients), float(form[1]))
+    u = _device_uniforms(seed, clients, stream)
+    if kind == "lognormal":  # Box-Muller with a second uniform of the same device
+        v = _device_uniforms(seed, clients, stream + 1)
+        z = np.sqrt(-2.0 * np.log(u)) * np.cos(2.0 * np.pi * v)
+        return form[1] * np.exp(form[2] * z)
     if kind == "uniform":
-        return float(rng.uniform(form[1], form[2]))
+        return form[1] + (form[2] - form[1]) * u
     raise ValueError(f"simulation: unknown distribution {kind!r}")
 
 
 def device_profiles(config, clients):
     """(seconds per example, Mbit/s) of each of ``clients``; NaN where no model is declared.
 
-    A client's device is drawn from its own seed, so it is the same in every round.
+    A client's device is a function of (seed, client id) alone, so it is the same in every round.
     """
     clients = np.asarray(clients, dtype=np.int64)
     speed = np.full(len(clients), np.nan)
     bandwidth = np.full(len(clients), np.nan)
-    for j, client in enumerate(clients.tolist()):
-        rng = np.random.default_rng([config["seed"], 0x5EED, client])  # 0x5EED: the device stream
-        if config.get("speed") is not None:
-            speed[j] = _device_draw(config["speed"], rng)
-        if config.get("bandwidth") is not None:
-            bandwidth[j] = _device_draw(config["bandwidth"], rng)
+    if config.get("speed") is not None:
+        speed = _device_draw(config["speed"], config["seed"], clients, 1)
+    if config.get("bandwidth") is not None:
+        bandwidth = _device_draw(config["bandwidth"], config["seed"], clients, 3)
     return speed, bandwidth
 
 
@@ -255,7 +270,8 @@ def selection_probability(population, available, selected):
 
 
 REQUIRES: dict[str, tuple[str, ...]] = {
-    "_device_draw": (),
+    "_device_uniforms": (),
+    "_device_draw": ("_device_uniforms",),
     "device_profiles": ("_device_draw",),
     "daily_availability": (),
     "load_availability_trace": (),
