@@ -28,7 +28,8 @@ class Choice:
     def text(self) -> str:
         if not self.args:
             return self.name
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.args.items() if v is not None)
+        inner = ", ".join(f"{k}={v.text() if isinstance(v, Choice) else repr(v)}"
+                          for k, v in self.args.items() if v is not None)
         return f"{self.name}({inner})"
 
 

@@ -55,6 +55,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         round_signature=round_signature(model, data, binary),
         metric_names=metric_names,
         simulation=_simulation(checked),
+        schedules=_schedules(checked),
     )
 
 
@@ -100,6 +101,9 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
         constants.append(("SECURE_AGGREGATION", True))
     if checked.simulation is not None:
         constants.append(("SIMULATION", dict(checked.simulation.config)))
+    schedules = _schedules(checked)
+    if schedules is not None:  # learning-rate schedules over rounds (fedlang/lib/schedules.py)
+        constants += [("CLIENT_LEARNING_RATE", schedules["client"]), ("SERVER_LEARNING_RATE", schedules["server"])]
     if checked.attack is not None:
         constants += [("ATTACKERS", checked.attack.clients), ("ATTACK_SCALE", checked.attack.scale)]
     if checked.privacy is not None:
@@ -262,6 +266,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["proximal.py"] = ["ProximalOptimizer"]
     if checked.simulation is not None:
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
+    if _schedules(checked) is not None:
+        modules["schedules.py"] = ["learning_rate_at"]
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
     modules["tff_worker.py"] = ["use_local_tff_worker"]
@@ -310,8 +316,30 @@ def _metric(name: str, binary: bool, from_logits: bool) -> PyCall:
 # ---------------------------------------------------------------- training process
 
 
+def schedule_tuple(rate) -> tuple | None:
+    """A learning-rate schedule as fedlang/lib/schedules.py reads it (None for a plain number)."""
+    from .checked import Choice
+    from .registry import SCHEDULES
+
+    if not isinstance(rate, Choice):
+        return None
+    return (rate.name, *(rate.args[p.name] for p in SCHEDULES[rate.name].params))
+
+
+def _schedules(checked: CheckedSpec) -> dict | None:
+    train = checked.train
+    client = None if train.algorithm == "fedsgd" else schedule_tuple(train.client_optimizer["learning_rate"])
+    server = schedule_tuple(train.server_optimizer["learning_rate"])
+    return None if client is None and server is None else {"client": client, "server": server}
+
+
 def _optimizer(choice) -> PyCall:
     a = dict(choice.args)
+    schedule = schedule_tuple(a["learning_rate"])
+    if schedule is not None:  # the round-1 rate; the program sets each round's rate (set_hparams)
+        from .lib.schedules import learning_rate_at
+
+        a["learning_rate"] = float(learning_rate_at(schedule, 1))
     if choice.name == "sgd":
         momentum = a.pop("momentum")
         return PyCall.of("tff.learning.optimizers.build_sgdm", learning_rate=a["learning_rate"],

@@ -66,6 +66,7 @@ class Plan:
     client_data_type: str
     round_signature: str
     metric_names: tuple[str, ...] = field(default=())
+    schedules: dict | None = None  # {"client": schedule tuple or None, "server": …} (fedlang/lib/schedules.py)
     simulation: dict | None = None  # {"expected": …, "columns": …} (fedlang/check/simulation.py)
 
 

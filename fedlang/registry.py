@@ -78,12 +78,32 @@ DATA_SETTINGS = (
 
 # ---------------------------------------------------------------- train
 
-_lr = Param("learning_rate", "float", low=0, low_open=True, doc="step size, e.g. 0.01")
+# A learning rate is a number or a schedule over rounds (fedlang/lib/schedules.py).
+SCHEDULES = _forms(
+    Form("exponential_decay", (Param("initial", "float", low=0, low_open=True, doc="rate in round 1"),
+                               Param("decay_rounds", "int", low=1, doc="rounds per factor of `rate`"),
+                               Param("rate", "float", low=0, high=1, low_open=True, doc="decay factor"),
+                               Param("staircase", "bool", default=False, doc="decay in whole steps")),
+         doc="initial × rate^((round − 1) / decay_rounds), Keras' ExponentialDecay over rounds",
+         example="learning_rate = exponential_decay(0.01, 10, 0.96)"),
+    Form("warmup", (Param("target", "float", low=0, low_open=True, doc="rate after the warm-up"),
+                    Param("rounds", "int", low=1, doc="rounds of warm-up"),
+                    Param("start", "float", default=0.0, low=0, doc="rate in round 1")),
+         doc="linear warm-up from start to target over the first rounds", example="learning_rate = warmup(0.1, 5)"),
+    Form("cosine", (Param("initial", "float", low=0, low_open=True), Param("rounds", "int", low=1),
+                    Param("minimum", "float", default=0.0, low=0)),
+         doc="cosine decay from initial to minimum over `rounds` rounds", example="learning_rate = cosine(0.1, 50)"),
+    Form("step", (Param("initial", "float", low=0, low_open=True), Param("every", "int", low=1),
+                  Param("factor", "float", default=0.1, low=0, high=1, low_open=True)),
+         doc="multiplied by factor every `every` rounds", example="learning_rate = step(0.1, every = 20, factor = 0.5)"),
+)
+
+_lr = Param("learning_rate", "rate", low=0, low_open=True, doc="step size, e.g. 0.01, or a schedule over rounds")
 
 
 def _optional_lr(default: float) -> Param:
-    return Param("learning_rate", "float", default=default, low=0, low_open=True,
-                 doc=f"step size (default {default:g})")
+    return Param("learning_rate", "rate", default=default, low=0, low_open=True,
+                 doc=f"step size (default {default:g}), or a schedule over rounds")
 
 
 _beta1 = Param("beta_1", "float", default=0.9, low=0, high=1, high_open=True, doc="decay of the first moment")

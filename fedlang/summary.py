@@ -47,6 +47,15 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
     weighting = "" if train.algorithm == "fedsgd" else f", {train.weighting}-weighted"
     rounds = f"{train.rounds} round{'s' if train.rounds != 1 else ''}"
     rows.append(("training", f"{train.algorithm}{extra}{weighting}: {rounds}, {sampled}; {opt}"))
+    if plan.schedules is not None:
+        from .lib.schedules import learning_rate_at
+
+        for side in ("client", "server"):
+            schedule = plan.schedules[side]
+            if schedule is not None:
+                rates = ", ".join(f"round {r}: {learning_rate_at(schedule, r):.4g}"
+                                  for r in sorted({1, (train.rounds + 1) // 2, train.rounds}))
+                rows.append((f"{side} learning rate", f"{schedule[0]} — {rates}"))
     if c.evaluate and data.test.name != "none":
         rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
                                  f"(and after the last) on the test set"))

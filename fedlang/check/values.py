@@ -29,6 +29,7 @@ _TYPE_WORDS = {
     "scale": "minmax, standard or a positive number",
     "noise": "a noise multiplier (a number >= 0) or auto",
     "clip": "a positive clip norm, or adaptive(…)",
+    "rate": "a positive number, or a schedule such as exponential_decay(0.01, 10, 0.96)",
 }
 
 
@@ -143,6 +144,14 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
             return float(value.value)
         return _type_error(param, value, diags, owner, "e.g. `noise 1.1`, or `noise auto` with an epsilon target",
                            context)
+    if kind == "rate":  # a learning rate: a number, or a schedule over rounds
+        if isinstance(value, ast.Number):
+            return resolve(Param(param.name, "float", param.default, param.low, param.high, param.low_open,
+                                 param.high_open, doc=param.doc), value, diags, owner, context)
+        from ..registry import SCHEDULES
+
+        choice = resolve_form(value, SCHEDULES, "schedule", diags)
+        return INVALID if choice is None else choice
     if kind == "clip":
         if isinstance(value, ast.Number):
             if value.value > 0 and math.isfinite(value.value):
