@@ -157,3 +157,21 @@ def test_sequence_example_run_equals_emitted_program(no_fedlang_env, tmp_path):
     recorded = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     _assert_printed_equals_recorded(printed, recorded)
     assert "eval_accuracy" in recorded[-1]
+
+
+def test_simulated_conditions_run_equals_emitted_program(no_fedlang_env, tmp_path):
+    """A simulation block (availability, dropout, deadline with partial work, FedProx stragglers)
+    and a learning-rate schedule: the same conditions and numbers in run and in the emitted program."""
+    spec = SPECS / "simulation_partial.fed"
+    result = run_fedlang("run", spec, "--out", tmp_path / "run")
+    assert_no_worker_left()
+    assert result.returncode == 0, result.stderr[-3000:]
+    program, printed = _emit_and_run_standalone(spec, 3, no_fedlang_env, tmp_path)
+    assert program == (tmp_path / "run" / "program.py").read_text()
+    recorded = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    _assert_printed_equals_recorded(printed, recorded)
+    for shown, row in zip(printed, recorded):  # the conditions are printed too, and agree
+        for key in ("available", "selected", "completed", "dropped", "straggling", "participation", "sim_seconds",
+                    "client_lr"):
+            assert shown[key] == f"{row[key]:.6f}", (row["round"], key)
+    assert any(row["straggling"] for row in recorded)
