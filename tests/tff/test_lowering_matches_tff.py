@@ -112,14 +112,14 @@ VARIANTS = {
     "fedprox-weighted-serveradam": (
         "fedprox", "mu 0.1 weighting examples client_optimizer sgd(learning_rate = 0.05, momentum = 0.5) "
                    "server_optimizer adam(learning_rate = 0.02)",
-        ["build_weighted_fed_avg(", "ProximalOptimizer(tff.learning.optimizers.build_sgdm(learning_rate=0.05, "
-         "momentum=0.5), mu=0.1)", "build_adam(learning_rate=0.02"],
+        ["build_weighted_fed_avg(", "ProximalOptimizer(", "build_sgdm(learning_rate=0.05, momentum=0.5,)", "mu=0.1",
+         "build_adam(learning_rate=0.02"],
         {"client_work": {"learning_rate": 0.05, "momentum": 0.5},
          "finalizer": {"learning_rate": 0.02, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-3}}, True),
     "fedprox-uniform-serveryogi": (
         "fedprox", "mu 0.01 weighting uniform server_optimizer yogi(learning_rate = 0.03)",
-        ["build_unweighted_fed_avg(", "ProximalOptimizer(tff.learning.optimizers.build_sgdm(learning_rate=0.02), "
-         "mu=0.01)", "build_yogi(learning_rate=0.03"],
+        ["build_unweighted_fed_avg(", "ProximalOptimizer(", "build_sgdm(learning_rate=0.02)", "mu=0.01",
+         "build_yogi(learning_rate=0.03"],
         {"client_work": {"learning_rate": 0.02},
          "finalizer": {"learning_rate": 0.03, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-3}}, False),
     "fedsgd-serveradagrad": (
