@@ -251,8 +251,37 @@ class RoundBlock:
     span: Span
 
 
-Item = Union[RoundBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock, AggregationBlock,
-             AttackBlock, AggregateBlock, SimulationBlock]
+@dataclass(frozen=True)
+class MonitorCheckpoint:
+    """`checkpoint every 5` inside a monitor block."""
+
+    every: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Alert:
+    """`alert METRIC OP VALUE [of target] -> ACTION`, `alert METRIC not improving for N rounds -> ACTION`
+    or `alert nan -> ACTION`; `kind` is "threshold", "not_improving" or "nan"."""
+
+    kind: str
+    metric: Ident | None
+    op: Ident | None  # the comparison, e.g. `<`
+    value: Value | None  # the threshold, or N of "for N rounds"
+    unit: Ident | None  # `target` after `of`, or `rounds` after N
+    action: Ident
+    span: Span
+    by: Value | None = None  # `not improving by 0.01 for …`: the smallest change that counts
+
+
+@dataclass(frozen=True)
+class MonitorBlock:
+    items: tuple[MonitorCheckpoint | Alert, ...]
+    span: Span
+
+
+Item = Union[RoundBlock, MonitorBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock,
+             AggregationBlock, AttackBlock, AggregateBlock, SimulationBlock]
 
 
 @dataclass(frozen=True)

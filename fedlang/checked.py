@@ -237,6 +237,15 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """A monitor block: checkpoint interval and alerts (dicts read by fedlang/lib/monitor.py's Monitor)."""
+
+    checkpoint_every: int = 10
+    alerts: tuple[dict, ...] = ()
+    source_lines: tuple[tuple[int, str], ...] = field(default=())  # (line number, text) of the block
+
+
+@dataclass(frozen=True)
 class CheckedSpec:
     source_name: str
     experiment: str
@@ -251,3 +260,4 @@ class CheckedSpec:
     aggregates: dict = field(default_factory=dict)  # name -> AggregateConfig
     attack: AttackConfig | None = None
     simulation: SimulationConfig | None = None
+    monitor: MonitorConfig | None = None  # None without a monitor block

@@ -21,11 +21,12 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
-def _compile_or_exit(spec_path: str):
-    from .pipeline import compile_file
+def _compile_or_exit(spec_path: str, base_dir: Path | None = None):
+    from .parse import read_source
+    from .pipeline import compile_source
 
     try:
-        compiled = compile_file(spec_path)
+        compiled = compile_source(read_source(spec_path), base_dir)
     except SpecError as exc:
         click.echo(render_all(exc.source, exc.diagnostics, color=_color(sys.stderr)), err=True)
         _explain_pointer(exc.diagnostics)
@@ -138,7 +139,7 @@ def emit(spec: str, output: str | None) -> None:
 
 
 @main.command()
-@_spec_argument
+@click.argument("spec", required=False, type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--rounds", type=click.IntRange(min=1), help="Override the number of rounds in the spec.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Run directory for metrics, model and plots (default: runs/<experiment>-<time>).")
@@ -146,19 +147,72 @@ def emit(spec: str, output: str | None) -> None:
 @click.option("--set", "sets", multiple=True, metavar="BLOCK.KEY=V1,V2,…",
               help="Sweep: run once per value (repeat --set for a grid), e.g. --set train.mu=0,0.01,1.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Sweep: run each setting with N seeds (seed, seed+1, …).")
-def run(spec: str, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
-        seeds: int | None) -> None:
-    """Run SPEC on TFF's runtime: per-round table, metrics files, final model.
+@click.option("--checkpoint-every", type=click.IntRange(min=1),
+              help="Rounds between checkpoints (default: the monitor block's, else 10).")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue the run in this directory from its newest intact checkpoint (no SPEC).")
+def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
+        seeds: int | None, checkpoint_every: int | None, resume_dir: str | None) -> None:
+    """Run SPEC on TFF's runtime: per-round table, metrics files, checkpoints, final model.
 
-    With --set or --seeds, run a sweep: every cell checked first, then run one by one."""
-    if sets or seeds:
+    With --set or --seeds, run a sweep: every cell checked first, then run one by one.
+    With --resume RUN_DIR, continue a run from its newest intact checkpoint."""
+    if resume_dir:
+        if spec or rounds or out_dir or checkpoint_every or sets or seeds:
+            raise click.UsageError("--resume RUN_DIR takes no SPEC, --rounds, --out, --checkpoint-every, --set or "
+                                   "--seeds: it continues with the run's own")
+        from .runtime.monitoring import read_run_settings
+
+        try:
+            settings = read_run_settings(Path(resume_dir))
+        except FileNotFoundError as exc:
+            raise click.UsageError(str(exc)) from None
+        compiled = _compile_or_exit(str(Path(resume_dir) / "spec.fed"), base_dir=Path(settings["spec_dir"]))
+    elif spec is None:
+        raise click.UsageError("give a SPEC to run, or --resume RUN_DIR")
+    elif sets or seeds:
         from .tooling.sweep import run_sweep
 
         sys.exit(run_sweep(spec, sets, seeds or 1, rounds=rounds, out_dir=out_dir))
-    compiled = _compile_or_exit(spec)
+    else:
+        compiled = _compile_or_exit(spec)
     from .runtime.runner import run_compiled  # imports TensorFlow lazily, after the spec is known good
 
-    sys.exit(run_compiled(compiled, rounds=rounds, out_dir=out_dir, quiet=quiet))
+    sys.exit(run_compiled(compiled, rounds=rounds, out_dir=resume_dir or out_dir, quiet=quiet,
+                          resume=bool(resume_dir), checkpoint_every=checkpoint_every))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Rebuild RUN_DIR/report.html: plots, alerts, metrics, plan and spec in one self-contained file."""
+    from .runtime.report import build_report
+
+    try:
+        path = build_report(Path(run_dir))
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default="compare.png",
+              show_default=True, help="Where to write the overlaid plots (PNG).")
+def compare(run_dirs: tuple[str, ...], plot_path: str) -> None:
+    """Put several runs in one table (final metrics, status, alerts) and overlay their plots."""
+    from .runtime.report import compare_runs
+
+    try:
+        headers, rows = compare_runs([Path(d) for d in run_dirs], Path(plot_path))
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    text = [[f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    for row in text:
+        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    click.echo(f"wrote {plot_path}", err=True)
 
 
 @main.command()

@@ -318,6 +318,27 @@ class ToAst(Transformer):
     def round(self, meta, children):
         return ast.RoundBlock(tuple(children), _span(meta))
 
+    def monitor(self, meta, children):
+        return ast.MonitorBlock(tuple(children), _span(meta))
+
+    def monitor_checkpoint(self, meta, children):
+        return ast.MonitorCheckpoint(children[0], _span(meta))
+
+    def alert(self, meta, children):
+        kind, metric, op, value, unit, *by = children[0]
+        return ast.Alert(kind, metric, op, value, unit, _ident(children[1]), _span(meta), by[0] if by else None)
+
+    def threshold_condition(self, meta, children):
+        metric, op, value, *of = children
+        return ("threshold", _ident(metric), _ident(op), value, _ident(of[0]) if of else None)
+
+    def plateau_condition(self, meta, children):
+        metric, *by, value, unit = children
+        return ("not_improving", _ident(metric), None, value, _ident(unit), by[0] if by else None)
+
+    def nan_condition(self, meta, children):
+        return ("nan", None, None, None, None)
+
     def fed_param(self, meta, children):
         name, type_ = children
         return ast.FedParam(_ident(name), type_, _span(meta))

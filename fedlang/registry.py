@@ -347,6 +347,7 @@ BLOCK_DEFS: tuple[BlockDef, ...] = (
              "A whole round: the round block"),
     BlockDef("simulation", _ast.SimulationBlock, "simulation:check_simulation", _checked.SimulationConfig,
              "The simulation block: client conditions", SIMULATION_SETTINGS),
+    BlockDef("monitor", _ast.MonitorBlock, "monitor:check_monitor", _checked.MonitorConfig, "The monitor block"),
 )
 BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}
 BLOCK_KEYWORDS = tuple(BLOCK_BY_KEYWORD)  # every top-level keyword, lines and blocks

@@ -84,6 +84,10 @@ def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]
 
         rows.append(("simulation", describe_conditions(c.simulation, train.clients_per_round)))
         rows.extend(("  " + label, text) for label, text in describe_expected(plan.simulation["expected"]))
+    if c.monitor is not None:
+        m = c.monitor
+        alerts = "; ".join(f"{a['text']} -> {a['action']}" for a in m.alerts) or "no alerts"
+        rows.append(("monitor", f"checkpoint every {m.checkpoint_every} rounds; {alerts}"))
     rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
     if show_types:
         d = model.param_count

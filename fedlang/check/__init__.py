@@ -19,6 +19,7 @@ from .simulation import check_simulation, check_simulation_interplay, check_simu
 from .settings import resolve_settings
 from .steps import check_aggregates, check_round
 from .model import check_model
+from .monitor import check_monitor
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
 from .values import INVALID, resolve
@@ -102,9 +103,14 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
         block = next(i for i in spec.items if isinstance(i, ast.AggregateBlock) and i.name.name == unused)
         diags.warning("W901", f"aggregate '{unused}' is never used", block.name.span,
                       f"use it with `aggregation {{ aggregator {unused} }}`")
-    return CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
-                       privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
-                       simulation=simulation)
+    checked = CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
+                          privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
+                          simulation=simulation)
+    if "monitor" in blocks:  # alerts are checked against the metrics the other blocks make the run report
+        monitor = check_monitor(blocks["monitor"], checked, source, diags)
+        diags.raise_if_errors(source)
+        checked = dataclasses.replace(checked, monitor=monitor, warnings=tuple(diags.warnings))
+    return checked
 
 
 def check_attack(block: ast.AttackBlock, diags: Diagnostics) -> AttackConfig | None:

@@ -18,7 +18,8 @@ from typing import Iterable
 
 import jinja2
 
-from ..plan import Plan
+from ..check.monitor import monitor_template_values
+from ..plan import Plan, PyCall
 from .encode import EmitError, comment, dotted, identifier, literal, literal_wrapped, program_bytes, targets, word
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
@@ -51,6 +52,7 @@ def _render(plan: Plan) -> str:
     stdlib, third_party, tensorflow = _group_imports(imports)
     text = _env().get_template("program.py.j2").render(
         plan=plan,
+        process=with_update_norms(plan.process),
         checked=plan.checked,
         data=plan.checked.data,
         steps=plan.data_steps,
@@ -58,8 +60,24 @@ def _render(plan: Plan) -> str:
         third_party_imports=third_party,
         tensorflow_imports=tensorflow,
         helpers="\n\n\n".join(s.source for s in snippets),
+        monitor=monitor_template_values(plan.checked.monitor),
     )
     return text.rstrip() + "\n"
+
+
+def with_update_norms(process: PyCall) -> PyCall:
+    """The learning process with its model aggregator wrapped by `measure_update_norms` (TFF's
+    default mean made explicit where the plan left it out), so every round reports the clients'
+    update norms."""
+    args = dict(process.args)
+    inner = args.get("model_aggregator")
+    if inner is None:
+        weighted = "_weighted_" in process.func or process.func.endswith("build_fed_sgd")
+        inner = PyCall.of("tff.aggregators.MeanFactory" if weighted else "tff.aggregators.UnweightedMeanFactory")
+    wrapped = PyCall.of("measure_update_norms", inner)
+    if "model_aggregator" in args:
+        return PyCall(process.func, tuple((k, wrapped if k == "model_aggregator" else v) for k, v in process.args))
+    return PyCall(process.func, process.args + (("model_aggregator", wrapped),))
 
 
 def _group_imports(lines: set[str]) -> tuple[list[str], list[str], list[str]]:

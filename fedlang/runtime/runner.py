@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..pipeline import Compiled
 from ..terminal import terminal_safe
+from .monitoring import AlertLog, TensorBoardLog, add_monitoring_summary, read_run_settings, write_run_settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -50,6 +51,14 @@ class RunRecorder:
         self.out_dir = out_dir
         self.rows: list[dict[str, Any]] = []
         self.jsonl = open(out_dir / "metrics.jsonl", "w")
+
+    def restart_from(self, rows: list[dict[str, Any]]) -> None:
+        """A resumed run: the rounds of the checkpoint replace whatever the killed run wrote."""
+        self.jsonl.seek(0)
+        self.jsonl.truncate()
+        self.rows = []
+        for row in rows:
+            self.add(row)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -117,25 +126,37 @@ def _width(column: str) -> int:
 
 
 def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | Path | None = None,
-                 quiet: bool = False) -> int:
-    """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind."""
+                 quiet: bool = False, resume: bool = False, checkpoint_every: int | None = None) -> int:
+    """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind.
+
+    With `resume`, `out_dir` is an earlier run's directory: its program.py continues from the
+    newest intact checkpoint (see fedlang/runtime/monitoring.py) with the rounds it was started with.
+    """
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     checked, plan = compiled.checked, compiled.plan
-    rounds = rounds or checked.train.rounds
-    out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
-    program = compiled.program_bytes()  # the bytes written and the bytes executed are the same
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "program.py").write_bytes(program)
-        (out / "spec.fed").write_text(compiled.source.text, encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        err.print(f"[red bold]error:[/] cannot write the run directory {shown(out)}: {shown(exc.strerror or exc)}",
-                  highlight=False)
-        return EXIT_USAGE
+    if resume:
+        out = Path(out_dir)
+        settings = read_run_settings(out)
+        rounds, checkpoint_every = settings["rounds"], settings["checkpoint_every"]
+        program = (out / "program.py").read_bytes()  # the program that ran, continued
+    else:
+        rounds = rounds or checked.train.rounds
+        checkpoint_every = checkpoint_every or (checked.monitor.checkpoint_every if checked.monitor else None)
+        out = Path(out_dir) if out_dir else default_run_dir(checked.experiment)
+        program = compiled.program_bytes()  # the bytes written and the bytes executed are the same
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "program.py").write_bytes(program)
+            (out / "spec.fed").write_text(compiled.source.text, encoding="utf-8", errors="surrogateescape")
+            checkpoint_every = write_run_settings(out, compiled, rounds, checkpoint_every)
+        except OSError as exc:
+            err.print(f"[red bold]error:[/] cannot write the run directory {shown(out)}: {shown(exc.strerror or exc)}",
+                      highlight=False)
+            return EXIT_USAGE
     # The experiment name and the path are spec/user text: shown, never interpreted (markup, controls).
     console.print(f"[bold]{shown(checked.experiment)}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
-                  f"seed {checked.seed} → {shown(out)}")
+                  f"seed {checked.seed} → {shown(out)}" + (" (resuming)" if resume else ""))
 
     if checked.privacy is not None:
         p = checked.privacy
@@ -145,6 +166,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
     recorder = RunRecorder(out)
+    alerts = AlertLog(out, console)
+    tensorboard = TensorBoardLog(out)
     status, code, worker = "failed", EXIT_FAILED, None
     started = time.time()
     try:
@@ -158,13 +181,24 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)
+                tensorboard.add(row)
                 table.add(row, plan.metric_names, evaluates)
                 if stop.requested:  # the KeyboardInterrupt was swallowed (say, in a finalizer)
                     raise KeyboardInterrupt
 
-            keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status)
+            def on_resume(done: int, rows: list[dict[str, Any]], fired: list[dict[str, Any]]) -> None:
+                recorder.restart_from(rows)
+                tensorboard.restart_from(rows)
+                alerts.restart_from(fired)
+                table.progress.update(table.task, completed=done)
+                console.print(f"resumed from the checkpoint of round {done}")
+
+            keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status,
+                                             checkpoint_dir=str(out / "checkpoints"),
+                                             checkpoint_every=checkpoint_every, on_alert=alerts.add,
+                                             on_resume=on_resume)
         _save_model(namespace, keras_model, out / "model.keras")
-        status, code = "completed", 0
+        status, code = ("stopped", 0) if alerts.stopped_by else ("completed", 0)
     except KeyboardInterrupt:
         status, code = "interrupted", EXIT_INTERRUPTED
     except Exception as exc:
@@ -183,13 +217,20 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         if worker is not None:
             worker.close()
         recorder.close()
+        alerts.close()
+        tensorboard.close()
         _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started)
+        add_monitoring_summary(out, alerts)
+        _build_report(out, err)
         if recorder.rows:
             _plot(out, recorder.rows, plan.metric_names, checked.experiment)
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
     if status == "interrupted":
         err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {shown(out)}")
+    if status == "stopped":
+        console.print(f"stopped after round {alerts.stopped_by['round']} by alert `{shown(alerts.stopped_by['alert'])}`; "
+                      f"results in {shown(out)}/")
     if status == "completed":
         final = recorder.rows[-1]
         scores = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
@@ -201,6 +242,16 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
 def shown(text: object) -> str:
     """Spec or user text for a rich console: control characters escaped, markup not interpreted."""
     return escape(terminal_safe(text))
+
+
+def _build_report(out: Path, err: Console) -> None:
+    """report.html; a failure to plot never hides the run's own result."""
+    from .report import build_report
+
+    try:
+        build_report(out)
+    except Exception as exc:  # noqa: BLE001
+        err.print(f"[yellow]warning:[/] report.html not written: {type(exc).__name__}: {shown(exc)}")
 
 
 def _save_model(namespace: dict[str, Any], trained, path: Path) -> None:

@@ -24,7 +24,7 @@ from ..diagnostics import Source, Span
 from ..parse import parse_source, parser
 
 INDENT = "  "
-BRACED = {"model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate", "round"}
+BRACED = {"model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate", "round", "monitor"}
 
 
 class FormatError(Exception):
@@ -141,6 +141,19 @@ def _head_and_rest(stmt: Tree) -> tuple[str, str | None, bool]:
         return f"{kids[0]} {value_text(kids[1])} = {value_text(kids[2])}", None, False
     if kind == "return_stmt":
         return "return " + value_text(kids[0]), None, False
+    if kind == "monitor_checkpoint":
+        return "checkpoint every " + value_text(kids[0]), None, False
+    if kind == "alert":
+        condition, action = kids
+        c = condition.children
+        if condition.data == "threshold_condition":
+            text = f"{c[0]} {c[1]} {value_text(c[2])}" + (f" of {c[3]}" if len(c) > 3 else "")
+        elif condition.data == "plateau_condition":
+            by = f" by {value_text(c[1])}" if len(c) == 4 else ""
+            text = f"{c[0]} not improving{by} for {value_text(c[-2])} {c[-1]}"
+        else:
+            text = "nan"
+        return f"alert {text} -> {action}", None, False
     raise FormatError(f"fmt does not know the statement {kind!r}")  # pragma: no cover
 
 

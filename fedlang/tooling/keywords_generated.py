@@ -15,6 +15,7 @@ KEYWORD_LISTS = {
         "loss",
         "metrics",
         "model",
+        "monitor",
         "privacy",
         "return",
         "round",

@@ -113,6 +113,13 @@ CASES = {
                                      ^^^^^^^^^^^^^^^^^^^
           hint: use more than 10 clients per round
         """),
+    # "Not improving for N rounds" with N at least the run's rounds can never fire.
+    "W971": (HEAD + TRAIN + "monitor {\n  alert train_loss not improving for 5 rounds -> stop\n}\n", """\
+        w.fed:15:38: warning[W971]: this alert can never fire: the run has 5 rounds
+              alert train_loss not improving for 5 rounds -> stop
+                                                 ^
+          hint: use fewer than 5 rounds
+        """),
     # An aggregate block that no aggregation block uses.
     # A daily pattern whose swing leaves [0, 1]: availability is clipped at the ends of the day.
     "W620": (HEAD + TRAIN + "simulation { available daily(mean = 0.5, amplitude = 0.6) }\n", """\

@@ -1,0 +1,259 @@
+"""Checkpoints that survive kill -9, and the alerts of a spec's ``monitor`` block.
+
+Checkpoints: after round ``r`` the program saves ``{"state": <the TFF server state>, "round": r,
+"record": <JSON of the metric rows and alerts so far>}`` with TFF's own
+``tff.program.FileProgramStateManager`` (a SavedModel written to a temporary directory, then
+renamed: a kill mid-write leaves only an ignored ``*_temp*`` directory). A manifest with the
+SHA-256 of every file is written next to it (write, then rename), so a truncated or damaged
+checkpoint is detected and the previous one used. Nothing else needs saving to repeat the run
+exactly: each round's client sample and shuffles come from ``np.random.default_rng([SEED,
+round])``, and seeded DP noise keeps its RNG counter inside the server state.
+
+Alerts: each alert is a dict (``metric``, ``kind``, ``op``, ``threshold``, ``rounds``, ``by``,
+``fraction``, ``action``, ``text``); ``Monitor.observe(row)`` returns the alerts that fire after a
+round. An alert fires in the first round its condition holds, and again only after the
+condition has stopped holding in between.
+
+Like the other modules of fedlang/lib, this is copied verbatim into the programs fedlang
+generates (standard library, numpy, TensorFlow and TFF only). ``REQUIRES`` at the bottom maps
+each name to the helpers of this module it uses.
+"""
+
+import asyncio
+import collections
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def _checkpoint_digest(path):
+    """{relative file name: sha256} of every file under a checkpoint directory."""
+    digests = {}
+    for folder, _, files in os.walk(path):
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            with open(full, "rb") as f:
+                digests[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+def save_checkpoint(directory, round_num, state, record, keep=3):
+    """Save the server state after `round_num` with `record` (JSON-able: metric rows, alerts).
+
+    A checkpoint for `round_num` that already exists is replaced (a resumed run that fell back
+    past a damaged checkpoint writes it again).
+    """
+    manager = tff.program.FileProgramStateManager(directory, prefix="program_state_", keep_total=keep,
+                                                  keep_first=False)
+    path = os.path.join(directory, f"program_state_{round_num}")
+    manifest = path + ".sha256.json"
+    for stale in (manifest, path):
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+        elif os.path.exists(stale):
+            os.remove(stale)
+    value = {"state": state, "round": np.int64(round_num), "record": json.dumps(record)}
+    asyncio.run(manager.save(value, round_num))
+    digest = {"round": round_num, "files": _checkpoint_digest(path)}
+    with open(manifest + ".tmp", "w") as f:
+        json.dump(digest, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(manifest + ".tmp", manifest)
+    for name in os.listdir(directory):  # manifests of checkpoints the manager removed
+        if name.endswith(".sha256.json") and not os.path.isdir(os.path.join(directory, name[:-len(".sha256.json")])):
+            os.remove(os.path.join(directory, name))
+
+
+def load_checkpoint(directory, structure, report=None):
+    """The newest intact checkpoint in `directory` as (round, state, record), or None.
+
+    `structure` is a state of the same process (e.g. `process.initialize()`). Incomplete,
+    truncated or damaged checkpoints are reported (to `report`, else standard error), moved
+    aside (to `rejected_*`) and skipped.
+    """
+    report = report or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
+    if not os.path.isdir(directory):
+        return None
+    for name in os.listdir(directory):  # a save killed before its rename
+        if name.startswith("program_state_") and "_temp" in name:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    manager = tff.program.FileProgramStateManager(directory, prefix="program_state_")
+    versions = asyncio.run(manager.get_versions()) or []
+    for version in sorted(versions, reverse=True):
+        path = os.path.join(directory, f"program_state_{version}")
+        problem = None
+        try:
+            with open(path + ".sha256.json") as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            problem = "it has no complete manifest (the save was cut short)"
+        else:
+            if manifest.get("files") != _checkpoint_digest(path) or manifest.get("round") != version:
+                problem = "its files do not match their SHA-256 manifest (truncated or damaged)"
+        if problem is None:
+            try:
+                loaded = asyncio.run(manager.load(version, {"state": structure, "round": np.int64(0),
+                                                            "record": ""}))
+                record = loaded["record"]
+                record = json.loads(record.decode() if isinstance(record, bytes) else record)
+                if int(loaded["round"]) != version:
+                    raise ValueError(f"it holds round {int(loaded['round'])}")
+                return version, loaded["state"], record
+            except Exception as exc:  # noqa: BLE001 - any failure to read means: use an older one
+                problem = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+        report(f"checkpoint of round {version} is unusable: {problem}; using the previous one")
+        for moved in (path, path + ".sha256.json"):
+            target = os.path.join(directory, "rejected_" + os.path.basename(moved))
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            if os.path.exists(moved):
+                os.replace(moved, target)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts
+# ---------------------------------------------------------------------------------------------
+
+
+def lower_is_better(metric):
+    """Losses, durations, bytes and norms improve downwards; accuracy, AUC, precision, recall up."""
+    return any(part in metric for part in ("loss", "seconds", "bytes", "norm", "epsilon"))
+
+
+class Monitor:
+    """Evaluates a monitor block's alerts after each round (see the module docstring)."""
+
+    def __init__(self, alerts, epsilon_target=None):
+        self.alerts = list(alerts)
+        self.epsilon_target = epsilon_target
+        self.holding = [False] * len(self.alerts)
+        self.best = [None] * len(self.alerts)  # (value, round) for "not improving"
+        self.fired = []
+        self.stopped = None
+
+    def _holds(self, index, alert, row):
+        kind = alert["kind"]
+        if kind == "nan":
+            return any(isinstance(v, float) and not math.isfinite(v) for v in row.values())
+        value = row.get(alert["metric"])
+        if value is None:
+            return None  # not measured this round: the alert keeps its state
+        value = float(value)
+        if kind == "threshold":
+            threshold = alert["threshold"]
+            if alert.get("fraction") is not None:
+                threshold = alert["fraction"] * self.epsilon_target
+            return {"<": value < threshold, "<=": value <= threshold, ">": value > threshold,
+                    ">=": value >= threshold}[alert["op"]]
+        if kind == "not_improving":
+            best, by = self.best[index], alert.get("by", 0.0)
+            better = best is None or (value < best[0] - by if lower_is_better(alert["metric"]) else value > best[0] + by)
+            if better:
+                self.best[index] = best = (value, row["round"])
+            return row["round"] - best[1] >= alert["rounds"]
+        raise ValueError(f"unknown alert kind {kind!r}")
+
+    def observe(self, row):
+        """The alerts that fire after this round (each a dict ready for alerts.jsonl)."""
+        fired = []
+        for index, alert in enumerate(self.alerts):
+            holds = self._holds(index, alert, row)
+            if holds is None:
+                continue
+            if holds and not self.holding[index]:
+                event = {"round": row["round"], "alert": alert["text"], "action": alert["action"]}
+                if alert["kind"] == "nan":
+                    event["metrics"] = sorted(k for k, v in row.items()
+                                              if isinstance(v, float) and not math.isfinite(v))
+                else:
+                    event["value"] = row[alert["metric"]]
+                    if alert["kind"] == "not_improving":
+                        event["best"], event["best_round"] = self.best[index]
+                fired.append(event)
+                if alert["action"] == "stop" and self.stopped is None:
+                    self.stopped = event
+            self.holding[index] = holds
+        self.fired.extend(fired)
+        return fired
+
+
+def describe_alert(event):
+    """One line for the console: what fired, on which value, and what happens."""
+    if "metrics" in event:
+        seen = f"non-finite: {', '.join(event['metrics'])}"
+    elif "best_round" in event:
+        seen = f"best {event['best']:.4g} at round {event['best_round']}"
+    else:
+        seen = f"value {event['value']:.4g}"
+    return f"alert after round {event['round']}: {event['alert']} ({seen}) -> {event['action']}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Client-update norms
+# ---------------------------------------------------------------------------------------------
+
+
+def _update_norm_measurements(value):
+    """{update_norm_mean, update_norm_max}@SERVER: L2 norms of the clients' model updates."""
+    @tff.tensorflow.computation(value.type_signature.member)
+    def l2_norm(update):
+        return tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tf.nest.flatten(update)])
+
+    @tff.tensorflow.computation(np.float32, np.float32)
+    def maximum(a, b):
+        return tf.maximum(a, b)
+
+    @tff.tensorflow.computation(np.float32)
+    def identity(x):
+        return x
+
+    norms = tff.federated_map(l2_norm, value)
+    return collections.OrderedDict(
+        update_norm_mean=tff.federated_mean(norms),
+        update_norm_max=tff.federated_aggregate(norms, np.float32(0.0), maximum, maximum, identity))
+
+
+def measure_update_norms(inner):
+    """`inner` (a TFF aggregation factory) that also reports the mean and max L2 norm of the client
+    updates it receives (before any clipping or noise inside `inner`), as measurements."""
+    if isinstance(inner, tff.aggregators.WeightedAggregationFactory):
+        return tff.aggregators.add_measurements(
+            inner, client_measurement_fn=lambda value, weight: _update_norm_measurements(value))
+    return tff.aggregators.add_measurements(inner, client_measurement_fn=_update_norm_measurements)
+
+
+def update_norm_report(measurements):
+    """The update norms found anywhere in a round's aggregator measurements."""
+    found = {}
+    for key, value in measurements.items():
+        if isinstance(value, dict):
+            found.update(update_norm_report(value))
+        elif key in ("update_norm_mean", "update_norm_max"):
+            found[key] = float(value)
+    return found
+
+
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "_update_norm_measurements": (),
+    "measure_update_norms": ("_update_norm_measurements",),
+    "update_norm_report": (),
+    "_checkpoint_digest": (),
+    "save_checkpoint": ("_checkpoint_digest",),
+    "load_checkpoint": ("_checkpoint_digest",),
+    "lower_is_better": (),
+    "Monitor": ("lower_is_better",),
+    "describe_alert": (),
+}
