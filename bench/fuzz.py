@@ -20,6 +20,7 @@ import argparse
 import collections
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import re
@@ -46,8 +47,16 @@ def signature(problem: str, result: oracle.Result) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "…", problem)[:110]
 
 
-def worker(args) -> dict:
-    """Run cases start, start + step, … below n; returns the tallies and saved reproducers."""
+def new_tally() -> dict:
+    return {"outcomes": collections.Counter(), "kinds": collections.Counter(), "problems": collections.Counter(),
+            "examples": {}, "unsafe": 0, "tracebacks": 0, "slow": 0, "seconds": 0.0, "max_seconds": 0.0,
+            "cases": 0, "saved": []}
+
+
+def worker(args, current=None, started=None, tally_file: Path | None = None) -> dict:
+    """Run cases start, start + step, … below n; returns the tallies and saved reproducers.
+    `current`/`started` (shared values) tell the supervisor which case runs since when;
+    `tally_file` gets the tallies after every case, for the supervisor to read if it kills us."""
     start, step, n, opts = args
     if opts["memory_gb"]:
         limit = int(opts["memory_gb"] * 2**30)
@@ -55,15 +64,15 @@ def worker(args) -> dict:
     corpus = specgen.repository_specs()
     out = Path(opts["out"])
     work = Path(tempfile.mkdtemp(prefix=f"fedlang-fuzz-{start}-"))
-    tally = {"outcomes": collections.Counter(), "kinds": collections.Counter(), "problems": collections.Counter(),
-             "examples": {}, "unsafe": 0, "tracebacks": 0, "slow": 0, "seconds": 0.0, "max_seconds": 0.0,
-             "cases": 0, "saved": []}
-    saved_per_signature = collections.Counter()
+    tally = new_tally()
+    saved_per_signature = collections.Counter(opts.get("saved_counts", {}))
     last_report = time.time()
-    deadline = time.time() + opts["minutes"] * 60 if opts["minutes"] else None
+    deadline = opts["deadline"]
     for i in range(start, n, step):
         if deadline and time.time() > deadline:
             break
+        if current is not None:
+            current.value, started.value = i, time.time()
         try:
             case = draw_case(opts["seed"], i, corpus, opts["privacy_rate"])
         except Exception as exc:  # noqa: BLE001 - a generator bug must not end the run
@@ -90,6 +99,10 @@ def worker(args) -> dict:
             saved_per_signature["slow"] += 1
             oracle.save_reproducer(case, oracle.Result(result.outcome, [f"slow: check took {result.check_seconds:.1f} s"],
                                                        seconds=result.seconds, exit_code=result.exit_code), out, i)
+        if tally_file is not None:
+            tmp = tally_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**tally, "saved_counts": saved_per_signature}, default=str))
+            tmp.replace(tally_file)
         if step == 1 and time.time() - last_report > 60:
             last_report = time.time()
             print(f"  {tally['cases']} cases, {dict(tally['outcomes'])}, {sum(tally['problems'].values())} problems",
@@ -97,6 +110,60 @@ def worker(args) -> dict:
             (out / "progress.json").write_text(json.dumps(
                 {k: v for k, v in tally.items() if k != "saved"}, indent=1, default=str))
     return tally
+
+
+def _child(args, current, started, tally_file: str) -> None:
+    worker(args, current, started, Path(tally_file))
+
+
+def supervised(args) -> dict:
+    """`worker` in a child process, restarted past any case that outlives the SIGALRM deadline
+    (a C loop that never returns to Python, e.g. NumPy's Dirichlet sampler with alpha = 1e-300):
+    that case counts as a hang, with its reproducer saved."""
+    start, step, n, opts = args
+    out = Path(opts["out"])
+    corpus = specgen.repository_specs()
+    tallies, begin, segment = [], start, 0
+    saved_counts: dict = {}
+    while begin < n and not (opts["deadline"] and time.time() > opts["deadline"]):
+        current, started = multiprocessing.Value("q", -1), multiprocessing.Value("d", 0.0)
+        tally_file = out / f"tally-{start}-{segment}.json"
+        tally_file.unlink(missing_ok=True)
+        child = multiprocessing.Process(target=_child, args=((begin, step, n, {**opts, "saved_counts": saved_counts}),
+                                                             current, started, str(tally_file)))
+        child.start()
+        hung = None
+        while child.is_alive():
+            child.join(1.0)
+            if child.is_alive() and started.value and time.time() - started.value > opts["timeout"] + 30:
+                hung = current.value
+                child.kill()
+                child.join()
+        tally = new_tally()
+        if tally_file.exists():
+            loaded = json.loads(tally_file.read_text())
+            saved_counts = loaded.pop("saved_counts", saved_counts)
+            for key in ("outcomes", "kinds", "problems"):
+                loaded[key] = collections.Counter(loaded[key])
+            tally = loaded
+            tally_file.unlink()
+        if hung is None:
+            tallies.append(tally)
+            break
+        problem = f"hang: no answer within {opts['timeout'] + 30:g} s (not even to SIGALRM)"
+        case = draw_case(opts["seed"], hung, corpus, opts["privacy_rate"])
+        result = oracle.Result("hang", [problem], seconds=time.time() - started.value)
+        tally["cases"] += 1
+        tally["outcomes"]["hang"] += 1
+        tally["kinds"][case.kind.split(":")[0]] += 1
+        sig = signature(problem, result)
+        tally["problems"][sig] += 1
+        tally["examples"].setdefault(sig, (hung, problem, oracle.known_owner(problem)))
+        tally["saved"].append(str(oracle.save_reproducer(case, result, out, hung)))
+        print(f"  case {hung} hung; restarting after it", file=sys.stderr, flush=True)
+        tallies.append(tally)
+        begin, segment = hung + step, segment + 1
+    return merge(tallies) if tallies else new_tally()
 
 
 def merge(tallies: list[dict]) -> dict:
@@ -116,6 +183,7 @@ def merge(tallies: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--first", type=int, default=0, help="number of the first case")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (the machine's cores are shared)")
     parser.add_argument("--seed", default="0")
     parser.add_argument("--out", default="runs/fuzz", help="folder for reproducers and summary.json")
@@ -130,7 +198,8 @@ def main() -> None:
     parser.add_argument("--replay", type=int, help="run case number REPLAY only and print it")
     a = parser.parse_args()
     opts = {k: getattr(a, k) for k in ("seed", "out", "timeout", "slow", "privacy_rate", "memory_gb", "keep",
-                                        "no_emit", "minutes")}
+                                        "no_emit")}
+    opts["deadline"] = time.time() + a.minutes * 60 if a.minutes else None
     if a.replay is not None:
         case = draw_case(a.seed, a.replay, specgen.repository_specs(), a.privacy_rate)
         result = oracle.run_case(case, Path(tempfile.mkdtemp()) / "case", timeout=a.timeout)
@@ -139,16 +208,17 @@ def main() -> None:
               sep="\n")
         return
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    started, cpu_started = time.time(), time.process_time()
-    jobs = [(k, a.jobs, a.cases, opts) for k in range(a.jobs)]
+    started = time.time()
+    jobs = [(a.first + k, a.jobs, a.first + a.cases, opts) for k in range(a.jobs)]
     if a.jobs == 1:
-        tallies = [worker(jobs[0])]
+        tallies = [supervised(jobs[0])]
     else:
-        with multiprocessing.Pool(a.jobs) as pool:
-            tallies = pool.map(worker, jobs)
+        with multiprocessing.pool.ThreadPool(a.jobs) as pool:  # each thread supervises its own child process
+            tallies = pool.map(supervised, jobs)
     t = merge(tallies)
     wall = time.time() - started
-    cpu = time.process_time() - cpu_started if a.jobs == 1 else None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, all joined by now
+    cpu = usage.ru_utime + usage.ru_stime
     known = sum(c for sig, c in t["problems"].items() if t["examples"][sig][2])
     print(f"fedlang fuzz: {t['cases']} cases (seed {a.seed!r}), {wall:.0f} s wall, "
           f"{t['cases'] / wall:.1f} cases/s ({a.jobs} process{'es' if a.jobs > 1 else ''})"

@@ -181,8 +181,8 @@ def _output_problems(out: str, err: str, spec_name: str, code: int, text: str) -
             errors += m.group("sev") == "error"
         elif not (line.startswith("    ") or line.startswith("  hint: ") or line.startswith("  note: ")
                   or _COUNT.match(line)):
-            problems.append(f"unpositioned: stderr line {line[:200]!r}")
-            break
+            if not any(p.startswith("unpositioned: stderr line") for p in problems):
+                problems.append(f"unpositioned: stderr line {line[:200]!r}")
     if code == 1 and errors == 0:
         problems.append("unpositioned: exit 1 without a positioned error")
     return problems
