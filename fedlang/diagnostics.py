@@ -12,6 +12,7 @@ Every stage of the pipeline reports problems as :class:`Diagnostic` values that 
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -55,13 +56,18 @@ class Source:
     def lines(self, first: int, last: int) -> list[str]:
         return self._lines()[first - 1 : last]
 
-    def _lines(self) -> list[str]:
+    @functools.cached_property
+    def _split_lines(self) -> list[str]:
+        """Split once: rendering n diagnostics must not split the text n times."""
         # Lines end at '\n' only, as the parser counts them: str.splitlines() would also split
         # at form feeds, '\x1c'…'\x1e', '\x85' and '\u2028', shifting every later line number.
         lines = self.text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+    def _lines(self) -> list[str]:
+        return self._split_lines
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,12 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     Names other tools use for the same thing (`lr`, `batch_size`, …) are matched through
     `registry.ALIASES` first, then letter case, then spelling.
     """
-    choices = list(choices)
+    return _closest(word, tuple(choices))
+
+
+@functools.lru_cache(maxsize=4096)
+def _closest(word: str, choices: tuple[str, ...]) -> str | None:
+    """Cached: difflib costs ~0.5 ms a call, and a spec can misspell the same word thousands of times."""
     from .registry import ALIASES  # the registry's definitions use Span: imported when first needed
 
     alias = ALIASES.get(word) or ALIASES.get(word.lower())

@@ -488,6 +488,8 @@ def _character_diagnostic(char: str, line: int, column: int) -> Diagnostic:
         hint = "use straight quotes \"…\" (word processors turn them into curly ones)"
     elif char in "/\\":
         hint = 'file paths are strings: quote them, e.g. npz("data/train.npz")'
+    elif char.isdigit() or char.isnumeric():
+        hint = "numbers are written with the digits 0-9"
     elif char.isprintable() and not char.isspace():
         hint = ("a spec is made of names, numbers, \"strings\", true/false, [lists], calls(…), "
                 "{ } blocks, '=', ',', '-' and # comments")

@@ -5,6 +5,8 @@ Nothing here imports TensorFlow; `fedlang.runtime` is the only place that does.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +38,23 @@ class Compiled:
 
 def compile_source(source: Source, base_dir: Path | None = None) -> Compiled:
     """Parse, check and lower; raises SpecError with positioned diagnostics."""
-    spec = parse_source(source)
-    checked = check(spec, source, base_dir)
-    return Compiled(source, spec, checked, lower(checked, source))
+    with _collector_paused():
+        spec = parse_source(source)
+        checked = check(spec, source, base_dir)
+        return Compiled(source, spec, checked, lower(checked, source))
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The front end builds trees without reference cycles; on a large spec the cyclic garbage
+    collector's full passes over them took ~40% of the parse (measured on 40,000 layer lines)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def compile_file(path: str | Path) -> Compiled:

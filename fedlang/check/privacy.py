@@ -112,6 +112,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       f"use delta < {1 / population:.1e}")
 
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
+    from .accounting import account
 
     q = dp.sampling_rate(train.clients_per_round, population)
     if simulated_rate is not None:
@@ -121,32 +122,38 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     delta, accountant, rounds = s["delta"], s["accountant"], train.rounds
     target = s["epsilon"]
     noise = s["noise"]
-    if noise == "auto":
-        try:
-            noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
-        except ValueError:
-            most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
-            diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "
-                                f"noise 1000 spends ε = {most:.3g} (δ = {delta:g}, q = {q:.4g}, "
-                                f"{accountant.upper()})", s.span("epsilon"),
-                        "raise epsilon, or lower the rounds or clients_per_round (a larger population "
-                        "lowers q too)")
-            return None
-    if noise == 0:
-        diags.warning("W803", "noise 0 adds no noise: the run is not differentially private", s.span("noise"),
-                      "use `noise auto` with an epsilon target, or a multiplier around 1")
-        epsilon, last_within = float("inf"), (0 if target is not None else None)
-    else:
-        # One accountant pass gives every round's ε (RDP: one round's RDP, scaled by t).
-        epsilons = dp.epsilon_per_round(rounds, noise, q, delta, accountant)
-        epsilon = epsilons[-1]
-        last_within = (sum(1 for e in epsilons if e <= target) if target is not None else None)
+    try:
+        if noise == "auto":
+            try:
+                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
+            except ValueError:
+                most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
+                diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "
+                                    f"noise 1000 spends ε = {most:.3g} (δ = {delta:g}, q = {q:.4g}, "
+                                    f"{accountant.upper()})", s.span("epsilon"),
+                            "raise epsilon, or lower the rounds or clients_per_round (a larger population "
+                            "lowers q too)")
+                return None
+        if noise == 0:
+            diags.warning("W803", "noise 0 adds no noise: the run is not differentially private", s.span("noise"),
+                          "use `noise auto` with an epsilon target, or a multiplier around 1")
+            epsilon, first, last_within = float("inf"), float("inf"), (0 if target is not None else None)
+        else:
+            # ε at O(log rounds) round counts (fedlang/check/accounting.py), the values the run computes.
+            accounted = account(rounds, noise, q, delta, accountant, target)
+            epsilon, first, last_within = accounted.epsilon, accounted.first, accounted.last_within
+    except (ValueError, ArithmeticError) as exc:  # dp-accounting's own limits, past ours
+        diags.error("E819", f"the {accountant.upper()} accountant cannot compute ε for noise {noise:g}, "
+                            f"q = {q:.4g}, δ = {delta:g} over {rounds} rounds: {exc}",
+                    s.span("noise"),
+                    "use a noise multiplier around 0.5 to 10 and a population within a few orders of "
+                    "magnitude of clients_per_round, or the other accountant")
+        return None
     rounds_to_run = rounds
     if target is not None and epsilon > target:
         crossing = f"ε passes {target:g} after round {last_within}"
         where = s.span("epsilon")
         policy = s["on_exceed"]
-        first = epsilon if rounds == 1 or noise == 0 else dp.epsilon_after(1, noise, q, delta, accountant)
         first_text = _eps(first)
         if not last_within:
             crossing = f"the first round alone spends ε = {first_text}"

@@ -17,6 +17,28 @@ from ..registry import ACTIVATIONS, LAYERS, Form, Param
 
 INVALID = object()
 
+# Noise multipliers the accountants handle (the `noise auto` search spans 0.01…1000).
+NOISE_LOW, NOISE_HIGH = 0.01, 1e6
+# Integers beyond this are refused as values (int64 and float64 both hold every integer up to it).
+INT_LIMIT = 2**53
+
+
+# Shapes and sizes: TensorFlow keeps dimensions in int32 in places.
+MAX_DIMENSION = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _float32(number) -> bool:
+    """True if `number` (finite) is representable as a finite float32."""
+    return abs(float(number)) <= FLOAT32_MAX
+
+
+def _finite(number) -> bool:
+    """math.isfinite that also answers for integers too large for a float (it raises on those)."""
+    if isinstance(number, int):
+        return abs(number) <= INT_LIMIT
+    return math.isfinite(number)
+
 _TYPE_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -61,8 +83,11 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
             elif isinstance(value, ast.String) and _is_number(value.value):
                 hint = f"numbers are written without quotes: {value.value.strip()}"
             return _type_error(param, value, diags, owner, hint, context)
-        if not math.isfinite(value.value):
-            diags.error("E206", f"'{param.name}' must be a finite number; {value.text} overflows", value.span,
+        if not _finite(value.value):
+            shown = value.text if len(value.text) <= 24 else value.text[:20] + "…"
+            message = (f"'{param.name}' is too large: {shown} (integers go up to 2**53 = {INT_LIMIT})"
+                       if isinstance(value.value, int) else f"'{param.name}' must be a finite number; {shown} overflows")
+            diags.error("E206", message, value.span,
                         f"{param.name} must be {param.range_text()}" if param.range_text() else None)
             return INVALID
         return _check_range(param, value.value if kind == "int" else float(value.value), value, diags, owner)
@@ -94,10 +119,14 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
     if kind == "shape":
         if isinstance(value, ast.ListValue) and value.items:
             bad = next((i for i in value.items if not (isinstance(i, ast.Number) and isinstance(i.value, int)
-                                                       and i.value >= 1)), None)
+                                                       and 1 <= i.value <= MAX_DIMENSION)), None)
             if bad is not None:
-                if isinstance(bad, ast.Number) and math.isfinite(bad.value) and float(bad.value).is_integer() \
-                        and bad.value >= 1:
+                if isinstance(bad, ast.Number) and isinstance(bad.value, int) and bad.value > MAX_DIMENSION:
+                    diags.error("E206", f"a dimension of '{param.name}' must be at most {MAX_DIMENSION}; "
+                                        f"got {bad.text[:24]}", bad.span, "shapes are sizes of real arrays")
+                    return INVALID
+                if isinstance(bad, ast.Number) and _finite(bad.value) and float(bad.value).is_integer() \
+                        and 1 <= bad.value <= MAX_DIMENSION:
                     hint = f"write {int(bad.value)}"
                 elif isinstance(bad, ast.Number) and bad.value < 1:
                     hint = "every dimension is at least 1"
@@ -121,26 +150,37 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
         return _type_error(param, value, diags, owner, None, context)
     if kind == "size":
         if isinstance(value, ast.Number) and isinstance(value.value, int):
-            if value.value < 1:
-                diags.error("E206", f"'{param.name}' must be >= 1; got {value.text}", value.span,
+            if not 1 <= value.value <= MAX_DIMENSION:
+                diags.error("E206", f"'{param.name}' must be in [1, {MAX_DIMENSION}]; got {value.text[:24]}", value.span,
                             f"{param.name}: {param.doc}" if param.doc else None)
                 return INVALID
             return (value.value, value.value)
         items = _int_list(value)
-        if items is not None and len(items) == 2 and min(items) >= 1:
+        if items is not None and len(items) == 2 and min(items) >= 1 and max(items) <= MAX_DIMENSION:
             return tuple(items)
         return _type_error(param, value, diags, owner, None, context)
     if kind == "scale":
         if isinstance(value, ast.Name) and value.text in ("minmax", "standard"):
             return value.text
-        if isinstance(value, ast.Number) and value.value > 0 and math.isfinite(value.value):
+        if isinstance(value, ast.Number) and value.value > 0 and _finite(value.value):
+            if not _float32(value.value):
+                diags.error("E206", f"'{param.name}' {value.text[:24]} is too large: features are float32, "
+                                    f"whose largest value is {FLOAT32_MAX:.4g}", value.span,
+                            f"divide by a factor the features can hold, e.g. `{param.name} 255`")
+                return INVALID
             return float(value.value)
         hint = did_you_mean(value.text, ("minmax", "standard")) if isinstance(value, ast.Name) else None
         return _type_error(param, value, diags, owner, hint, context)
     if kind == "noise":
         if isinstance(value, ast.Name) and value.text == "auto":
             return "auto"
-        if isinstance(value, ast.Number) and value.value >= 0 and math.isfinite(value.value):
+        if isinstance(value, ast.Number) and value.value >= 0 and _finite(value.value):
+            if value.value != 0 and not NOISE_LOW <= value.value <= NOISE_HIGH:
+                diags.error("E206", "a noise multiplier must be 0 or in [0.01, 1e6]; "
+                                    f"got {value.text}", value.span,
+                            "below 0.01 one round spends an ε in the hundreds of thousands; above 1e6 the "
+                            "update is lost in the noise. Around 1 is usual, or `noise auto` with an epsilon")
+                return INVALID
             return float(value.value)
         return _type_error(param, value, diags, owner, "e.g. `noise 1.1`, or `noise auto` with an epsilon target",
                            context)
@@ -154,7 +194,7 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
         return INVALID if choice is None else choice
     if kind == "clip":
         if isinstance(value, ast.Number):
-            if value.value > 0 and math.isfinite(value.value):
+            if value.value > 0 and _finite(value.value):
                 return float(value.value)
             return _type_error(param, value, diags, owner, None, context)
         from ..registry import CLIPS

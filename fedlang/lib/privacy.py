@@ -78,6 +78,16 @@ def _pld_discretization(noise_multiplier, sampling_rate):
     return max(min(1e-3, q / (10 * z)), largest_loss / 200_000)
 
 
+def _rdp_epsilon(orders, rdp_values, delta):
+    """Epsilon from RDP values, as RdpAccountant.get_epsilon computes it.
+
+    RDP values are never negative, but for tiny sampling rates or huge noise multipliers
+    dp_accounting's formulas can return rounding errors such as -1e-16, which its
+    compute_epsilon refuses; they are read as 0.
+    """
+    return float(rdp.compute_epsilon(orders, [max(float(r), 0.0) for r in rdp_values], delta)[0])
+
+
 def sampling_rate(clients_per_round, population):
     """The per-round probability that a given client takes part: clients_per_round / population."""
     for name, value in (("clients per round", clients_per_round), ("population", population)):
@@ -124,10 +134,11 @@ def epsilon_after(rounds, noise_multiplier, sampling_rate, delta, accountant="rd
         return 0.0
     if accountant == "rdp":
         privacy_accountant = rdp.RdpAccountant(orders)
-    else:
-        privacy_accountant = pld.PLDAccountant(
-            value_discretization_interval=_pld_discretization(noise_multiplier, sampling_rate)
-        )
+        privacy_accountant.compose(dp_event(noise_multiplier, sampling_rate, rounds))
+        return _rdp_epsilon(privacy_accountant.orders, privacy_accountant.rdp, delta)
+    privacy_accountant = pld.PLDAccountant(
+        value_discretization_interval=_pld_discretization(noise_multiplier, sampling_rate)
+    )
     privacy_accountant.compose(dp_event(noise_multiplier, sampling_rate, rounds))
     return float(privacy_accountant.get_epsilon(delta))
 
@@ -151,10 +162,7 @@ def epsilon_per_round(rounds, noise_multiplier, sampling_rate, delta, accountant
         one_round = rdp.RdpAccountant()
         one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
         orders, rdp_per_round = one_round.orders, one_round.rdp
-        return [
-            float(rdp.compute_epsilon(orders, t * rdp_per_round, delta)[0])
-            for t in range(1, rounds + 1)
-        ]
+        return [_rdp_epsilon(orders, t * rdp_per_round, delta) for t in range(1, rounds + 1)]
     one_round = pld.privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=noise_multiplier,
         value_discretization_interval=_pld_discretization(noise_multiplier, sampling_rate),
@@ -276,10 +284,11 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
 REQUIRES: dict[str, tuple[str, ...]] = {
     "_check_inputs": (),
     "_pld_discretization": (),
+    "_rdp_epsilon": (),
     "sampling_rate": (),
     "dp_event": ("_check_inputs",),
-    "epsilon_after": ("_check_inputs", "_pld_discretization", "dp_event"),
-    "epsilon_per_round": ("_check_inputs", "_pld_discretization", "dp_event"),
+    "epsilon_after": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
+    "epsilon_per_round": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
     "last_round_within": ("_check_inputs", "epsilon_after"),
     "solve_noise_multiplier": ("_check_inputs", "epsilon_after"),
 }
