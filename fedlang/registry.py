@@ -37,17 +37,23 @@ BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 
 # Sources: fedlang/constructs/sources.py (one SourceDef each, with its facts, replay and loader).
 
+# Upper bound of client counts (issue 8): far above any simulation, far below int64, and each one a
+# size the checker can replay (fedlang/check/clients.py) and TFF can run.
+MAX_CLIENTS = 10_000_000
+
 PARTITIONS = _forms(
-    Form("iid", (Param("clients", "int", low=1, doc="number of clients"),), doc="uniformly random, equal-sized clients",
+    Form("iid", (Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),), doc="uniformly random, equal-sized clients",
          example="partition iid(clients = 10)"),
-    Form("dirichlet", (Param("alpha", "float", low=0, low_open=True,
+    # alpha >= 0.001: numpy's Dirichlet draw takes time ~1/alpha (0.2 s at 1e-7, endless at 1e-9).
+    Form("dirichlet", (Param("alpha", "float", low=0.001, high=1e6,
                              doc="concentration; small (0.1) = strong label skew, large (100) = nearly iid"),
-                       Param("clients", "int", low=1, doc="number of clients"),
-                       Param("min_examples", "int", default=1, low=1, doc="fewest examples any client gets")),
+                       Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),
+                       Param("min_examples", "int", default=1, low=1, high=MAX_CLIENTS,
+                             doc="fewest examples any client gets")),
          doc="label skew: class proportions per client drawn from Dir(alpha)",
          example="partition dirichlet(alpha = 0.5, clients = 100)"),
-    Form("shards", (Param("clients", "int", low=1, doc="number of clients"),
-                    Param("per_client", "int", default=2, low=1, doc="shards per client")),
+    Form("shards", (Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),
+                    Param("per_client", "int", default=2, low=1, high=10_000, doc="shards per client")),
          doc="McMahan et al.'s pathological split: sorted by label, k shards per client",
          example="partition shards(clients = 100, per_client = 2)"),
     Form("natural", (Param("first", "int", default=None, low=1,
@@ -71,8 +77,8 @@ DATA_SETTINGS = (
     Param("test", "form", default=("none", {}), forms=TESTS, doc="held-out evaluation data"),
     Param("scale", "scale", default=None, doc="minmax, standard (fitted on training data) or a factor"),
     Param("reshape", "shape", default=None, doc="reshape each example, e.g. [8, 8, 1]"),
-    Param("batch", "int", default=32, low=1, doc="local batch size"),
-    Param("shuffle", "int", default=0, low=0, doc="shuffle buffer (0 = no shuffling)"),
+    Param("batch", "int", default=32, low=1, high=1_000_000, doc="local batch size"),
+    Param("shuffle", "int", default=0, low=0, high=100_000_000, doc="shuffle buffer (0 = no shuffling)"),
 )
 
 
@@ -146,7 +152,7 @@ TRAIN_SETTINGS = (
     Param("rounds", "int", low=1, doc="number of federated rounds"),
     Param("clients_per_round", "int", default=None, low=1,
           doc="clients sampled uniformly without replacement each round (default: all)"),
-    Param("local_epochs", "int", default=1, low=1, doc="passes over local data per round"),
+    Param("local_epochs", "int", default=1, low=1, high=10_000, doc="passes over local data per round"),
     Param("client_optimizer", "form", default=("sgd", {"learning_rate": 0.02}), forms=CLIENT_OPTIMIZERS,
           doc="optimizer for local training"),
     Param("server_optimizer", "form", default=("sgd", {"learning_rate": 1.0}), forms=SERVER_OPTIMIZERS,

@@ -16,7 +16,7 @@ from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
 from ..lib.files import holdout_tails as files_holdout_tails
-from ..constructs.sources import SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
+from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 
 
 def replay_client_sizes(
@@ -27,6 +27,11 @@ def replay_client_sizes(
     rng = np.random.default_rng(seed)
     replayed = SOURCE_BY_NAME[source.name].replay(source, rng, labels, client_ids)
     if replayed is None:
+        if source.name in SKLEARN_SETS:  # the labels live in scikit-learn's data folder
+            diags.warning("W501", f"the {partition.name} split of {source.name} was not checked: scikit-learn is "
+                                  f"not installed here, and its data files hold the labels", partition.span,
+                          "install scikit-learn (it is needed to run the spec anyway) to have `check` replay "
+                          "the split and show every client's size")
         return None
     labels, client_ids = replayed
     first = partition.args.get("first") if partition.name == "natural" else None

@@ -309,6 +309,12 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
     options = resolve_args(Form(op_name, operator.options), option_args, value.span, diags)
     if options is None:
         return None
+    if op_name == "secure_sum" and not options["lower"] < options["upper"]:
+        lower, upper, operand = options["lower"], options["upper"], ", ".join(names)
+        fix = (f"write the smaller bound first: `secure_sum({operand}, lower = {upper:g}, upper = {lower:g})`"
+               if lower > upper else "e.g. `lower = -1.0, upper = 1.0`")
+        diags.error("E812", f"secure_sum needs lower < upper; got lower {lower:g}, upper {upper:g}", value.span, fix)
+        return None
     result = operator.rule(types, names)
     if isinstance(result, str):
         span = operands[0].span if operands else value.span

@@ -141,12 +141,11 @@ def _synthetic_call(choice) -> PyCall:
 
 
 def _synthetic_replay(choice, rng, labels, client_ids):
-    from ..lib import data as datalib
+    from ..check.synthetic import synthetic_labels  # the run's draws, without keeping the features
 
-    _, labels, client_ids = datalib.synthetic_fedprox(
-        alpha=choice["alpha"], beta=choice["beta"], num_devices=choice["devices"],
-        num_features=choice["features"], num_classes=choice["classes"], iid=choice["iid"], rng=rng)
-    return labels, client_ids
+    return synthetic_labels(alpha=choice["alpha"], beta=choice["beta"], num_devices=choice["devices"],
+                            num_features=choice["features"], num_classes=choice["classes"], iid=choice["iid"],
+                            rng=rng)
 
 
 # ---------------------------------------------------------------- markov (generated next-token text)
@@ -178,8 +177,18 @@ def _markov_replay(choice, rng, labels, client_ids):
 
 
 def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceError":
+    from ..check.datafiles import not_a_file, npz_too_large
     from ..lib import data as datalib  # NumPy only
 
+    kind = not_a_file(path)
+    if kind is not None:
+        return SourceError("E501", f"cannot read {choice.name} data: {path} is {kind}, not a file",
+                           f"give the path of a .{choice.name} file")
+    if choice.name == "npz":
+        too_large = npz_too_large(path, [k for k in (choice["x"], choice["y"], choice["client"]) if k])
+        if too_large is not None:
+            return SourceError("E521", f"cannot read npz data: {too_large}",
+                               "check a sample of the data (e.g. the first 100,000 examples) in a smaller .npz")
     try:
         if choice.name == "npz":
             x, y, clients = datalib.load_npz(str(path), choice["x"], choice["y"], choice["client"])
@@ -307,11 +316,13 @@ SOURCE_DEFS: tuple[SourceDef, ...] = (
     *(_sklearn_source(name, info) for name, info in SKLEARN_SETS.items()),
     SourceDef(
         Form("synthetic", (
-            Param("alpha", "float", default=1.0, low=0, doc="model heterogeneity across devices"),
-            Param("beta", "float", default=1.0, low=0, doc="data heterogeneity across devices"),
-            Param("devices", "int", default=30, low=1),
-            Param("features", "int", default=60, low=1),
-            Param("classes", "int", default=10, low=2),
+            Param("alpha", "float", default=1.0, low=0, high=1000, doc="model heterogeneity across devices"),
+            Param("beta", "float", default=1.0, low=0, high=1000, doc="data heterogeneity across devices"),
+            # Each device draws int(lognormal(4, 2)) + 50 examples (~450 on average): 10,000 devices
+            # are ~4.5 million examples, which check replays in a few seconds and bounded memory.
+            Param("devices", "int", default=30, low=1, high=10_000),
+            Param("features", "int", default=60, low=1, high=10_000),
+            Param("classes", "int", default=10, low=2, high=10_000),
             Param("iid", "bool", default=False)),
             doc="the FedProx paper's Synthetic(α, β) generator; one client per device",
             example="source synthetic(alpha = 1, beta = 1)"),

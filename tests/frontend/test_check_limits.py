@@ -159,3 +159,121 @@ def test_rendering_many_diagnostics_splits_the_source_once():
     text = render_all(source, diagnostics)
     assert time.process_time() - start < 10  # quadratic: 20,000 splits of a 20,000-line text
     assert text.count("error[E201]") == lines
+
+
+# ------------------------------------------------------------------ data: replayed, not materialised
+
+
+@pytest.mark.parametrize("alpha, beta, devices, features, classes, iid", [
+    (1.0, 1.0, 30, 60, 10, False), (0.5, 0.2, 5, 3, 4, True), (0.0, 0.0, 12, 20, 2, False),
+])
+def test_synthetic_labels_are_the_runs_draws(monkeypatch, alpha, beta, devices, features, classes, iid):
+    """Same labels, same client ids, same generator state after (the hold-out draws from it next)."""
+    import numpy as np
+
+    from fedlang.check import synthetic
+    from fedlang.lib.data import synthetic_fedprox
+
+    monkeypatch.setattr(synthetic, "ROWS_PER_BLOCK", 7)  # devices span several blocks
+    run, check = np.random.default_rng(5), np.random.default_rng(5)
+    _, y, ids = synthetic_fedprox(alpha, beta, devices, features, classes, iid, rng=run)
+    y2, ids2 = synthetic.synthetic_labels(alpha, beta, devices, features, classes, iid, rng=check)
+    assert np.array_equal(y, y2) and np.array_equal(ids, ids2)
+    assert run.integers(1 << 62) == check.integers(1 << 62)
+
+
+def test_synthetic_replay_does_not_keep_the_features():
+    import tracemalloc
+
+    import numpy as np
+
+    from fedlang.check.synthetic import synthetic_labels
+
+    tracemalloc.start()
+    labels, _ = synthetic_labels(1.0, 1.0, 300, 60, 10, False, rng=np.random.default_rng(0))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    features_bytes = len(labels) * 60 * 8  # what synthetic_fedprox holds as float64
+    assert peak < features_bytes / 3
+
+
+def test_without_scikit_learn_the_skipped_split_is_said(monkeypatch):
+    from fedlang.constructs import sources
+
+    def no_sklearn(name):
+        raise OSError("scikit-learn is not installed")
+
+    monkeypatch.setattr(sources, "bundled_labels", no_sklearn)
+    compiled = compile_source(Source("t.fed", spec(data="partition dirichlet(alpha = 0.5, clients = 50)")), REPO)
+    warnings = [d for d in compiled.checked.warnings if d.code == "W501"]
+    assert len(warnings) == 1 and "not checked" in warnings[0].message
+
+
+def _data_spec(tmp_path, data_line: str, features: int = 1) -> str:
+    return spec(data=f"{data_line}\n  partition iid(clients = 2)", train="rounds 2",
+                head="seed 1").replace("source sklearn.digits", "").replace("input [64]", f"input [{features}]") \
+        .replace("dense 10 softmax", "dense 2 softmax")
+
+
+def _file_codes(tmp_path, data_line: str, features: int = 1) -> list[tuple[str, str]]:
+    try:
+        compile_source(Source(str(tmp_path / "t.fed"), _data_spec(tmp_path, data_line, features)), tmp_path)
+    except SpecError as exc:
+        return [(d.code, d.message) for d in exc.diagnostics if d.severity == "error"]
+    return []
+
+
+def test_csv_values_beyond_float32_and_int32_are_errors_not_crashes(tmp_path):
+    (tmp_path / "label.csv").write_text("a,label\n1,0\n2,1e30\n3,1\n4,0\n")
+    (tmp_path / "cell.csv").write_text("a,label\n1,0\n1e300,1\n3,1\n4,0\n")
+    [(code, message)] = _file_codes(tmp_path, 'source csv("label.csv")')
+    assert code == "E501" and "line 3" in message and "label" in message
+    [(code, message)] = _file_codes(tmp_path, 'source csv("cell.csv")')
+    assert code == "E501" and "line 3" in message
+
+
+def test_npz_features_beyond_float32_are_an_error(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "big.npz", x=np.array([[1.0], [1e300], [2.0], [3.0]]), y=np.array([0, 1, 1, 0]))
+    [(code, message)] = _file_codes(tmp_path, 'source npz("big.npz")')
+    assert code == "E501" and "float32" in message and "example 1" in message
+
+
+def test_a_fifo_or_folder_as_data_is_named_as_such(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "folder.csv").mkdir()
+    [(code, message)] = _file_codes(tmp_path, 'source csv("pipe.csv")')  # must not block on the FIFO
+    assert code == "E501" and "is a FIFO" in message
+    [(code, message)] = _file_codes(tmp_path, 'source csv("folder.csv")')
+    assert code == "E501" and "is a directory" in message
+
+
+def test_csv_memory_is_a_small_multiple_of_the_file(tmp_path):
+    """A list of lists of floats took ~25 bytes per byte of CSV; typed arrays take a few."""
+    import tracemalloc
+
+    from fedlang.lib.data import load_csv
+
+    path = tmp_path / "wide.csv"
+    row = ",".join(["0.5"] * 50) + ",1\n"
+    path.write_text(",".join(f"f{i}" for i in range(50)) + ",label\n" + row * 20_000)
+    size = path.stat().st_size
+    tracemalloc.start()
+    x, y, _ = load_csv(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert x.shape == (20_000, 50) and y.sum() == 20_000
+    assert peak < 6 * size
+
+
+def test_npz_sizes_come_from_the_headers(tmp_path):
+    import numpy as np
+
+    from fedlang.check.datafiles import npz_declared_bytes
+
+    np.savez_compressed(tmp_path / "a.npz", x=np.zeros((1000, 30)), y=np.arange(1000))
+    sizes = npz_declared_bytes(tmp_path / "a.npz", ["x", "y", "missing"])
+    assert sizes["x"] >= 1000 * 30 * 8 and sizes["y"] >= 1000 * 8 and "missing" not in sizes
