@@ -505,7 +505,9 @@ def partition_dirichlet(
 
     # Shuffle each class once; each attempt only redraws the proportions.
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-    max_tries = 1000
+    # Up to 1000 draws, and at most ~2e7 Dirichlet coordinates in all (1000 draws of 10 classes x
+    # 2000 clients), so a hopeless split of many clients fails in seconds, not minutes.
+    max_tries = max(10, min(1000, 20_000_000 // (len(by_class) * num_clients)))
     for _ in range(max_tries):
         proportions = [rng.dirichlet(np.full(num_clients, float(alpha))) for _ in by_class]
         cuts = [(np.cumsum(p)[:-1] * len(indices)).astype(np.int64) for p, indices in zip(proportions, by_class)]

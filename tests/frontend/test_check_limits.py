@@ -277,3 +277,16 @@ def test_npz_sizes_come_from_the_headers(tmp_path):
     np.savez_compressed(tmp_path / "a.npz", x=np.zeros((1000, 30)), y=np.arange(1000))
     sizes = npz_declared_bytes(tmp_path / "a.npz", ["x", "y", "missing"])
     assert sizes["x"] >= 1000 * 30 * 8 and sizes["y"] >= 1000 * 8 and "missing" not in sizes
+
+
+def test_a_hopeless_dirichlet_split_of_many_clients_draws_a_bounded_number_of_times():
+    """1000 draws of 10 × 20,000 proportions took ~15 s; the draws are capped at 2e7 proportions."""
+    import numpy as np
+
+    from fedlang.lib.data import partition_dirichlet
+
+    labels = np.arange(200_000) % 10
+    with pytest.raises(ValueError, match="after 100 draws"):
+        partition_dirichlet(labels, 20_000, 0.5, np.random.default_rng(0), min_examples=10)
+    with pytest.raises(ValueError, match="after 1000 draws"):  # small splits keep their 1000 draws
+        partition_dirichlet(np.arange(100) % 10, 20, 0.05, np.random.default_rng(0), min_examples=5)
