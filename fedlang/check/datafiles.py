@@ -26,8 +26,8 @@ def not_a_file(path: Path) -> str | None:
     """'a directory' (a FIFO, a device, a socket) when `path` exists and is not a regular file."""
     try:
         mode = os.stat(path).st_mode  # stat never opens, so a FIFO cannot block it
-    except OSError:
-        return None  # missing or unreadable: the loader reports it
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None  # missing, unreadable or unnameable: the loader reports it
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
