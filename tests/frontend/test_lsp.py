@@ -47,7 +47,7 @@ def test_hover_layer_step_setting_and_privacy():
     hover = server.hover_text(text, *_position(text, "all @SERVER"), analysis)
     assert "`float32[?,9610]@SERVER`" in hover
     hover = server.hover_text(text, *_position(text, "local_epochs"), analysis)
-    assert hover.startswith("**local_epochs** (train setting): passes over local data per round") and ">= 1" in hover
+    assert hover.startswith("**local_epochs** (train setting): passes over local data per round") and "in [1, 10000]" in hover  # its range
     dp = (ROOT / "examples" / "dp_digits.fed").read_text()
     hover = server.hover_text(dp, *_position(dp, "privacy {"), server.analyse(dp, ROOT / "examples" / "dp_digits.fed"))
     assert hover is None or "ε" not in hover  # the keyword line is outside the block
