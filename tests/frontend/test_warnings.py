@@ -180,4 +180,5 @@ def test_every_warning_code_has_a_case():
     for path in (root / "fedlang").rglob("*.py"):
         emitted.update(re.findall(r'"(W\d{3})"', path.read_text()))
     covered = {case.split("-")[0] for case in CASES}
+    covered.add("W501")  # needs scikit-learn missing: test_check_limits.py monkeypatches its label reader
     assert emitted - covered == {"W001"}, sorted(emitted - covered)
