@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import file_kind
+
 MAX_NPZ_BYTES = 1 << 30  # 1 GiB of arrays (decompressed) read by check from one .npz
 
 
@@ -28,17 +30,7 @@ def not_a_file(path: Path) -> str | None:
         mode = os.stat(path).st_mode  # stat never opens, so a FIFO cannot block it
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None  # missing, unreadable or unnameable: the loader reports it
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+    return None if stat.S_ISREG(mode) else file_kind(mode)
 
 
 def npz_declared_bytes(path: Path, keys: list[str]) -> dict[str, int]:
