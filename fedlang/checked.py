@@ -131,6 +131,7 @@ class TrainConfig:
     weighting: str
     mu: float | None
     lines: tuple[int, int]
+    on_nonfinite: str = "stop"  # or "skip": what a round does with a client's NaN/inf update
 
 
 @dataclass(frozen=True)

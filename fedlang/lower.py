@@ -96,6 +96,7 @@ def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
         ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0),
         ("BYTES_DOWN_PER_CLIENT", comm["down"]),  # float32 model, per sampled client per round
         ("BYTES_UP_PER_CLIENT", comm["up"]),
+        ("ON_NONFINITE", train.on_nonfinite),
     ]
     if uses_secure_intrinsics(checked):
         constants.append(("SECURE_AGGREGATION", True))
@@ -270,6 +271,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["schedules.py"] = ["learning_rate_at"]
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
+    modules["faults.py"] = ["check_client_data", "guard_round"]
     modules["tff_worker.py"] = ["use_local_tff_worker"]
     modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert", "measure_update_norms",
                              "update_norm_report"]

@@ -160,6 +160,8 @@ TRAIN_SETTINGS = (
     Param("weighting", "name", default="examples", choices=WEIGHTINGS,
           doc="examples: weight client updates by example count; uniform: plain mean"),
     Param("mu", "float", default=None, low=0, doc="FedProx proximal strength (fedprox only)"),
+    Param("on_nonfinite", "name", default="stop", choices=("stop", "skip"),
+          doc="a client whose local training yields NaN/inf: stop before applying the round, or skip its update"),
 )
 
 EVALUATE_SETTINGS = (

@@ -48,6 +48,7 @@ def check_train(block: ast.TrainBlock, diags: Diagnostics) -> TrainConfig | None
         weighting=s["weighting"],
         mu=s["mu"],
         lines=(block.span.line, block.span.end_line),
+        on_nonfinite=s["on_nonfinite"],
     )
 
 

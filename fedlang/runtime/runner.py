@@ -168,7 +168,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     recorder = RunRecorder(out)
     alerts = AlertLog(out, console)
     tensorboard = TensorBoardLog(out)
-    status, code, worker = "failed", EXIT_FAILED, None
+    status, code, worker, reason = "failed", EXIT_FAILED, None, None
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
@@ -205,6 +205,9 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         if stop.requested:  # the interrupt stopped the worker, and the computation failed with it
             status, code = "interrupted", EXIT_INTERRUPTED
         elif isinstance(exc, (ValueError, RuntimeError, OSError)):
+            reason = str(exc)  # bad client data, or a NaN/inf round (NonFiniteRound): saved in summary.json
+            if type(exc).__name__ == "NonFiniteRound":
+                status = "stopped"
             _save_traceback(out)
             err.print(f"[red bold]error:[/] {shown(exc)}", highlight=False)
             err.print(f"(details in {shown(out / 'traceback.txt')})")
@@ -219,7 +222,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         recorder.close()
         alerts.close()
         tensorboard.close()
-        _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started)
+        _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started, reason)
         add_monitoring_summary(out, alerts)
         _build_report(out, err)
         if recorder.rows:
@@ -294,7 +297,7 @@ def _save_traceback(out: Path) -> None:
 
 
 def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict], status: str,
-                   seconds: float) -> None:
+                   seconds: float, reason: str | None = None) -> None:
     from .. import __version__
 
     c = compiled.checked
@@ -303,6 +306,7 @@ def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict],
         "spec": compiled.source.name,
         "seed": c.seed,
         "status": status,
+        "reason": reason,
         "rounds_planned": rounds,
         "rounds_completed": len(rows),
         "final": rows[-1] if rows else None,
