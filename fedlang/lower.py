@@ -76,7 +76,7 @@ def _simulation(checked: CheckedSpec) -> dict | None:
         columns.append("surplus")
     columns.append("participation")
     return {"expected": expected, "changes_steps": sim.changes_steps, "columns": tuple(columns),
-            "timed": sim.config["speed"] is not None}
+            "timed": sim.config["speed"] is not None, "attributes": bool(sim.config.get("attributes"))}
 
 
 # ---------------------------------------------------------------- constants and imports
@@ -267,6 +267,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["proximal.py"] = ["ProximalOptimizer"]
     if checked.simulation is not None:
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
+        if checked.simulation.config.get("attributes"):
+            modules["simulation.py"].append("participant_spread")
     if _schedules(checked) is not None:
         modules["schedules.py"] = ["learning_rate_at"]
     if checked.privacy is not None:

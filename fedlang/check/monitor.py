@@ -14,7 +14,7 @@ from ..diagnostics import Diagnostics, Source, did_you_mean
 
 DEFAULT_CHECKPOINT_EVERY = MonitorConfig.checkpoint_every
 ACTIONS = ("warn", "stop", "checkpoint")
-FRACTION_METRICS = ("accuracy", "auc", "precision", "recall", "participation")  # values in [0, 1]
+FRACTION_METRICS = ("accuracy", "auc", "precision", "recall", "participation", "coverage", "entropy")  # in [0, 1]
 
 
 def monitor_template_values(config: MonitorConfig | None) -> MonitorConfig:
@@ -45,6 +45,10 @@ def round_metrics(checked) -> dict[str, str]:
             metrics["surplus"] = "completed clients beyond the ones needed"
         if sim.config.get("speed") is not None:
             metrics["sim_seconds"] = "simulated duration of the round"
+        for name, _, values, _ in sim.config.get("attributes", ()):  # the participants' spread (client attributes)
+            metrics.update({f"{name}_{v}": f"participants whose {name} is {v}" for v in values})
+            metrics[f"{name}_coverage"] = f"share of the {name} values among the participants"
+            metrics[f"{name}_entropy"] = f"evenness of the participants over {name} (entropy / log of its values)"
     p = checked.privacy
     if p is not None:
         metrics["epsilon"] = "ε spent so far"

@@ -16,6 +16,7 @@ from ..checked import AggregationConfig, DataConfig, SimulationConfig, TrainConf
 from ..diagnostics import Diagnostics, Span
 from ..lib import simulation as simlib
 from ..registry import SIMULATION_SETTINGS
+from .attributes import check_attributes, split_attribute_settings
 from .data import resolve_data_path
 from .settings import resolve_settings
 
@@ -42,8 +43,10 @@ def _form_tuple(choice) -> tuple | None:
 def check_simulation(block: ast.SimulationBlock, data: DataConfig, train: TrainConfig, seed: int,
                      base_dir: Path, diags: Diagnostics) -> SimulationConfig | None:
     before = len(diags.errors)
-    settings = tuple(_expand_shorthand(s) for s in block.settings)
+    attribute_lines, settings = split_attribute_settings(block.settings)
+    settings = tuple(_expand_shorthand(s) for s in settings)
     s = resolve_settings("simulation", settings, SIMULATION_SETTINGS, block.span, diags)
+    attributes = check_attributes(attribute_lines, data, seed, base_dir, diags)
     if len(diags.errors) > before:
         return None
     available = s["available"]
@@ -94,6 +97,8 @@ def check_simulation(block: ast.SimulationBlock, data: DataConfig, train: TrainC
         "full_epochs_at": s["full_epochs_at"],
         "seed": seed,
     }
+    if attributes:
+        config["attributes"] = attributes
     for key in ("speed", "bandwidth"):
         choice = s[key]
         if choice is not None and choice.name == "uniform" and choice["low"] > choice["high"]:
@@ -188,7 +193,12 @@ def expected_conditions(sim: SimulationConfig, sizes, clients_per_round: int, lo
     outs = [simlib.simulate_round(np.random.default_rng([sim.config["seed"], r]), config, r, sizes, clients_per_round,
                                   local_epochs, batch, bytes_down, bytes_up) for r in range(1, n + 1)]
     times = [o["seconds"] for o in outs if o["seconds"] is not None]
+    spreads = [simlib.participant_spread(config, o["clients"]) for o in outs]
+    spread = {name: (float(np.mean([s[f"{name}_coverage"] for s in spreads])),
+                     float(np.mean([s[f"{name}_entropy"] for s in spreads])))
+              for name, *_ in config.get("attributes", ())}
     return {
+        "spread": spread,
         "rounds": n,
         "available": float(np.mean([o["available"] for o in outs])),
         "selected": float(np.mean([o["selected"] for o in outs])),
@@ -234,6 +244,8 @@ def describe_conditions(sim: SimulationConfig, clients_per_round: int) -> str:
         parts.append(f"at most {c['max_steps']} local steps")
     if c["full_epochs_at"]:
         parts.append(f"fewer epochs below {c['full_epochs_at']} examples")
+    for name, kind, values, _ in c.get("attributes", ()):
+        parts.append(f"attribute {name} ({len(values)} values{', from the data' if kind == 'column' else ''})")
     return ", ".join(parts)
 
 
@@ -246,6 +258,9 @@ def describe_expected(expected: dict | None) -> list[tuple[str, str]]:
              f"{e['available']:,.1f} available, {e['selected']:.1f} selected, {e['completed']:.2f} completed "
              f"(participation {e['participation']:.2f}); {e['abandoned']} of {e['rounds']} rounds abandoned; "
              f"{e['steps_fraction']:.0%} of the full local steps run")]
+    if e.get("spread"):
+        rows.append(("expected spread", "; ".join(f"{name}: coverage {c:.2f}, entropy {h:.2f}"
+                                                   for name, (c, h) in e["spread"].items())))
     if e["seconds_median"] is not None:
         rows.append(("simulated round time", f"median {e['seconds_median']:.3g} s, p95 {e['seconds_p95']:.3g} s"))
     rows[-1] = (rows[-1][0], rows[-1][1] + f"  (drawn for rounds 1–{e['rounds']}, as the run draws them)")

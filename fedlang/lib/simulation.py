@@ -30,6 +30,10 @@ The configuration is a plain dict (the emitted program's ``SIMULATION`` constant
     full_epochs_at      None | n: clients with fewer than n examples run proportionally fewer
                         epochs (at least one)
     seed                the spec's seed (for the devices' stable speed and bandwidth)
+    attributes          () | ((name, "categorical", values, weights) | (name, "column", values, codes), ...):
+                        what each client is (device type, region, clinic), drawn from declared
+                        weights by a hash of (seed, client) or read per client from a data column;
+                        each round reports how its participants spread over them
 
 ``REQUIRES`` at the bottom maps each function to the helpers of this module it calls.
 """
@@ -81,6 +85,47 @@ def device_profiles(config, clients):
     if config.get("bandwidth") is not None:
         bandwidth = _device_draw(config["bandwidth"], config["seed"], clients, 3)
     return speed, bandwidth
+
+
+def client_attributes(config, clients):
+    """{attribute name: index into its values, for each of ``clients``}. A declared distribution
+    is drawn by a hash of (seed, client, attribute), so a client's device type stays its own."""
+    clients = np.asarray(clients, dtype=np.int64)
+    found = {}
+    for index, (name, kind, values, spec) in enumerate(config.get("attributes", ())):
+        if kind == "categorical":
+            u = _device_uniforms(config["seed"], clients, 16 + index)
+            cumulative = np.cumsum(np.asarray(spec, dtype=np.float64))
+            found[name] = np.minimum(np.searchsorted(cumulative / cumulative[-1], u, side="right"), len(values) - 1)
+        elif kind == "column":
+            found[name] = np.asarray(spec, dtype=np.int64)[clients]
+        else:
+            raise ValueError(f"simulation: unknown attribute kind {kind!r}")
+    return found
+
+
+def participant_spread(config, clients):
+    """How the round's participants spread over each attribute, as row entries: per attribute A,
+    ``A_<value>`` (participants with that value), ``A_coverage`` (share of A's values present)
+    and ``A_entropy`` (Shannon entropy of the counts over log(number of values): 1 is an even
+    spread, 0 all alike or nobody; an attribute with one value has 1 whenever anyone takes part)."""
+    row = {}
+    drawn = client_attributes(config, clients)
+    for name, _, values, _ in config.get("attributes", ()):
+        counts = np.bincount(drawn[name], minlength=len(values))
+        for value, count in zip(values, counts):
+            row[f"{name}_{value}"] = int(count)
+        total = int(counts.sum())
+        row[f"{name}_coverage"] = float(np.count_nonzero(counts) / len(values))
+        if total == 0:
+            entropy = 0.0
+        elif len(values) == 1:
+            entropy = 1.0
+        else:
+            share = counts[counts > 0] / total
+            entropy = float(-(share * np.log(share)).sum() / math.log(len(values)))
+        row[f"{name}_entropy"] = entropy
+    return row
 
 
 def daily_availability(num_clients, round_num, mean, amplitude, period, seed):
@@ -273,6 +318,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "_device_uniforms": (),
     "_device_draw": ("_device_uniforms",),
     "device_profiles": ("_device_draw",),
+    "client_attributes": ("_device_uniforms",),
+    "participant_spread": ("client_attributes",),
     "daily_availability": (),
     "load_availability_trace": (),
     "prepare_simulation": ("load_availability_trace",),

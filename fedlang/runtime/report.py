@@ -61,12 +61,28 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def attribute_groups(names: list[str]) -> dict[str, list[str]]:
+    """{attribute: its count columns} for the client attributes of a simulation block, found by
+    their `<attribute>_coverage` and `<attribute>_entropy` columns (fedlang/lib/simulation.py)."""
+    groups = {}
+    for name in names:
+        if name.endswith("_coverage") and name[:-len("_coverage")] + "_entropy" in names:
+            attribute = name[:-len("_coverage")]
+            groups[attribute] = [n for n in names if n.startswith(attribute + "_")
+                                 and n not in (name, attribute + "_entropy")]
+    return groups
+
+
 def panels(names: list[str]) -> list[tuple[str, list[str]]]:
-    """Model metrics (train and eval together) first, then the health metrics present."""
+    """Model metrics (train and eval together) first, then the health metrics present, then
+    the participants' spread over each client attribute (counts; coverage and entropy)."""
     out = []
     model = [n[len("train_"):] for n in names if n.startswith("train_")]
     for m in model:
         out.append((m, [f"train_{m}"] + ([f"eval_{m}"] if f"eval_{m}" in names else [])))
+    for attribute, counts in attribute_groups(names).items():
+        out.append((f"participants by {attribute}", counts))
+        out.append((f"{attribute} diversity", [f"{attribute}_coverage", f"{attribute}_entropy"]))
     used = {n for _, group in out for n in group}
     for title, group in _FIXED_PANELS:
         present = [n for n in group if n in names]

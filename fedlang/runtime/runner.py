@@ -106,11 +106,14 @@ class RoundTable:
 
     def add(self, row: dict[str, Any], metric_names: tuple[str, ...], evaluates: bool) -> None:
         if self.columns is None:
-            self.columns = (["round"] + [f"train_{m}" for m in metric_names]
+            from .report import attribute_groups  # per-value counts of client attributes: in the files, not here
+
+            counts = {n for group in attribute_groups(list(row)).values() for n in group}
+            self.columns = [c for c in (["round"] + [f"train_{m}" for m in metric_names]
                             + ([f"eval_{m}" for m in metric_names] if evaluates else [])
                             + [k for k in row if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up")
                                and not k.startswith(("train_", "eval_"))]
-                            + ["seconds"])
+                            + ["seconds"]) if c not in counts]
             self.console.print("  ".join(f"{c:>{_width(c)}}" for c in self.columns), style="bold")
         cells = []
         for c in self.columns:
@@ -348,13 +351,14 @@ def _plot(out: Path, rows: list[dict], metric_names: tuple[str, ...], title: str
     import matplotlib.pyplot as plt
 
     simulated = [k for k in ("participation", "sim_seconds") if k in rows[0]]  # a simulation block's columns
+    simulated += [k for k in rows[0] if k.endswith("_entropy") and k[:-8] + "_coverage" in rows[0]]
     panels = len(metric_names) + len(simulated)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
     for ax, name in zip(axes[0][len(metric_names):], simulated):
         ax.plot([r["round"] for r in rows], [r[name] for r in rows], "-", markersize=3)
         ax.set_xlabel("round")
         ax.set_title({"participation": "participation (completed / selected)",
-                      "sim_seconds": "simulated round time (s)"}[name])
+                      "sim_seconds": "simulated round time (s)"}.get(name, f"participants' {name[:-8]} entropy"))
         ax.grid(alpha=0.3)
     for ax, name in zip(axes[0], metric_names):
         for prefix, style in (("train", "-"), ("eval", "o-")):
