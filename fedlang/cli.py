@@ -79,7 +79,7 @@ def check(spec: str, types: bool) -> None:
     compiled = _compile_or_exit(spec)
     c = compiled.checked
     click.echo(f"{terminal_safe(spec)}: ok — experiment {terminal_safe(repr(c.experiment))}, seed {c.seed}")
-    rows = summary_lines(compiled.plan, show_types=types)
+    rows = summary_lines(compiled.checked, compiled.plan, show_types=types)
     width = max(len(label) for label, _ in rows)
     for label, text in rows:
         click.echo(f"  {label:<{width}}  {terminal_safe(text)}")
@@ -94,7 +94,7 @@ def plan(spec: str) -> None:
     compiled = _compile_or_exit(spec)
     c = compiled.checked
     click.echo(f"plan for {terminal_safe(spec)} — experiment {terminal_safe(repr(c.experiment))}, {c.train.algorithm}")
-    rows = plan_rows(compiled.plan)
+    rows = plan_rows(compiled.checked, compiled.plan)
     width = max(len(label) for label, _ in rows)
     for label, text in rows:
         click.echo(f"  {label:<{width}}  {terminal_safe(text)}")

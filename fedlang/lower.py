@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .constructs.layers import LAYER_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
-from .checked import CheckedSpec, DataConfig, ModelConfig, TrainConfig
+from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
 from .emit.encode import literal
 from .plan import Plan, PyCall, PyRef, Section
@@ -26,15 +26,20 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
     metric_names = ("loss",) + model.metrics
     aggregator = _aggregator(checked)
     return Plan(
-        checked=checked,
         source_name=source.name,
         fedlang_version=__version__,
-        constants=_constants(checked),
+        experiment=checked.experiment,
+        model_name=model.name,
+        algorithm=train.algorithm,
+        data_description=data.facts.description,
+        constants=_constants(checked, source),
         imports=_imports(checked),
         helper_modules=_helper_modules(checked),
         aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values()),
-        attack=checked.attack,
-        data_steps=_data_steps(data),
+        attacked=checked.attack is not None,
+        data_steps=_data_steps(data, checked.evaluate is not None),
+        input_shape=tuple(model.input_shape),
+        feature_dtype=model.feature_dtype,
         layers=tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i, layer.input_shape)
                      for i, layer in enumerate(model.layers)),
         loss=_loss(model),
@@ -47,6 +52,13 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         binary_labels=binary,
         process=_process(train, aggregator is not None, checked.attack is not None),
         aggregator=aggregator,
+        dp_clip=checked.privacy.clip if checked.privacy is not None else None,
+        dp_seeded=bool(checked.privacy and checked.privacy.seeded_noise),
+        secure_bounds=bool(checked.aggregation and checked.aggregation.secure),
+        robust_name=(checked.aggregation.aggregator.name
+                     if checked.aggregation and checked.aggregation.aggregator else None),
+        quantize_bits=checked.aggregation.quantize_bits if checked.aggregation else None,
+        dp_accountant=checked.privacy.accountant if checked.privacy is not None else None,
         secure_aggregation=uses_secure_intrinsics(checked),
         communication=communication(checked),
         sections=_sections(checked, source),
@@ -56,6 +68,8 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         metric_names=metric_names,
         simulation=_simulation(checked),
         schedules=_schedules(checked),
+        monitor=checked.monitor if checked.monitor is not None else MonitorConfig(),
+        skips_nonfinite=train.on_nonfinite == "skip",
     )
 
 
@@ -82,43 +96,54 @@ def _simulation(checked: CheckedSpec) -> dict | None:
 # ---------------------------------------------------------------- constants and imports
 
 
-def _constants(checked: CheckedSpec) -> tuple[tuple[str, object], ...]:
+def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object, str | None], ...]:
+    """(name, value, where it came from) of the program's constants."""
     train, data = checked.train, checked.data
     comm = communication(checked)
-    constants: list[tuple[str, object]] = [
-        ("EXPERIMENT", checked.experiment),
-        ("SEED", checked.seed),
-        ("ROUNDS", train.rounds),
-        ("CLIENTS_PER_ROUND", train.clients_per_round),
-        ("LOCAL_EPOCHS", train.local_epochs),
-        ("BATCH_SIZE", data.batch),
-        ("SHUFFLE_BUFFER", data.shuffle),
-        ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0),
-        ("BYTES_DOWN_PER_CLIENT", comm["down"]),  # float32 model, per sampled client per round
-        ("BYTES_UP_PER_CLIENT", comm["up"]),
-        ("ON_NONFINITE", train.on_nonfinite),
+    seed_line = next((n for n in range(1, len(source.text.splitlines()) + 1)
+                      if source.line_text(n).split()[:1] == ["seed"]), None)
+    seed_origin = (f"{source.name}:{seed_line}: {source.line_text(seed_line).strip()}" if seed_line
+                   else "no seed in the spec: 0")
+    weighted = "+ its example-count weight" if comm["weight"] else ""
+    constants: list[tuple[str, object, str | None]] = [
+        ("EXPERIMENT", checked.experiment, None),
+        ("SEED", checked.seed, seed_origin),
+        ("ROUNDS", train.rounds, None),
+        ("CLIENTS_PER_ROUND", train.clients_per_round,
+         None if train.clients_per_round != data.num_clients else "all clients"),
+        ("LOCAL_EPOCHS", train.local_epochs, None),
+        ("BATCH_SIZE", data.batch, None),
+        ("SHUFFLE_BUFFER", data.shuffle, None),
+        ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0, None if checked.evaluate else "no evaluate block"),
+        ("BYTES_DOWN_PER_CLIENT", comm["down"], "the float32 model, per sampled client per round"),
+        ("BYTES_UP_PER_CLIENT", comm["up"], f"its update{' ' + weighted if weighted else ''}"
+         + (f", {checked.aggregation.quantize_bits}-bit quantized" if comm["up"] != comm["up_uncompressed"] else "")),
+        ("ON_NONFINITE", train.on_nonfinite, None),
     ]
     if uses_secure_intrinsics(checked):
-        constants.append(("SECURE_AGGREGATION", True))
+        constants.append(("SECURE_AGGREGATION", True, "simulated: TFF runs the secure sum as a plain sum"))
     if checked.simulation is not None:
-        constants.append(("SIMULATION", dict(checked.simulation.config)))
+        constants.append(("SIMULATION", dict(checked.simulation.config), None))
     schedules = _schedules(checked)
     if schedules is not None:  # learning-rate schedules over rounds (fedlang/lib/schedules.py)
-        constants += [("CLIENT_LEARNING_RATE", schedules["client"]), ("SERVER_LEARNING_RATE", schedules["server"])]
+        constants += [("CLIENT_LEARNING_RATE", schedules["client"], None),
+                      ("SERVER_LEARNING_RATE", schedules["server"], None)]
     if checked.attack is not None:
-        constants += [("ATTACKERS", checked.attack.clients), ("ATTACK_SCALE", checked.attack.scale)]
+        constants += [("ATTACKERS", checked.attack.clients, None), ("ATTACK_SCALE", checked.attack.scale, None)]
     if checked.privacy is not None:
         p = checked.privacy
+        solved = (f"solved by fedlang: smallest z with epsilon <= {p.epsilon_target:g} at delta {p.delta:g} "
+                  f"in {train.rounds} rounds ({p.accountant.upper()})") if p.noise_solved else None
         constants += [
-            ("NOISE_MULTIPLIER", p.noise_multiplier),
-            ("POPULATION", p.population),
-            ("DELTA", p.delta),
-            ("EPSILON_TARGET", p.epsilon_target),
-            ("ON_EXCEED", p.on_exceed),
-            ("ACCOUNTANT", p.accountant),
+            ("NOISE_MULTIPLIER", p.noise_multiplier, solved),
+            ("POPULATION", p.population, None),
+            ("DELTA", p.delta, None),
+            ("EPSILON_TARGET", p.epsilon_target, None),
+            ("ON_EXCEED", p.on_exceed, None),
+            ("ACCOUNTANT", p.accountant, None),
         ]
         if checked.simulation is not None:  # the simulated selection's rate (fedlang/check/simulation.py)
-            constants.append(("SAMPLING_RATE", p.sampling_rate))
+            constants.append(("SAMPLING_RATE", p.sampling_rate, "P(a client is selected) under the simulated availability"))
     return tuple(constants)
 
 
@@ -280,7 +305,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 
-def _data_steps(data: DataConfig) -> dict[str, object]:
+def _data_steps(data: DataConfig, evaluates: bool) -> dict[str, object]:
     """Literal arguments of each data step; the template lays the steps out in order."""
     source = data.source
     path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
@@ -294,6 +319,8 @@ def _data_steps(data: DataConfig) -> dict[str, object]:
     steps["streamed"] = SOURCE_BY_NAME[source.name].streamed
     if steps["streamed"]:  # read_client_file's options after the path
         steps["read_args"] = (source["x"], source["y"], data.facts.stored, list(data.feature_shape))
+    steps["shuffle"] = data.shuffle > 0
+    steps["evaluates"] = evaluates and data.test.name != "none"
     return steps
 
 
@@ -478,6 +505,9 @@ def _sections(checked: CheckedSpec, source: Source) -> dict[str, Section]:
 
     out = {"model": section(checked.model.lines), "data": section(checked.data.lines),
            "train": section(checked.train.lines)}
-    if checked.evaluate and checked.evaluate.lines:
-        out["evaluate"] = section(checked.evaluate.lines)
+    for name in ("evaluate", "privacy", "aggregation", "attack"):
+        config = getattr(checked, name)
+        quoted_elsewhere = any(config is not None and config.lines == a.lines for a in checked.aggregates.values())
+        if config is not None and config.lines and not quoted_elsewhere:  # a round block is quoted at its code
+            out[name] = section(config.lines)
     return out

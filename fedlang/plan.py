@@ -9,10 +9,7 @@ rendered with `repr`, so a spec cannot inject code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .checked import CheckedSpec
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,15 +40,20 @@ class Section:
 
 @dataclass(frozen=True)
 class Plan:
-    checked: "CheckedSpec"
     source_name: str
     fedlang_version: str
-    constants: tuple[tuple[str, Any], ...]
+    experiment: str
+    model_name: str
+    algorithm: str
+    data_description: str
+    constants: tuple[tuple[str, Any, str | None], ...]  # name, value, where it came from (a comment)
     imports: tuple[str, ...]  # third-party imports of the program's own code (helpers bring theirs)
     helper_modules: tuple[tuple[str, tuple[str, ...]], ...]  # (fedlang/lib module, names copied), in order
     aggregates: tuple[dict, ...]  # aggregate blocks, as the template writes them
-    attack: object
+    attacked: bool  # attackers (clients 0…ATTACKERS-1) take part in every round
     data_steps: dict[str, Any]
+    input_shape: tuple[int, ...]
+    feature_dtype: str  # of one example's features: float32, or int64 for token ids
     layers: tuple[PyCall, ...]
     loss: PyCall
     metrics: tuple[PyCall, ...]
@@ -59,6 +61,12 @@ class Plan:
     binary_labels: bool
     process: PyCall
     aggregator: PyCall | None
+    dp_clip: float | None  # fixed DP clip norm (None: adaptive, or no privacy block)
+    dp_seeded: bool  # DP noise drawn from SEED
+    secure_bounds: bool  # the aggregation block's secure bounds(…)
+    robust_name: str | None  # the aggregator named in the aggregation block (library or aggregate block)
+    quantize_bits: int | None
+    dp_accountant: str | None  # rdp or pld when the spec has a privacy block
     secure_aggregation: bool
     communication: dict[str, int]
     sections: dict[str, Section]
@@ -68,6 +76,8 @@ class Plan:
     metric_names: tuple[str, ...] = field(default=())
     schedules: dict | None = None  # {"client": schedule tuple or None, "server": …} (fedlang/lib/schedules.py)
     simulation: dict | None = None  # {"expected": …, "columns": …} (fedlang/check/simulation.py)
+    monitor: Any = None  # the monitor block's MonitorConfig (checkpoint interval, alerts, its lines)
+    skips_nonfinite: bool = False  # on_nonfinite skip: a round with non-finite clients is redone without them
 
 
 @dataclass(frozen=True)

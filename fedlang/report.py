@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .checked import CheckedSpec
 from .plan import Plan
 
 
@@ -13,9 +14,8 @@ def human_bytes(n: float) -> str:
     raise AssertionError
 
 
-def plan_rows(plan: Plan) -> list[tuple[str, str]]:
+def plan_rows(c: CheckedSpec, plan: Plan) -> list[tuple[str, str]]:
     """(label, text) rows of the cost and privacy table."""
-    c = plan.checked
     train, comm = c.train, plan.communication
     rounds = c.privacy.rounds_to_run if c.privacy else train.rounds
     params = c.model.param_count

@@ -12,9 +12,8 @@ def _n(x: int) -> str:
     return f"{x:,}"
 
 
-def summary_lines(plan: Plan, show_types: bool = False) -> list[tuple[str, str]]:
-    """(label, text) rows describing the experiment a spec declares."""
-    c: CheckedSpec = plan.checked
+def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[tuple[str, str]]:
+    """(label, text) rows describing the experiment a spec declares (its checked form and plan)."""
     model, data, train = c.model, c.data, c.train
     rows: list[tuple[str, str]] = []
     kinds = ", ".join(layer.kind for layer in model.layers)

@@ -17,10 +17,6 @@ ACTIONS = ("warn", "stop", "checkpoint")
 FRACTION_METRICS = ("accuracy", "auc", "precision", "recall", "participation", "coverage", "entropy")  # in [0, 1]
 
 
-def monitor_template_values(config: MonitorConfig | None) -> MonitorConfig:
-    return config if config is not None else MonitorConfig()
-
-
 def round_metrics(checked) -> dict[str, str]:
     """{metric name: what it is} for every value a round's row holds, given the checked blocks."""
     names = ("loss",) + tuple(checked.model.metrics)

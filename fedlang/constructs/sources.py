@@ -6,7 +6,8 @@
 - `replay(choice, rng, labels, client_ids)`: the labels and client ids the run will see, drawn
   from `rng` exactly as the emitted `load_data()` draws them (None: unknown before the run);
 - `load(choice, path)`: the statements of `load_data()` that read the examples, as `Assign`s
-  binding `x, y, client_ids` (and `x_test, y_test` when `test_split`);
+  binding `x, y` (`client_ids` too when the source can have client ids; `x_test, y_test` when
+  `test_split`);
 - `helpers`: (fedlang/lib module, function names) the emitted program copies;
 - `imports`, `requires`: import lines of the program's own code, and packages for its header.
 
@@ -115,8 +116,7 @@ def _sklearn_source(name: str, info: BundledSet) -> SourceDef:
             return None
 
     def load(choice, path):
-        return (Assign("x, y", PyCall.of(f"sklearn.datasets.{info.loader}", return_X_y=True)),
-                Assign("client_ids", None))
+        return (Assign("x, y", PyCall.of(f"sklearn.datasets.{info.loader}", return_X_y=True)),)
 
     return SourceDef(
         Form(name, (), doc=f"scikit-learn's bundled {name.split('.')[1].replace('_', ' ')} set "

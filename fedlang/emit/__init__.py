@@ -18,7 +18,6 @@ from typing import Iterable
 
 import jinja2
 
-from ..check.monitor import monitor_template_values
 from ..plan import Plan, PyCall
 from .encode import EmitError, comment, dotted, identifier, literal, literal_wrapped, program_bytes, targets, word
 
@@ -53,14 +52,12 @@ def _render(plan: Plan) -> str:
     text = _env().get_template("program.py.j2").render(
         plan=plan,
         process=with_update_norms(plan.process),
-        checked=plan.checked,
-        data=plan.checked.data,
+        requirements=_requirements(imports),
         steps=plan.data_steps,
         stdlib_imports=stdlib,
         third_party_imports=third_party,
         tensorflow_imports=tensorflow,
         helpers="\n\n\n".join(s.source for s in snippets),
-        monitor=monitor_template_values(plan.checked.monitor),
     )
     return text.rstrip() + "\n"
 
@@ -78,6 +75,15 @@ def with_update_norms(process: PyCall) -> PyCall:
     if "model_aggregator" in args:
         return PyCall(process.func, tuple((k, wrapped if k == "model_aggregator" else v) for k, v in process.args))
     return PyCall(process.func, process.args + (("model_aggregator", wrapped),))
+
+
+# Packages besides TensorFlow, TFF and NumPy that an import line needs (the program's header lists them).
+_PACKAGES = {"sklearn": "scikit-learn", "tensorflow_privacy": "tensorflow-privacy", "dp_accounting": "dp-accounting"}
+
+
+def _requirements(imports: set[str]) -> list[str]:
+    modules = {line.split()[1].split(".")[0] for line in imports}
+    return sorted(_PACKAGES[m] for m in modules if m in _PACKAGES)
 
 
 def _group_imports(lines: set[str]) -> tuple[list[str], list[str], list[str]]:

@@ -144,7 +144,7 @@ def _plan_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
     try:
         spec_dir = run["settings"].get("spec_dir")
         compiled = compile_source(Source("spec.fed", run["spec"]), Path(spec_dir) if spec_dir else run["dir"])
-        return plan_rows(compiled.plan)
+        return plan_rows(compiled.checked, compiled.plan)
     except (SpecError, OSError, ValueError) as exc:
         return [("plan", f"not available: {type(exc).__name__}")]
 

@@ -161,26 +161,24 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     console.print(f"[bold]{shown(checked.experiment)}[/bold] — {checked.train.algorithm}, {rounds} rounds, "
                   f"seed {checked.seed} → {shown(out)}" + (" (resuming)" if resume else ""))
 
-    if checked.privacy is not None:
-        p = checked.privacy
-        console.print(f"privacy: user-level DP, ε by the {p.accountant.upper()} accountant of dp-accounting "
-                      f"(Poisson sampling q = {checked.train.clients_per_round}/{p.population}), δ = {p.delta:g}")
     stop = StopOnSignal()
     previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
     recorder = RunRecorder(out)
     alerts = AlertLog(out, console)
     tensorboard = TensorBoardLog(out)
-    status, code, worker, reason = "failed", EXIT_FAILED, None, None
+    status, code, worker, reason, namespace = "failed", EXIT_FAILED, None, None, {}
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
+        if "privacy_note" in namespace:  # the program says what its epsilon means
+            console.print(namespace["privacy_note"]())
         if plan.secure_aggregation:
             console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
                           "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")
         worker = stop.worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"),
                                                                  secure_aggregation=plan.secure_aggregation)
-        evaluates = checked.evaluate is not None and checked.data.test.name != "none"
+        evaluates = namespace["EVAL_EVERY"] > 0  # the program evaluates every EVAL_EVERY rounds (0: never)
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)
@@ -225,7 +223,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         recorder.close()
         alerts.close()
         tensorboard.close()
-        _write_summary(out, compiled, rounds, recorder.rows, status, time.time() - started, reason)
+        _write_summary(out, compiled, namespace, rounds, recorder.rows, status, time.time() - started, reason)
         add_monitoring_summary(out, alerts)
         _build_report(out, err)
         if recorder.rows:
@@ -299,8 +297,9 @@ def _save_traceback(out: Path) -> None:
     (out / "traceback.txt").write_text(traceback.format_exc())
 
 
-def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict], status: str,
-                   seconds: float, reason: str | None = None) -> None:
+def _write_summary(out: Path, compiled: Compiled, program: dict[str, Any], rounds: int, rows: list[dict],
+                   status: str, seconds: float, reason: str | None = None) -> None:
+    """summary.json; its privacy part is the program's own constants (what the run really used)."""
     from .. import __version__
 
     c = compiled.checked
@@ -320,16 +319,15 @@ def _write_summary(out: Path, compiled: Compiled, rounds: int, rows: list[dict],
         "bytes_down_total": sum(r.get("bytes_down", 0) for r in rows),
         "bytes_up_total": sum(r.get("bytes_up", 0) for r in rows),
     }
-    if c.privacy is not None:
-        p = c.privacy
+    if "ACCOUNTANT" in program:
         summary["privacy"] = {
             "epsilon": rows[-1].get("epsilon") if rows else 0.0,
-            "delta": p.delta,
-            "accountant": f"{p.accountant} (dp-accounting), user-level, Poisson sampling",
-            "noise_multiplier": p.noise_multiplier,
-            "sampling_rate": p.sampling_rate,
-            "epsilon_target": p.epsilon_target,
-            "on_exceed": p.on_exceed,
+            "delta": program["DELTA"],
+            "accountant": f"{program['ACCOUNTANT']} (dp-accounting), user-level, Poisson sampling",
+            "noise_multiplier": program["NOISE_MULTIPLIER"],
+            "sampling_rate": program.get("SAMPLING_RATE", program["CLIENTS_PER_ROUND"] / program["POPULATION"]),
+            "epsilon_target": program["EPSILON_TARGET"],
+            "on_exceed": program["ON_EXCEED"],
         }
     if c.simulation is not None and rows:
         summary["simulation"] = {

@@ -65,5 +65,6 @@ def test_emnist_sizes_stay_unknown():
 
 
 def test_summary_shows_min_median_and_max_examples_per_client():
-    rows = dict(summary_lines(compile_text(BASE).plan))
+    compiled = compile_text(BASE)
+    rows = dict(summary_lines(compiled.checked, compiled.plan))
     assert rows["clients"] == "10 (iid(clients=10)); training examples per client: min 143, median 144, max 144"
