@@ -48,9 +48,8 @@ def replay_client_sizes(
     if test.name == "holdout":
         try:
             train_idx, _ = datalib.holdout_split(len(labels), test["fraction"], rng)
-        except ValueError as exc:
-            diags.error("E507", _without_prefix(exc), test.span,
-                        "hold out a fraction that leaves examples on both sides")
+        except datalib.DataError as exc:
+            diags.error("E507", exc.message, test.span, exc.hint)
             return None
         labels = labels[train_idx]
         client_ids = client_ids[train_idx] if client_ids is not None else None
@@ -65,16 +64,7 @@ def replay_client_sizes(
                                              rng=rng)
         else:
             parts = datalib.partition_natural(client_ids)[:first]
-    except ValueError as exc:
-        message, _, hint = _without_prefix(exc).partition("; ")
-        diags.error("E506", f"the {partition.name} partition fails: {message}", partition.span,
-                    hint or "use fewer clients")
+    except datalib.DataError as exc:
+        diags.error("E506", f"the {partition.name} partition fails: {exc.message}", partition.span, exc.hint)
         return None
     return tuple(len(p) for p in parts)
-
-
-def _without_prefix(exc: ValueError) -> str:
-    """'partition_dirichlet: after 1000 draws …' → 'after 1000 draws …' (the function name means nothing here)."""
-    text = str(exc)
-    head, sep, rest = text.partition(": ")
-    return rest if sep and head.isidentifier() else text

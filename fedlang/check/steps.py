@@ -25,12 +25,24 @@ _AGGREGATE_HINT = "aggregate it (mean, sum, weighted_mean, gather) before using 
 
 
 @dataclass(frozen=True)
+class RuleError:
+    """Why a type rule refuses its operands: the error code, the message and a hint."""
+
+    code: str
+    message: str
+    hint: str | None = None
+
+
+E_PLACEMENT, E_ALREADY_AGGREGATED, E_TYPE = "E901", "E902", "E903"
+
+
+@dataclass(frozen=True)
 class Operator:
     """An operator: how many operands, its options, its type rule and what it needs from the lib."""
 
     name: str
     operands: int
-    rule: Callable[[list[FedType], list[str]], FedType | str]
+    rule: Callable[[list[FedType], list[str]], FedType | RuleError]
     options: tuple[Param, ...] = ()
     doc: str = ""
     helpers: tuple[str, ...] = ()
@@ -42,65 +54,68 @@ def _describe(t: FedType, name: str) -> str:
 
 def _local(shape_in, shape_out, what: str):
     """A local computation applied where its operand is placed (lowered to federated_map)."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
         (t,) = types
         if t.dims != shape_in:
             want = FedType(shape_in, t.placement).notation()
-            return f"{what} takes {want}; {_describe(t, names[0])}"
+            return RuleError(E_TYPE, f"{what} takes {want}; {_describe(t, names[0])}")
         return FedType(shape_out, t.placement)
     return rule
 
 
 def _server_matrix(what: str):
-    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
         (t,) = types
         if t.placement == CLIENTS:
-            return (f"{what} works on the gathered matrix at SERVER; {_describe(t, names[0])}: "
-                    f"gather it first, e.g. `all @SERVER = gather({names[0]})`")
+            return RuleError(E_TYPE, f"{what} works on the gathered matrix at SERVER; {_describe(t, names[0])}: "
+                                     f"gather it first, e.g. `all @SERVER = gather({names[0]})`")
         if t.dims != MATRIX:
-            return f"{what} takes float32[?,*]@SERVER (one row per client); {_describe(t, names[0])}"
+            return RuleError(E_TYPE, f"{what} takes float32[?,*]@SERVER (one row per client); {_describe(t, names[0])}")
         return FedType(VECTOR, SERVER)
     return rule
 
 
 def _clients_to_server(shapes=(VECTOR, SCALAR), out=None, what: str = ""):
-    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
         t = types[0]
         if t.placement == SERVER:
-            return f"{_describe(t, names[0])}: it is already at SERVER; {what} combines values placed at CLIENTS"
+            return RuleError(E_ALREADY_AGGREGATED, f"{_describe(t, names[0])}: it is already at SERVER; {what} "
+                                                   f"combines values placed at CLIENTS",
+                             "a SERVER value needs no aggregation: use it directly")
         if t.dims not in shapes:
-            return f"{what} takes {{float32[*]}}@CLIENTS; {_describe(t, names[0])}"
+            return RuleError(E_TYPE, f"{what} takes {{float32[*]}}@CLIENTS; {_describe(t, names[0])}")
         for extra, name in zip(types[1:], names[1:]):
             if extra.placement != CLIENTS or extra.dims != SCALAR:
-                return f"{what}'s weight must be {{float32}}@CLIENTS; {_describe(extra, name)}"
+                return RuleError(E_TYPE, f"{what}'s weight must be {{float32}}@CLIENTS; {_describe(extra, name)}")
         return FedType(out if out is not None else t.dims, SERVER)
     return rule
 
 
 def _arithmetic(what: str):
     """add/subtract: two vectors at the same placement."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
         a, b = types
         for t, name in zip(types, names):
             if t.dims != VECTOR:
-                return f"{what} takes two float32[*] vectors; {_describe(t, name)}"
+                return RuleError(E_TYPE, f"{what} takes two float32[*] vectors; {_describe(t, name)}")
         if a.placement != b.placement:
             at_clients = names[0] if a.placement == CLIENTS else names[1]
-            return f"'{at_clients}' is placed at CLIENTS and the other value at SERVER; {_AGGREGATE_HINT}"
+            return RuleError(E_PLACEMENT, f"'{at_clients}' is placed at CLIENTS and the other value at SERVER; "
+                                          f"{_AGGREGATE_HINT}")
         return FedType(VECTOR, a.placement)
     return rule
 
 
-def _broadcast(types: list[FedType], names: list[str]) -> FedType | str:
+def _broadcast(types: list[FedType], names: list[str]) -> FedType | RuleError:
     (t,) = types
     if t.placement == CLIENTS:
-        return f"{_describe(t, names[0])}: broadcast sends a SERVER value to the clients"
+        return RuleError(E_TYPE, f"{_describe(t, names[0])}: broadcast sends a SERVER value to the clients")
     return FedType(t.dims, CLIENTS)
 
 
 def _overloaded(matrix_rule, clients_rule):
     """median/krum/multi_krum: on the gathered matrix at SERVER, or directly on client values."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | str:
+    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
         return clients_rule(types, names) if types[0].placement == CLIENTS else matrix_rule(types, names)
     return rule
 
@@ -316,12 +331,8 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
         diags.error("E812", f"secure_sum needs lower < upper; got lower {lower:g}, upper {upper:g}", value.span, fix)
         return None
     result = operator.rule(types, names)
-    if isinstance(result, str):
-        span = operands[0].span if operands else value.span
-        code = ("E902" if "already at SERVER" in result
-                else "E901" if "is placed at CLIENTS and" in result else "E903")
-        diags.error(code, result, span, "a SERVER value needs no aggregation: use it directly"
-                    if code == "E902" else None)
+    if isinstance(result, RuleError):
+        diags.error(result.code, result.message, operands[0].span if operands else value.span, result.hint)
         return None
     if isinstance(step, ast.Assign):
         declared = step.placement.name

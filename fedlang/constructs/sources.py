@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib.util
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,26 +219,28 @@ def _read_hint(source: Choice, exc: Exception, path: Path, base_dir: Path) -> st
         return f"paths are relative to the spec's folder ({base_dir.as_posix() or '.'})"
     if path.is_dir():
         return "give the path of a file, not a folder"
-    text = str(exc)
-    missing = re.search(r"has no array '([^']*)' \(arrays: (.*)\)$", text)
-    if source.name == "npz" and missing:
+    from ..lib.data import DataError
+
+    if not isinstance(exc, DataError):
+        return None
+    if exc.kind == "missing_array":  # npz: which role lacks its array, and what the file has instead
         roles = {source[r]: r for r in ("x", "y", "client") if source[r] is not None}
-        role = roles.get(missing.group(1), "y")
-        others = [a for a in missing.group(2).split(", ") if a not in roles and a != "none"]
+        role = roles.get(exc.name, "y")
+        others = [a[:40] for a in exc.names if a not in roles]
         if others:
             return f'say which array to use, e.g. npz("…", {role} = "{others[0]}")'
         return f"the file has no array for {role}; save it with np.savez(path, x = …, y = …)"
-    if source.name == "csv" and "not found in" in text and "column" in text:
+    if exc.kind == "missing_column":
         return 'name the column to use, e.g. csv("…", label = "target")'
-    if source.name == "csv" and "expected a number" in text:
-        column = re.search(r"column \d+ \('([^']*)'\): expected a number", text)
-        if column and source["client"] is None:
-            return (f"every column except the label must hold numbers; if '{column.group(1)}' says which "
-                    f"client an example belongs to, write csv(\"…\", client = \"{column.group(1)}\")")
+    if exc.kind == "not_a_number":
+        if source["client"] is None:
+            column = exc.name[:40]
+            return (f"every column except the label must hold numbers; if '{column}' says which "
+                    f"client an example belongs to, write csv(\"…\", client = \"{column}\")")
         return "every column except the label (and client) column must hold numbers"
-    if source.name == "csv" and "repeats a column name" in text:
+    if exc.kind == "repeated_column":
         return "give every column of the header its own name"
-    if source.name == "csv" and " columns, found " in text:
+    if exc.kind == "row_length":
         return "every row needs one cell per column of the header"
     return None
 

@@ -5,7 +5,8 @@ these functions verbatim into the standalone programs it generates. All randomne
 an explicit ``rng: np.random.Generator`` argument, so a run is reproducible for a given seed.
 
 Errors are raised as ``ValueError`` (``FileNotFoundError`` for a missing file) with a message
-naming the file, the key, column or line, and what was expected.
+naming the file, the key, column or line, and what was expected; the ones a spec can cause are
+``DataError``s, whose fields say what is wrong without anyone reading the message.
 
 ``REQUIRES`` at the bottom maps each function to the helpers of this module it calls.
 """
@@ -21,6 +22,16 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------
+
+
+class DataError(ValueError):
+    """Data that cannot be used: `kind` says what is wrong, `name` which array or column,
+    `names` the arrays or columns the file has, `hint` how to fix it (the text shown is
+    "where: message; hint")."""
+
+    def __init__(self, message, kind, name=None, names=(), hint=None, where=None):
+        super().__init__((f"{where}: " if where else "") + message + (f"; {hint}" if hint else ""))
+        self.message, self.kind, self.name, self.names, self.hint = message, kind, name, tuple(names), hint
 
 
 def _check_rng(rng, where):
@@ -245,7 +256,8 @@ def load_npz(
                 continue
             if key not in available:
                 names = ", ".join(name[:40] for name in available[:10]) + (", …" if len(available) > 10 else "")
-                raise ValueError(f"{path} has no array '{key}' (arrays: {names or 'none'})")
+                raise DataError(f"{path} has no array '{key}' (arrays: {names or 'none'})", "missing_array",
+                                key, available)
             try:
                 arrays[role] = archive[key]
             except Exception as error:  # object arrays need pickle, which we refuse
@@ -346,16 +358,18 @@ def load_csv(
         first_seen = {}
         for i, name in enumerate(header):
             if name in first_seen:
-                raise ValueError(
-                    f"{path} header repeats a column name (columns {first_seen[name] + 1} and {i + 1})"
+                raise DataError(
+                    f"{path} header repeats a column name (columns {first_seen[name] + 1} and {i + 1})",
+                    "repeated_column", name, header,
                 )
             first_seen[name] = i
         for role, name in (("label", label), ("client", client)):
             if name is not None and name not in header:
                 close = [c for c in header if c.lower() == name.lower()]
-                raise ValueError(
+                raise DataError(
                     f"column '{name}' not found in {path} header ({len(header)} column{'s' if len(header) != 1 else ''}"
-                    + (f"; one is named '{close[0]}'" if close else "") + ")"
+                    + (f"; one is named '{close[0]}'" if close else "") + ")",
+                    "missing_column", name, header,
                 )
         if client is not None and client == label:
             raise ValueError(f"{path}: the label and client columns must differ ('{label}')")
@@ -372,8 +386,8 @@ def load_csv(
                 continue  # blank line
             line = reader.line_num
             if len(row) != len(header):
-                raise ValueError(
-                    f"{path} line {line}: expected {len(header)} columns, found {len(row)}"
+                raise DataError(
+                    f"{path} line {line}: expected {len(header)} columns, found {len(row)}", "row_length"
                 )
             values = []
             for i in feature_cols:
@@ -381,9 +395,9 @@ def load_csv(
                 try:
                     value = float(cell)
                 except ValueError:
-                    raise ValueError(
+                    raise DataError(
                         f"{path} line {line}, column {i + 1} ('{header[i][:40]}'): expected a number, "
-                        f"found {_cell_kind(cell)}"
+                        f"found {_cell_kind(cell)}", "not_a_number", header[i], header,
                     ) from None
                 if not math.isfinite(value):
                     raise ValueError(
@@ -455,8 +469,9 @@ def holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, 
     num_test = int(round(fraction * n))
     if num_test == 0 or num_test == n:
         part = "test" if num_test == 0 else "training"
-        raise ValueError(
-            f"{where}: holding out {fraction} of {n} examples leaves the {part} set empty"
+        raise DataError(
+            f"holding out {fraction} of {n} examples leaves the {part} set empty", "empty_split",
+            hint="hold out a fraction that leaves examples on both sides", where=where,
         )
     order = rng.permutation(n)
     return np.sort(order[num_test:]), np.sort(order[:num_test])
@@ -472,7 +487,8 @@ def partition_iid(num_examples: int, num_clients: int, rng) -> list[np.ndarray]:
     num_clients = _check_int(num_clients, "num_clients", where, 1)
     _check_rng(rng, where)
     if num_clients > n:
-        raise ValueError(f"{where}: cannot split {n} examples among {num_clients} clients")
+        raise DataError(f"cannot split {n} examples among {num_clients} clients", "too_few_examples",
+                        hint="use fewer clients", where=where)
     parts = np.array_split(rng.permutation(n), num_clients)
     return [np.sort(part).astype(np.int64) for part in parts]
 
@@ -496,11 +512,13 @@ def partition_dirichlet(
         raise ValueError(f"{where}: alpha must be a positive number, got {alpha!r}")
     n = len(labels)
     if num_clients > n:
-        raise ValueError(f"{where}: cannot split {n} examples among {num_clients} clients")
+        raise DataError(f"cannot split {n} examples among {num_clients} clients", "too_few_examples",
+                        hint="use fewer clients", where=where)
     if num_clients * min_examples > n:
-        raise ValueError(
-            f"{where}: {num_clients} clients with at least {min_examples} examples each need "
-            f"{num_clients * min_examples} examples, but there are only {n}"
+        raise DataError(
+            f"{num_clients} clients with at least {min_examples} examples each need "
+            f"{num_clients * min_examples} examples, but there are only {n}", "too_few_examples",
+            hint="use fewer clients or a smaller min_examples", where=where,
         )
 
     # Shuffle each class once; each attempt only redraws the proportions.
@@ -515,10 +533,10 @@ def partition_dirichlet(
         if sizes.min() >= min_examples:  # count first: a rejected draw builds no index arrays
             shares = zip(*(np.split(indices, c) for indices, c in zip(by_class, cuts)))
             return [np.sort(np.concatenate(parts)).astype(np.int64) for parts in shares]
-    raise ValueError(
-        f"{where}: after {max_tries} draws some client still had fewer than {min_examples} "
-        f"examples ({n} examples, {num_clients} clients, alpha={alpha}); use fewer clients, "
-        f"a larger alpha or a smaller min_examples"
+    raise DataError(
+        f"after {max_tries} draws some client still had fewer than {min_examples} "
+        f"examples ({n} examples, {num_clients} clients, alpha={alpha})", "draws_exhausted",
+        hint="use fewer clients, a larger alpha or a smaller min_examples", where=where,
     )
 
 
@@ -537,9 +555,10 @@ def partition_shards(labels, num_clients: int, shards_per_client: int, rng) -> l
     _check_rng(rng, where)
     num_shards = num_clients * shards_per_client
     if len(labels) < num_shards:
-        raise ValueError(
-            f"{where}: {num_clients} clients x {shards_per_client} shards need at least "
-            f"{num_shards} examples, but there are only {len(labels)}"
+        raise DataError(
+            f"{num_clients} clients x {shards_per_client} shards need at least "
+            f"{num_shards} examples, but there are only {len(labels)}", "too_few_examples",
+            hint="use fewer clients or fewer shards per client", where=where,
         )
     shards = np.array_split(np.argsort(labels, kind="stable"), num_shards)
     order = rng.permutation(num_shards)
@@ -647,12 +666,13 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "_encode_client_ids": (),
     "synthetic_fedprox": ("_check_int",),
     "markov_sequences": ("_check_int",),
-    "load_npz": ("_encode_client_ids",),
-    "load_csv": ("_encode_client_ids", "_cell_kind"),
-    "holdout_split": ("_check_int", "_check_rng"),
-    "partition_iid": ("_check_int", "_check_rng"),
-    "partition_dirichlet": ("_check_labels", "_check_int", "_check_rng"),
-    "partition_shards": ("_check_labels", "_check_int", "_check_rng"),
+    "DataError": (),
+    "load_npz": ("_encode_client_ids", "DataError"),
+    "load_csv": ("_encode_client_ids", "_cell_kind", "DataError"),
+    "holdout_split": ("_check_int", "_check_rng", "DataError"),
+    "partition_iid": ("_check_int", "_check_rng", "DataError"),
+    "partition_dirichlet": ("_check_labels", "_check_int", "_check_rng", "DataError"),
+    "partition_shards": ("_check_labels", "_check_int", "_check_rng", "DataError"),
     "partition_natural": (),
     "sample_clients": ("_check_rng", "_check_int"),
     "client_size_summary": (),
