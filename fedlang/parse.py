@@ -100,12 +100,29 @@ def grammar_text() -> str:
     return importlib.resources.files("fedlang.grammar").joinpath("fedlang.lark").read_text()
 
 
+class _NamesEverywhere:
+    """Lark post-lexer that only makes NAME part of every parser state's lexer.
+
+    The contextual lexer gives each state only the terminals it can accept, so where a keyword
+    is expected but no name (the top level, a model line's start), `aggregaterobust(` was read
+    as `aggregate robust(` and `seed1` as `seed 1`. With NAME always present, a word is always
+    lexed whole (Lark turns a NAME equal to a keyword into the keyword), so a keyword glued to
+    a name is one unexpected name: a syntax error (E118).
+    """
+
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        return stream
+
+
 @functools.lru_cache(maxsize=1)
 def parser() -> Lark:
     return Lark(
         grammar_text(),
         parser="lalr",
         lexer="contextual",
+        postlex=_NamesEverywhere(),
         propagate_positions=True,
         cache=True,  # LALR tables pickled in the temp dir: ~0.35 s saved per command
         maybe_placeholders=False,
@@ -521,6 +538,13 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     keywords = [t for t in (_describe_terminal(e).strip("'") for e in expected)
                 if t in BLOCK_KEYWORDS + MODEL_KEYWORDS]
 
+    # A keyword glued to what follows it: `aggregaterobust(`, `seed1`, `inputx [3]`.
+    glued = _glued_keyword(str(token), expected) if token.type == "NAME" else None
+    if glued is not None:
+        rest = str(token)[len(glued):]
+        return Diagnostic("E118", f"'{token}' is not a keyword; '{glued}' needs a space after it", span,
+                          f"did you mean `{glued} {rest}`?")
+
     # A misspelled block keyword at the top level: `modle mlp {`.
     if token.type == "NAME" and set(keywords) >= {"model", "data", "train"}:
         home = home_of(str(token))
@@ -567,6 +591,27 @@ def _syntax_diagnostic(source: Source, text: str, exc: UnexpectedInput) -> Diagn
     if expected == ["STRING"] and token.type in ("NAME", "NUMBER"):
         return Diagnostic("E100", f"expected a string, found {_found(token)}", span, f'quote it: "{token}"')
     return Diagnostic("E100", f"unexpected {_found(token)}", span, hint)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _glued_keyword(word: str, expected: list[str]) -> str | None:
+    """The longest expected keyword that `word` starts with and runs on from, if the rest looks
+    like a separate word (a digit, or three or more letters: `models` is a typo, not `model s`)."""
+    keywords = []
+    for name in expected:
+        try:
+            pattern = parser().get_terminal(name).pattern
+        except KeyError:
+            continue
+        if pattern.type == "str" and _WORD.fullmatch(pattern.value):
+            keywords.append(pattern.value)
+    for keyword in sorted(keywords, key=len, reverse=True):
+        rest = word[len(keyword):]
+        if word.startswith(keyword) and rest and (rest[0].isdigit() or len(rest) >= 3):
+            return keyword
+    return None
 
 
 @functools.lru_cache(maxsize=1)
