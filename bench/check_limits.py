@@ -50,6 +50,9 @@ def spec(privacy: str = "", data: str = "source sklearn.digits\n  partition iid(
 
 
 SMALL = "rounds 5 clients_per_round 2"
+MARKOV = ("seed 1\nmodel m {{\n  input [8]\n  embedding 20 4\n  gru 8\n  dense 20 softmax\n"
+          "  loss sparse_categorical_crossentropy\n}}\ndata t {{\n  source markov({})\n}}\n"
+          "train fedavg {{\n  rounds 5\n}}\n")
 
 
 def write_cases(folder: Path) -> dict[str, Path]:
@@ -86,6 +89,12 @@ def write_cases(folder: Path) -> dict[str, Path]:
                                          input_shape="[1000]", classes=2, train=SMALL),
         "data path is a FIFO": spec(data='source csv("fifo.csv")\n  partition iid(clients = 2)', train=SMALL),
         "data path is a directory": spec(data='source csv("folder")\n  partition iid(clients = 2)', train=SMALL),
+        "1 MiB of short tokens (E003)": "seed 1\ndata d {\n" + "a 1\n" * ((1 << 18) - 10) + "}\n",
+        "9,900 tokens of layers": spec().replace("  dense 10 softmax", "  dense 8 relu\n" * 3290 + "  dense 10 softmax"),
+        "9,800 tokens of repeated settings": spec(train="rounds 5\n" + "  rounds 1\n" * 4900),
+        "markov at its caps": MARKOV.format("vocab = 20, clients = 800, length = 1000"),
+        "markov, 10^5 clients (E508)": MARKOV.format("vocab = 20, clients = 100000, length = 1000"),
+        "markov, vocab 10^4 (E508)": MARKOV.format("vocab = 10000, clients = 10"),
     }
     paths = {}
     for i, (name, text) in enumerate(cases.items()):

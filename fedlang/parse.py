@@ -89,6 +89,12 @@ SYNTAX_ERROR_EXAMPLES: dict[tuple[str, str, str | None], list[str]] = {
 # (after a setting's or a layer's name) is shared with other mistakes.
 EXACT_TOKEN_ONLY = {"E112", "E116", "E117"}
 
+# Lark's LALR parser costs ~30-50 µs of CPU per token, so a 1 MiB spec of short tokens took ~20 s
+# to check. The largest example has ~300 tokens; past MAX_TOKENS the spec is refused (E003)
+# after one linear regex pass, before Lark sees it.
+MAX_TOKENS = 10_000
+_TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[A-Za-z_0-9.]+|->|\S""")
+
 # Lists and calls nest; nobody needs more than a few levels, and the tree → AST transform is
 # recursive, so absurd nesting is refused up front instead of overflowing the stack.
 MAX_NESTING = 32
@@ -183,6 +189,16 @@ def parse_source(source: Source) -> ast.Spec:
     text = source.text if source.text.endswith("\n") else source.text + "\n"
     if text.startswith("\ufeff"):  # byte-order mark: blank it out, keeping every column in place
         text = " " + text[1:]
+    too_many = _past_token_limit(text)
+    if too_many is not None:
+        raise SpecError(
+            source,
+            [Diagnostic("E003", f"the spec has more than {MAX_TOKENS:,} tokens (names, numbers, strings, "
+                                f"symbols); this one is the first past the limit",
+                        _span_at(text, too_many),
+                        hint="a spec is a page of text (the largest example has ~300 tokens): put long "
+                             "lists of values in a data file, or split the experiment into several specs")],
+        )
     too_deep = _too_deep(text)
     if too_deep is not None:
         raise SpecError(
@@ -222,6 +238,20 @@ def _bad_escape(token: Token) -> Diagnostic | None:
 
 
 _ESCAPE = re.compile(r"\\(N\{[^}]*\}?|x[0-9a-fA-F]{0,2}|u[0-9a-fA-F]{0,4}|U[0-9a-fA-F]{0,8}|.)")
+
+
+def _past_token_limit(text: str) -> int | None:
+    """Offset of the first token past MAX_TOKENS (comments do not count), if there is one.
+    A cheap over-estimate of Lark's count: `1e-3` counts as three, a number glued to a name as one."""
+    if len(text) < MAX_TOKENS:  # every token is at least one character
+        return None
+    count = 0
+    for m in _TOKEN.finditer(text):
+        if text[m.start()] != "#":
+            count += 1
+            if count > MAX_TOKENS:
+                return m.start()
+    return None
 
 
 def _too_deep(text: str) -> int | None:
@@ -399,7 +429,9 @@ class ToAst(Transformer):
 
     def negative(self, meta, children):
         (token,) = children
-        return ast.Number(-_number(str(token)), "-" + str(token), _span(meta))
+        value = -_number(str(token))
+        # -0.0 is 0: NumPy refuses a scale of -0.0 (`normal(0, -0.0)`: "scale < 0")
+        return ast.Number(abs(value) if value == 0 else value, "-" + str(token), _span(meta))
 
     def string(self, meta, children):
         (token,) = children

@@ -112,7 +112,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       f"use delta < {1 / population:.1e}")
 
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
-    from .accounting import account
+    from .accounting import MAX_PLD_POINTS, PLDTooCostly, account
 
     q = dp.sampling_rate(train.clients_per_round, population)
     if simulated_rate is not None:
@@ -142,6 +142,14 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
             # ε at O(log rounds) round counts (fedlang/check/accounting.py), the values the run computes.
             accounted = account(rounds, noise, q, delta, accountant, target)
             epsilon, first, last_within = accounted.epsilon, accounted.first, accounted.last_within
+    except PLDTooCostly as exc:
+        by_rdp = dp.epsilon_after(rounds, noise, q, delta, "rdp")
+        diags.error("E820", f"PLD accounting of {rounds} rounds at noise {noise:g} (q = {q:.4g}) would compose a "
+                            f"privacy loss distribution of {exc.points:.2g} points (each round adds a loss of "
+                            f"~{exc.mean_loss:.3g}), above the limit {MAX_PLD_POINTS:.0e}; the RDP accountant "
+                            f"bounds ε by {_eps(by_rdp)} here", s.span("noise"),
+                    "use `accountant rdp`, fewer rounds, or more noise (`noise auto` with an epsilon target)")
+        return None
     except (ValueError, ArithmeticError) as exc:  # dp-accounting's own limits, past ours
         diags.error("E819", f"the {accountant.upper()} accountant cannot compute ε for noise {noise:g}, "
                             f"q = {q:.4g}, δ = {delta:g} over {rounds} rounds: {exc}",

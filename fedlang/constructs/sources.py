@@ -155,6 +155,12 @@ def _markov_facts(choice, path, base_dir):
         return SourceError("E508", f"each markov client writes {choice['length']} tokens, too few for windows of "
                                    f"{choice['window']} plus the next token",
                            f"use length > window, e.g. length = {choice['window'] * 10}")
+    from ..check.markov import markov_too_large
+
+    too_large = markov_too_large(choice["clients"], choice["vocab"], choice["length"], choice["window"])
+    if too_large is not None:
+        return SourceError("E508", f"markov text too large to generate: {too_large}",
+                           "use fewer clients, a smaller vocab or shorter texts (check replays the text)")
     return SourceFacts(DatasetFacts(choice["clients"] * (choice["length"] - choice["window"]), (choice["window"],),
                                     choice["vocab"], choice["clients"],
                                     f"Markov text ({choice['vocab']} tokens, skew {choice['skew']:g})",
@@ -166,10 +172,9 @@ def _markov_options(choice) -> dict[str, Any]:
 
 
 def _markov_replay(choice, rng, labels, client_ids):
-    from ..lib import data as datalib
+    from ..check.markov import markov_labels  # the run's draws, without the windows
 
-    _, labels, client_ids = datalib.markov_sequences(**_markov_options(choice), rng=rng)
-    return labels, client_ids
+    return markov_labels(**_markov_options(choice), rng=rng)
 
 
 # ---------------------------------------------------------------- files (npz, csv)

@@ -90,12 +90,17 @@ def _encode_client_ids(values, source):
     values = np.asarray(values)
     if values.ndim != 1:
         raise ValueError(f"{source}: client ids must be 1-D, got shape {values.shape}")
-    if values.dtype.kind in "iub":
+    if values.dtype.kind in "ib":
         return values.astype(np.int64)
     if values.dtype.kind == "f":
-        if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+        if np.all(np.isfinite(values)) and np.all(values == np.round(values)) \
+                and np.all(np.abs(values) <= 2**53):
             return values.astype(np.int64)
-        raise ValueError(f"{source}: client ids must be whole numbers or strings")
+        raise ValueError(f"{source}: client ids must be whole numbers (at most 2**53) or strings")
+    if values.dtype.kind == "u" and len(values) and values.max() > 2**63 - 1:
+        raise ValueError(f"{source}: client ids must be at most 2**63 - 1")
+    if values.dtype.kind == "u":
+        return values.astype(np.int64)
     # Strings (or other objects): number them in order of first appearance.
     codes = {}
     encoded = np.empty(len(values), dtype=np.int64)
@@ -305,12 +310,17 @@ def load_npz(
         raise ValueError(
             f"{path}: array '{y_key}' must hold integer class labels, got dtype {y.dtype}"
         )
-    y = y.astype(np.int64)
     if (y < 0).any():
         first = int(np.argmax(y < 0))
         raise ValueError(
-            f"{path}: array '{y_key}' must hold class labels >= 0; index {first} is {y[first]}"
+            f"{path}: array '{y_key}' must hold class labels >= 0; index {first} is {y[first]!r}"
         )
+    if (y > 2**31 - 1).any():  # labels are int32 in TensorFlow's sparse losses (and cast to int64 here)
+        first = int(np.argmax(y > 2**31 - 1))
+        raise ValueError(
+            f"{path}: array '{y_key}' must hold class labels at most 2147483647; index {first} is {y[first]!r}"
+        )
+    y = y.astype(np.int64)
 
     client_ids = None
     if client_key is not None:

@@ -184,13 +184,15 @@ def _csv_facts(path, y_key):
             values = [float(cell) for cell in row]
         except ValueError:
             raise ValueError(f"{path} line {line}: every cell must be a number") from None
+        if not all(abs(v) <= 3.4e38 for v in values):  # also false for NaN; features are float32
+            raise ValueError(f"{path} line {line}: every cell must be a finite number within float32's range")
         labels.append(values.pop(label))
         features.append(values)
     if not labels:
         raise ValueError(f"{path} has a header but no data rows")
     y = np.asarray(labels)
-    if not np.all(y == np.round(y)) or y.min() < 0:
-        raise ValueError(f"{path}: column '{y_key}' must hold integer class labels >= 0")
+    if not np.all(y == np.round(y)) or y.min() < 0 or y.max() > 2**31 - 1:
+        raise ValueError(f"{path}: column '{y_key}' must hold integer class labels in [0, 2147483647]")
     x = np.asarray(features, dtype=np.float64)
     whole = bool(np.all(x == np.round(x)) and x.min() >= 0)
     return len(labels), (len(header) - 1,), "float", y.astype(np.int64), (int(x.max()) + 1 if whole else None)
@@ -214,8 +216,8 @@ def _npz_facts(path, x_key, y_key):
         x = archive[x_key] if x_dtype.kind in "iu" else None  # integer features: read for their range
     if len(x_shape) < 2 or x_shape[0] != len(y):
         raise ValueError(f"{path}: '{x_key}' has shape {list(x_shape)}; expected one row per label ({len(y)})")
-    if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
-        raise ValueError(f"{path}: array '{y_key}' must hold integer class labels >= 0")
+    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() > 2**31 - 1)):
+        raise ValueError(f"{path}: array '{y_key}' must hold integer class labels in [0, 2147483647]")
     kind = "int64" if x_dtype.kind in "iu" else "float"
     top = int(x.max()) + 1 if x is not None and x.size and x.min() >= 0 else None
     return len(y), tuple(x_shape[1:]), kind, y.astype(np.int64), top

@@ -22,9 +22,10 @@ from lark import Token, Tree
 from .. import ast
 from ..diagnostics import Source, Span
 from ..parse import parse_source, parser
+from ..registry import BLOCK_BY_KEYWORD
 
 INDENT = "  "
-BRACED = {"model", "data", "train", "evaluate", "privacy", "aggregation", "attack", "aggregate", "round", "monitor"}
+BRACED = {keyword for keyword, block in BLOCK_BY_KEYWORD.items() if not block.line}  # every `{ … }` block
 
 
 class FormatError(Exception):

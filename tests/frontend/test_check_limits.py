@@ -290,3 +290,179 @@ def test_a_hopeless_dirichlet_split_of_many_clients_draws_a_bounded_number_of_ti
         partition_dirichlet(labels, 20_000, 0.5, np.random.default_rng(0), min_examples=10)
     with pytest.raises(ValueError, match="after 1000 draws"):  # small splits keep their 1000 draws
         partition_dirichlet(np.arange(100) % 10, 20, 0.05, np.random.default_rng(0), min_examples=5)
+
+
+# ------------------------------------------------------------------ markov: bounded, replayed without windows
+
+
+def markov_spec(options: str) -> str:
+    return textwrap.dedent(f"""\
+        seed 1
+        model m {{
+          input [8]
+          embedding 20 4
+          gru 8
+          dense 20 softmax
+          loss sparse_categorical_crossentropy
+        }}
+        data text {{
+          source markov({options})
+        }}
+        train fedavg {{
+          rounds 5
+        }}
+        """)
+
+
+@pytest.mark.parametrize("vocab, clients, length, window, skew, concentration", [
+    (20, 50, 200, 8, 0.8, 0.1), (5, 3, 40, 3, 0.0, 1.0), (2, 1, 30, 29, 1.0, 0.5),
+])
+def test_markov_labels_are_the_runs_draws(monkeypatch, vocab, clients, length, window, skew, concentration):
+    """Same labels, same client ids, same generator state after (the hold-out draws from it next)."""
+    import numpy as np
+
+    from fedlang.check import markov
+    from fedlang.lib.data import markov_sequences
+
+    monkeypatch.setattr(markov, "UNIFORMS_PER_BLOCK", 7)  # the text spans several blocks of uniforms
+    run, check = np.random.default_rng(3), np.random.default_rng(3)
+    _, y, ids = markov_sequences(vocab, clients, length, window, skew, concentration, rng=run)
+    y2, ids2 = markov.markov_labels(vocab, clients, length, window, skew, concentration, rng=check)
+    assert np.array_equal(y, y2) and np.array_equal(ids, ids2)
+    assert run.integers(1 << 62) == check.integers(1 << 62)
+
+
+@pytest.mark.parametrize("options", [
+    "vocab = 20, clients = 100000, length = 1000",           # work writing the text
+    "vocab = 5000, clients = 1",                             # Dirichlet rows
+    "vocab = 2, clients = 1, length = 9000000000",           # sequential steps
+    "vocab = 2, clients = 2000, length = 10000, window = 9000",  # the run's windows
+    "vocab = 9007199254740992, clients = 9007199254740992",  # 2**53: no overflow, no allocation
+])
+def test_huge_markov_sizes_are_a_positional_error(options):
+    start = time.process_time()
+    with pytest.raises(SpecError) as info:
+        compile_source(Source("t.fed", markov_spec(options)), REPO)
+    (diagnostic,) = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert diagnostic.code == "E508" and "too large" in diagnostic.message and diagnostic.span.line == 10
+    assert time.process_time() - start < 2
+
+
+def test_markov_at_its_caps_checks_quickly():
+    start = time.process_time()
+    assert codes(markov_spec("vocab = 20, clients = 50, length = 200")) == []
+    assert codes(markov_spec("vocab = 20, clients = 800, length = 1000")) == []  # 3.6e7 of the 4e7
+    assert time.process_time() - start < 2
+
+
+def test_npz_labels_and_client_ids_beyond_their_range_are_errors(tmp_path):
+    """A float label of 1e300 was cast to int64 with a NumPy warning on stderr and reported as
+    -9223372036854775808; client ids of 1e300 were cast silently."""
+    import warnings
+
+    import numpy as np
+
+    x = np.ones((4, 2), dtype=np.float32)
+    np.savez(tmp_path / "label.npz", x=x, y=np.array([0, 1e300, 1, 0]))
+    np.savez(tmp_path / "big_label.npz", x=x, y=np.array([0, 2**40, 1, 0], dtype=np.uint64))
+    np.savez(tmp_path / "ids.npz", x=x, y=np.array([0, 1, 1, 0]), c=np.array([0, 1e300, 1, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy cast warning may reach the terminal
+        [(code, message)] = _file_codes(tmp_path, 'source npz("label.npz")')
+        assert code == "E501" and "at most 2147483647" in message and "index 1" in message
+        [(code, message)] = _file_codes(tmp_path, 'source npz("big_label.npz")')
+        assert code == "E501" and "at most 2147483647" in message
+        [(code, message)] = _file_codes(tmp_path, 'source npz("ids.npz", client = "c")')
+        assert code == "E501" and "client ids" in message
+
+
+def test_files_source_csv_with_inf_is_an_error_not_a_crash(tmp_path):
+    """`files(…)` read a CSV's `inf` cell as a token id: int(inf) raised OverflowError."""
+    (tmp_path / "c").mkdir()
+    for k in range(2):
+        (tmp_path / "c" / f"{k}.csv").write_text("a,y\n1,0\ninf,1\n2,1\n" if k else "a,y\n1,0\n3,1\n2,1\n")
+    text = _data_spec(tmp_path, 'source files("c/*.csv")').replace("partition iid(clients = 2)", "partition natural")
+    with pytest.raises(SpecError) as info:
+        compile_source(Source(str(tmp_path / "t.fed"), text), tmp_path)
+    [(code, message)] = [(d.code, d.message) for d in info.value.diagnostics if d.severity == "error"]
+    assert code == "E501" and "finite" in message
+
+
+def test_negative_zero_is_zero():
+    """`beta = -0.0` reached NumPy as a scale of -0.0 ("scale < 0", an internal error)."""
+    assert codes(spec(data="partition iid(clients = 5)").replace(
+        "source sklearn.digits", "source synthetic(alpha = 1, beta = -0.0, devices = 5)").replace(
+        "input [64]", "input [60]")) == []
+
+
+# ------------------------------------------------------------------ spec size: tokens, not only bytes
+
+
+def test_a_spec_of_a_mebibyte_of_short_tokens_is_refused_quickly():
+    """Lark costs ~30-50 µs per token: 1 MiB of `a 1` lines took ~20 s to check. Now E003 at the
+    first token past the limit, after one regex pass."""
+    from fedlang.parse import MAX_TOKENS
+
+    text = "seed 1\ndata d {\n" + "a 1\n" * ((1 << 18) - 10) + "}\n"  # just under 1 MiB
+    assert (1 << 20) - 100 < len(text) <= 1 << 20
+    start = time.process_time()
+    with pytest.raises(SpecError) as info:
+        compile_source(Source("t.fed", text), REPO)
+    assert time.process_time() - start < 1
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "E003" and f"{MAX_TOKENS:,}" in diagnostic.message
+    # tokens 1-5 are `seed 1 data d {`; each line holds two more
+    assert (diagnostic.span.line, diagnostic.span.column) == (2 + (MAX_TOKENS - 5 + 1) // 2, 3)
+    assert "data file" in diagnostic.hint
+
+
+def test_comments_and_long_strings_do_not_count_as_tokens():
+    text = spec() + ("# " + "x" * 100 + "\n") * 5000
+    assert codes(text) == []
+    assert codes(spec(head='seed 1\nexperiment "' + "x " * 100_000 + '"')) == []
+
+
+@pytest.mark.parametrize("shape", ["layers", "settings", "steps"])
+def test_a_spec_just_under_the_token_limit_checks_in_well_under_two_seconds(shape):
+    """The costliest shapes of ~9,900 tokens (layers, repeated settings, aggregate steps): each checks (or is refused
+    with one error per line) in well under 2 s of CPU."""
+    if shape == "layers":
+        text = spec().replace("  dense 10 softmax", "  dense 8 relu\n" * 3290 + "  dense 10 softmax")
+    elif shape == "settings":
+        text = spec(train="rounds 5\n" + "  rounds 1\n" * 4900)  # E207 on every repeated line
+    else:
+        steps = "\n".join(f"  v{i} @CLIENTS = add({f'v{i - 1}' if i else 'update'}, update)" for i in range(900))
+        text = spec() + (f"aggregate robust(update: float32[*] @CLIENTS) -> float32[*] @SERVER {{\n{steps}\n"
+                         "  return mean(v899)\n}\naggregation { aggregator robust }\n")
+    start = time.process_time()
+    found = codes(text)
+    assert "E003" not in found
+    assert time.process_time() - start < 1.5
+
+
+# ------------------------------------------------------------------ PLD: bounded before composing
+
+
+@pytest.mark.parametrize("noise, rounds", [("0.1", 1000), ("0.2", 3000), ("0.02", 1000000)])
+def test_pld_past_its_point_limit_is_e820_with_the_rdp_bound(noise, rounds):
+    """noise 0.1, q 0.2, 1000 rounds composed ~10^7 points (~6 s of CPU) for ε ≈ 12,000."""
+    text = spec(f"privacy {{\n noise {noise}\n clip 1.0\n accountant pld\n}}",
+                train=f"rounds {rounds} clients_per_round 10")
+    start = time.process_time()
+    with pytest.raises(SpecError) as info:
+        compile_source(Source("t.fed", text), REPO)
+    assert time.process_time() - start < 2
+    (diagnostic,) = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert diagnostic.code == "E820" and "RDP accountant bounds ε by" in diagnostic.message
+    assert diagnostic.span.line == 15  # the `noise` line
+
+
+@pytest.mark.parametrize("noise, rounds", [("0.01", 5), ("0.3", 1000), ("1.0", 3000)])
+def test_pld_with_little_noise_checks_within_two_seconds(noise, rounds):
+    """The slowest PLD specs that are accounted: one round of 50,000 points (noise 0.01), or a
+    composition just under the limit."""
+    text = spec(f"privacy {{\n noise {noise}\n clip 1.0\n accountant pld\n}}",
+                train=f"rounds {rounds} clients_per_round 10")
+    start = time.process_time()
+    assert checked_privacy(text).epsilon > 0
+    assert time.process_time() - start < 2

@@ -170,3 +170,21 @@ def test_cli_stdin_and_syntax_error(tmp_path):
     result = CliRunner().invoke(main, ["fmt", str(bad)])
     assert result.exit_code == 1 and "error[E110]" in result.stderr
     assert bad.read_text() == "model m {\n  dense 10\n"
+
+
+def test_every_block_written_on_one_line_formats():
+    """A one-line `simulation { every 10 }` was an internal formatter error (exit 3; found by
+    the fuzzer on a mutant of examples/stragglers/fedprox_mu0_90.fed): fmt knew its blocks
+    from a hand-written list that missed `simulation`. Every block keyword of the registry."""
+    from fedlang.registry import BLOCK_BY_KEYWORD
+    heads = {"model": "model m", "data": "data d", "train": "train fedavg", "aggregate":
+             "aggregate a(update: float32[*] @CLIENTS) -> float32[*] @SERVER"}
+    bodies = {"model": "input [3]", "aggregate": "return mean(update)", "round": "w @CLIENTS = broadcast(model)",
+              "monitor": "checkpoint every 5"}
+    blocks = [k for k, b in BLOCK_BY_KEYWORD.items() if not b.line]
+    assert {"simulation", "monitor", "round", "aggregate"} <= set(blocks)
+    for keyword in blocks:
+        text = f"seed 1\n{heads.get(keyword, keyword)} {{ {bodies.get(keyword, 'every 10')} }}\n"
+        formatted = format_source(Source("b.fed", text))
+        assert without_spans(parse_source(Source("b.fed", formatted))) == without_spans(parse_source(Source("b.fed", text)))
+        assert format_source(Source("b.fed", formatted)) == formatted

@@ -44,10 +44,10 @@ def direct_epsilon(population, clients, z, rounds, delta, accountant):
         acc = rdp.RdpAccountant()
     else:
         # The documented discretization: a tenth of q / z, at most 1e-3, unless one round's
-        # largest privacy loss / 200,000 is coarser.
+        # largest privacy loss / 50,000 is coarser.
         x = 10 / z + 1 / (2 * z * z)
         largest = max(x + math.log(q), math.log(1 + q * (math.exp(min(x, 700)) - 1)))
-        interval = max(min(1e-3, q / z / 10), largest / 2e5)
+        interval = max(min(1e-3, q / z / 10), largest / 5e4)
         acc = pld.PLDAccountant(value_discretization_interval=interval)
     acc.compose(event)
     return acc.get_epsilon(target_delta=delta)

@@ -437,7 +437,8 @@ def csv_bytes(d: Draw, features: int, classes: int, rows: int, label: str, clien
             op = d.integer(0, 9)
             if op <= 4 and body:
                 row = d.choice(body)
-                row[d.integer(0, len(row) - 1)] = d.choice(_CELL_EDGES)
+                if row:  # an earlier change may have emptied it
+                    row[d.integer(0, len(row) - 1)] = d.choice(_CELL_EDGES)
             elif op == 5 and body:
                 row = d.choice(body)
                 if d.chance(0.5):
