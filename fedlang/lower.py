@@ -12,11 +12,12 @@ from pathlib import Path
 
 from . import __version__
 from .constructs.layers import LAYER_BY_NAME
+from .constructs.partitions import PARTITION_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
 from .emit.encode import literal
-from .plan import Plan, PyCall, PyRef, Section
+from .plan import DataSteps, Plan, PyCall, PyRef, Section
 
 
 def lower(checked: CheckedSpec, source: Source) -> Plan:
@@ -275,12 +276,14 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     """The fedlang/lib functions the program copies, per module (the emitter adds what they call)."""
     data = checked.data
     source = SOURCE_BY_NAME[data.source.name]
-    names = ["sample_clients"] + [n for module, ns in source.helpers if module == "data.py" for n in ns]
-    if data.test.name == "holdout":
-        names.append("holdout_split")
-    if data.scale in ("minmax", "standard"):
-        names += ["fit_scaler", "apply_scaler"]
-    names.append(f"partition_{data.partition.name}")
+    names = [] if checked.simulation is not None else ["sample_clients"]  # else simulate_round samples
+    names += [n for module, ns in source.helpers if module == "data.py" for n in ns]
+    if not source.streamed:  # a streamed source holds out each file's tail and has one client per file
+        if data.test.name == "holdout":
+            names.append("holdout_split")
+        if data.scale in ("minmax", "standard"):
+            names += ["fit_scaler", "apply_scaler"]
+        names.append(PARTITION_BY_NAME[data.partition.name].split(data.partition).func)
     modules: dict[str, list[str]] = {"data.py": names}
     for module, ns in source.helpers:
         if module != "data.py":
@@ -305,23 +308,26 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 
-def _data_steps(data: DataConfig, evaluates: bool) -> dict[str, object]:
-    """Literal arguments of each data step; the template lays the steps out in order."""
-    source = data.source
+def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
+    """load_data()'s steps with their literal arguments; the template lays them out in order."""
+    source, definition = data.source, SOURCE_BY_NAME[data.source.name]
     path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
-    steps: dict[str, object] = {"source": source.name, "load": SOURCE_BY_NAME[source.name].load(source, path)}
-    steps["test"] = data.test.name
-    steps["test_fraction"] = data.test.args.get("fraction")
-    steps["scale"] = data.scale
-    steps["reshape"] = list(data.reshape) if data.reshape else None
-    steps["partition"] = data.partition.name
-    steps["partition_args"] = dict(data.partition.args)
-    steps["streamed"] = SOURCE_BY_NAME[source.name].streamed
-    if steps["streamed"]:  # read_client_file's options after the path
-        steps["read_args"] = (source["x"], source["y"], data.facts.stored, list(data.feature_shape))
-    steps["shuffle"] = data.shuffle > 0
-    steps["evaluates"] = evaluates and data.test.name != "none"
-    return steps
+    partition = PARTITION_BY_NAME[data.partition.name]
+    return DataSteps(
+        load=definition.load(source, path),
+        streamed=definition.streamed,
+        read_args=((source["x"], source["y"], data.facts.stored, list(data.feature_shape))
+                   if definition.streamed else None),
+        test=data.test.name,
+        holdout=data.test.args.get("fraction"),
+        scale=data.scale,
+        reshape=tuple(data.reshape) if data.reshape else None,
+        split=partition.split(data.partition),
+        first=data.partition.args.get("first"),
+        keeps_client_ids=partition.needs_client_ids,
+        shuffle=data.shuffle > 0,
+        evaluates=evaluates and data.test.name != "none",
+    )
 
 
 # ---------------------------------------------------------------- model

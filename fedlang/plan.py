@@ -39,6 +39,25 @@ class Section:
 
 
 @dataclass(frozen=True)
+class DataSteps:
+    """What `load_data()` does, in order, with literal arguments: the emitter lays the steps out,
+    and `check` evaluates the same split call on the replayed labels (fedlang/check/clients.py)."""
+
+    load: tuple["Assign", ...]  # read the examples: binds x, y (client_ids, x_test, y_test; files if streamed)
+    streamed: bool  # one client per file, read by tf.data while training (read_args: read_client_file's options)
+    read_args: tuple[Any, ...] | None
+    test: str  # holdout, split (the source's own) or none
+    holdout: float | None  # the fraction held out before partitioning
+    scale: str | float | None  # minmax, standard (fitted on the training examples) or a factor
+    reshape: tuple[int, ...] | None
+    split: PyCall  # indices of each client's examples (fedlang/constructs/partitions.py)
+    first: int | None  # keep the first N clients (natural(first = N))
+    keeps_client_ids: bool  # client_ids follow the hold-out (the split reads them)
+    shuffle: bool
+    evaluates: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     source_name: str
     fedlang_version: str
@@ -51,7 +70,7 @@ class Plan:
     helper_modules: tuple[tuple[str, tuple[str, ...]], ...]  # (fedlang/lib module, names copied), in order
     aggregates: tuple[dict, ...]  # aggregate blocks, as the template writes them
     attacked: bool  # attackers (clients 0…ATTACKERS-1) take part in every round
-    data_steps: dict[str, Any]
+    data_steps: DataSteps
     input_shape: tuple[int, ...]
     feature_dtype: str  # of one example's features: float32, or int64 for token ids
     layers: tuple[PyCall, ...]

@@ -1,8 +1,8 @@
 """Everything a spec may name: blocks, their settings, layers, sources, partitions, optimizers.
 
 The single source of truth for the checker (what is valid), the lowering (what it becomes) and
-docs/language.md (what is documented). Layers and sources are definition objects with all their
-hooks in fedlang/constructs/; top-level blocks are the `BLOCK_DEFS` table below, from which the
+docs/language.md (what is documented). Layers, sources and partitions are definition objects with
+all their hooks in fedlang/constructs/; top-level blocks are the `BLOCK_DEFS` table below, from which the
 parser's keyword list, the structure pass and `home_of` derive. An option is a `Param` here,
 used in fedlang/lower.py; `tests/frontend/test_registry_complete.py` checks every hook exists.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from . import ast as _ast
 from . import checked as _checked
 from .constructs.layers import ACTIVATIONS, LAYERS, PADDINGS  # noqa: F401  (re-exported)
+from .constructs.partitions import MAX_CLIENTS, PARTITIONS  # noqa: F401  (re-exported)
 from .constructs.sources import EMNIST_FACTS, SKLEARN_SETS, SOURCES  # noqa: F401  (re-exported)
 from .forms import REQUIRED, Form, Param  # noqa: F401  (re-exported)
 from .forms import forms as _forms
@@ -37,29 +38,7 @@ BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 
 # Sources: fedlang/constructs/sources.py (one SourceDef each, with its facts, replay and loader).
 
-# Upper bound of client counts (issue 8): far above any simulation, far below int64, and each one a
-# size the checker can replay (fedlang/check/clients.py) and TFF can run.
-MAX_CLIENTS = 10_000_000
-
-PARTITIONS = _forms(
-    Form("iid", (Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),), doc="uniformly random, equal-sized clients",
-         example="partition iid(clients = 10)"),
-    # alpha >= 0.001: numpy's Dirichlet draw takes time ~1/alpha (0.2 s at 1e-7, endless at 1e-9).
-    Form("dirichlet", (Param("alpha", "float", low=0.001, high=1e6,
-                             doc="concentration; small (0.1) = strong label skew, large (100) = nearly iid"),
-                       Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),
-                       Param("min_examples", "int", default=1, low=1, high=MAX_CLIENTS,
-                             doc="fewest examples any client gets")),
-         doc="label skew: class proportions per client drawn from Dir(alpha)",
-         example="partition dirichlet(alpha = 0.5, clients = 100)"),
-    Form("shards", (Param("clients", "int", low=1, high=MAX_CLIENTS, doc="number of clients"),
-                    Param("per_client", "int", default=2, low=1, high=10_000, doc="shards per client")),
-         doc="McMahan et al.'s pathological split: sorted by label, k shards per client",
-         example="partition shards(clients = 100, per_client = 2)"),
-    Form("natural", (Param("first", "int", default=None, low=1,
-                           doc="keep only the first N clients (in the order of their ids or files)"),),
-         doc="one client per client id of the source", example="partition natural(first = 100)"),
-)
+# Partitions: fedlang/constructs/partitions.py (one PartitionDef each, with its split call and rule).
 
 TESTS = _forms(
     Form("holdout", (Param("fraction", "float", low=0, high=1, low_open=True, high_open=True,

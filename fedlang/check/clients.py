@@ -16,7 +16,9 @@ from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
 from ..lib.files import holdout_tails as files_holdout_tails
+from ..constructs.partitions import PARTITION_BY_NAME
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
+from ..plan import PyCall, PyRef
 
 
 def replay_client_sizes(
@@ -34,7 +36,7 @@ def replay_client_sizes(
                           "the split and show every client's size")
         return None
     labels, client_ids = replayed
-    first = partition.args.get("first") if partition.name == "natural" else None
+    first = partition.args.get("first")  # natural(first = N)
     if SOURCE_BY_NAME[source.name].streamed:  # one client per file; a hold-out is each file's tail
         counts = np.bincount(client_ids).tolist()[:first]
         if test.name != "holdout":
@@ -53,18 +55,20 @@ def replay_client_sizes(
             return None
         labels = labels[train_idx]
         client_ids = client_ids[train_idx] if client_ids is not None else None
+    split = PARTITION_BY_NAME[partition.name].split(partition)  # the call load_data() makes
     try:
-        if partition.name == "iid":
-            parts = datalib.partition_iid(len(labels), partition["clients"], rng)
-        elif partition.name == "dirichlet":
-            parts = datalib.partition_dirichlet(labels, partition["clients"], alpha=partition["alpha"], rng=rng,
-                                                min_examples=partition["min_examples"])
-        elif partition.name == "shards":
-            parts = datalib.partition_shards(labels, partition["clients"], shards_per_client=partition["per_client"],
-                                             rng=rng)
-        else:
-            parts = datalib.partition_natural(client_ids)[:first]
+        parts = evaluate(split, {"y": labels, "client_ids": client_ids, "rng": rng})[:first]
     except datalib.DataError as exc:
         diags.error("E506", f"the {partition.name} partition fails: {exc.message}", partition.span, exc.hint)
         return None
     return tuple(len(p) for p in parts)
+
+
+def evaluate(call: PyCall, names: dict[str, object]):
+    """Run a lowered call of fedlang/lib/data.py (or `len`) here, with `names` for its references."""
+    def value(v):
+        return names[v.name] if isinstance(v, PyRef) else evaluate(v, names) if isinstance(v, PyCall) else v
+
+    function = len if call.func == "len" else getattr(datalib, call.func)
+    return function(*(value(v) for k, v in call.args if k is None),
+                    **{k: value(v) for k, v in call.args if k is not None})

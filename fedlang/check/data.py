@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import ast
 from ..checked import Choice, DataConfig, DatasetFacts
 from ..diagnostics import Diagnostics, Span
+from ..constructs.partitions import PARTITION_BY_NAME
 from ..constructs.sources import SOURCE_BY_NAME, SourceError, SourceFacts
 from ..registry import DATA_SETTINGS
 from .clients import replay_client_sizes
@@ -73,15 +74,13 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
                     "use `test holdout(0.2)` to hold out a fraction of the examples")
         return None
 
-    if facts.examples is not None and partition.name != "natural":
+    needed = PARTITION_BY_NAME[partition.name].examples_needed(partition)
+    if facts.examples is not None and needed is not None:
         held_out = round(test["fraction"] * facts.examples) if test.name == "holdout" else 0
         train_examples = facts.examples - held_out
-        needed = num_clients * (partition["per_client"] if partition.name == "shards" else 1)
-        if needed > train_examples:
-            what = "shards" if partition.name == "shards" else "clients"
-            diags.error("E505", f"{needed} {what} but only {train_examples} training examples",
-                        partition.span, "use fewer clients" + (" or fewer shards per client"
-                                                               if partition.name == "shards" else ""))
+        count, what, hint = needed
+        if count > train_examples:
+            diags.error("E505", f"{count} {what} but only {train_examples} training examples", partition.span, hint)
             return None
 
     reshape = s["reshape"]

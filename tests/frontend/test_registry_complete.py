@@ -1,7 +1,8 @@
 """Every registered construct has every hook: a new name cannot be half-added.
 
-Layers, sources and blocks are definition objects (fedlang/constructs, registry.BLOCK_DEFS);
-partitions, aggregators, operators and algorithms are checked against the code that lowers them.
+Layers, sources, partitions and blocks are definition objects (fedlang/constructs,
+registry.BLOCK_DEFS); aggregators, operators and algorithms are checked against the code that
+lowers them.
 """
 
 import ast as pyast
@@ -15,9 +16,10 @@ import pytest
 from fedlang import ast, checked, registry
 from fedlang.check.steps import OPERATORS
 from fedlang.constructs.layers import LAYER_DEFS, LayerDef
+from fedlang.constructs.partitions import PARTITION_DEFS, PartitionDef
 from fedlang.constructs.sources import SOURCE_DEFS, SourceDef
 from fedlang.parse import ToAst
-from fedlang.plan import Assign, PyCall
+from fedlang.plan import Assign, PyCall, PyRef
 
 from ..conftest import REPO
 
@@ -125,9 +127,26 @@ def test_every_ast_item_is_a_block():
     assert items == {b.node for b in registry.BLOCK_DEFS}
 
 
-def test_partitions_have_a_library_function():
-    for name in registry.PARTITIONS:
-        assert f"partition_{name}" in _lib_names("data.py")
+def _example_choice(form) -> "checked.Choice":
+    from fedlang.diagnostics import Span
+
+    args = {p.name: (p.low if p.low is not None else 1) if p.required else p.default for p in form.params}
+    return checked.Choice(form.name, args, Span(1, 1, 1, 2))
+
+
+@pytest.mark.parametrize("partition", PARTITION_DEFS, ids=lambda d: d.name)
+def test_partition_has_every_hook(partition: PartitionDef):
+    """Its split is a fedlang/lib/data.py call on y, client_ids and rng (the program writes it and
+    check evaluates it), and it says how many examples it needs; the docs describe it."""
+    assert registry.PARTITIONS[partition.name] is partition.form
+    choice = _example_choice(partition.form)
+    split = partition.split(choice)
+    assert isinstance(split, PyCall) and split.func in _lib_names("data.py")
+    refs = {v.name for _, v in split.args if isinstance(v, PyRef)}
+    assert refs <= {"y", "client_ids", "rng"} and ("client_ids" in refs) == partition.needs_client_ids
+    needed = partition.examples_needed(choice)
+    assert needed is None or (isinstance(needed[0], int) and needed[1] and needed[2])
+    assert f"`{partition.name}" in LANGUAGE, f"docs/language.md does not document partition {partition.name}"
 
 
 def test_library_aggregators_lower_to_the_library():
