@@ -5,6 +5,8 @@ one definition (plus its docs, fixtures and tests):
 
 - layers.py: a layer's form, output-shape rule, weight shapes, input dtype and Keras call;
 - sources.py: a data source's form, facts, label replay, loader lowering and lib helpers;
+- partitions.py: a partition's form, its split (one lib call, written by the program and
+  evaluated by check's replay) and the examples it needs;
 - blocks.py: a top-level block's keyword, AST node, settings, check pass and docs section.
 
 `tests/frontend/test_registry_complete.py` fails when a registered name lacks a hook.
