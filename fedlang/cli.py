@@ -151,12 +151,23 @@ def emit(spec: str, output: str | None) -> None:
               help="Rounds between checkpoints (default: the monitor block's, else 10).")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue the run in this directory from its newest intact checkpoint (no SPEC).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local TFF worker processes that share each round's clients.")
+@click.option("--worker", "worker_addresses", multiple=True, metavar="HOST:PORT",
+              help="Run on the TFF worker at HOST:PORT (started there with `fedlang worker --port PORT`); repeat.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds a worker may take to answer one call before the run fails naming it.")
 def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
-        seeds: int | None, checkpoint_every: int | None, resume_dir: str | None) -> None:
+        seeds: int | None, checkpoint_every: int | None, resume_dir: str | None, workers: int,
+        worker_addresses: tuple[str, ...], worker_timeout: float) -> None:
     """Run SPEC on TFF's runtime: per-round table, metrics files, checkpoints, final model.
 
     With --set or --seeds, run a sweep: every cell checked first, then run one by one.
-    With --resume RUN_DIR, continue a run from its newest intact checkpoint."""
+    With --resume RUN_DIR, continue a run from its newest intact checkpoint.
+    With --workers N or --worker HOST:PORT…, spread each round's clients over several TFF workers."""
+    from .runtime.worker_service import check_worker_options
+
+    check_worker_options(workers, worker_addresses, sweep=bool(sets or seeds))
     if resume_dir:
         if spec or rounds or out_dir or checkpoint_every or sets or seeds:
             raise click.UsageError("--resume RUN_DIR takes no SPEC, --rounds, --out, --checkpoint-every, --set or "
@@ -179,7 +190,19 @@ def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, 
     from .runtime.runner import run_compiled  # imports TensorFlow lazily, after the spec is known good
 
     sys.exit(run_compiled(compiled, rounds=rounds, out_dir=resume_dir or out_dir, quiet=quiet,
-                          resume=bool(resume_dir), checkpoint_every=checkpoint_every))
+                          resume=bool(resume_dir), checkpoint_every=checkpoint_every, workers=workers,
+                          worker_addresses=worker_addresses, worker_timeout=worker_timeout))
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="The port to listen on (all interfaces).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, writable=True),
+              help="The worker's log file (default: fedlang-worker-PORT.log).")
+def worker(port: int, log_path: str | None) -> None:
+    """Serve a TFF worker here for runs on other machines (`fedlang run SPEC --worker HOST:PORT`)."""
+    from .runtime.worker_service import serve
+
+    sys.exit(serve(port, Path(log_path or f"fedlang-worker-{port}.log")))
 
 
 @main.command()

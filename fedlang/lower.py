@@ -302,7 +302,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
     modules["faults.py"] = ["check_client_data", "guard_round"]
-    modules["tff_worker.py"] = ["use_local_tff_worker"]
+    modules["tff_worker.py"] = ["use_tff_workers"]
     modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert", "measure_update_norms",
                              "update_norm_report"]
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())

@@ -129,8 +129,12 @@ def _width(column: str) -> int:
 
 
 def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | Path | None = None,
-                 quiet: bool = False, resume: bool = False, checkpoint_every: int | None = None) -> int:
+                 quiet: bool = False, resume: bool = False, checkpoint_every: int | None = None,
+                 workers: int = 1, worker_addresses: tuple[str, ...] = (), worker_timeout: float = 600.0) -> int:
     """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind.
+
+    `workers` local worker_binary processes (or the running ones at `worker_addresses`) share
+    each round's clients (fedlang/lib/tff_worker.py: use_tff_workers).
 
     With `resume`, `out_dir` is an earlier run's directory: its program.py continues from the
     newest intact checkpoint (see fedlang/runtime/monitoring.py) with the rounds it was started with.
@@ -176,8 +180,10 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         if plan.secure_aggregation:
             console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
                           "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")
-        worker = stop.worker = namespace["use_local_tff_worker"](log_path=str(out / "worker.log"),
-                                                                 secure_aggregation=plan.secure_aggregation)
+        worker = stop.worker = _start_workers(namespace, out, plan.secure_aggregation, workers, worker_addresses,
+                                              worker_timeout)
+        if worker_addresses or workers > 1:
+            console.print(describe_workers(worker))
         evaluates = namespace["EVAL_EVERY"] > 0  # the program evaluates every EVAL_EVERY rounds (0: never)
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
@@ -243,6 +249,25 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     return code
 
 
+def _start_workers(namespace: dict[str, Any], out: Path, secure_aggregation: bool, workers: int,
+                   addresses: tuple[str, ...], timeout: float):
+    """The program's workers (use_tff_workers); a resumed program.py from before it has one worker."""
+    if "use_tff_workers" in namespace:
+        return namespace["use_tff_workers"](workers, addresses, log_dir=str(out),
+                                            secure_aggregation=secure_aggregation, timeout=timeout)
+    if workers != 1 or addresses:
+        raise RuntimeError("this run's program.py predates --workers/--worker: resume it without them")
+    return namespace["use_local_tff_worker"](log_path=str(out / "worker.log"), secure_aggregation=secure_aggregation)
+
+
+def describe_workers(pool) -> str:
+    """The run header's line on where the rounds run."""
+    if pool.workers[0].pid is None:
+        return f"workers: running TFF worker(s) at {shown(', '.join(pool.addresses))}"
+    return (f"workers: {len(pool.workers)} local worker_binary processes (pids "
+            f"{', '.join(str(w.pid) for w in pool.workers)}; logs worker-1.log … worker-{len(pool.workers)}.log)")
+
+
 def shown(text: object) -> str:
     """Spec or user text for a rich console: control characters escaped, markup not interpreted."""
     return escape(terminal_safe(text))
@@ -281,8 +306,11 @@ class StopOnSignal:
         self.requested = True
         if self.finishing:  # results are being written: let that finish
             return
-        if self.worker is not None and self.worker.process.poll() is None:
-            self.worker.process.kill()
+        if self.worker is not None:
+            if hasattr(self.worker, "kill"):
+                self.worker.kill()
+            elif self.worker.process.poll() is None:  # a program.py from before `kill` (a resumed run)
+                self.worker.process.kill()
         raise KeyboardInterrupt
 
 

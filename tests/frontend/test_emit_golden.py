@@ -74,7 +74,7 @@ def test_emitted_program_is_standalone(spec: Path, in_repo):
     assert {"tensorflow", "tensorflow_federated", "numpy"} <= imported
     defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     assert {"load_data", "build_keras_model", "model_fn", "build_process", "train", "main",
-            "use_local_tff_worker"} <= defined
+            "use_tff_workers"} <= defined
 
 
 def test_emitting_does_not_import_tensorflow(in_repo):
