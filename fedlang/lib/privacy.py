@@ -229,12 +229,23 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
         k = math.floor(math.log10(z))
         return 900 * (k + 2) + (z / 10.0 ** (k - 2) - 100)
 
-    def search(eps_of, first_guess):
-        """The grid z meeting the target with the smallest index, given that z = 1000 does."""
+    def top(eps_of):
+        """(grid index, epsilon) of z = 10, 100 or 1000, the first that meets the target; (None,
+        epsilon at z = 1000) if none does. RDP at a large z costs ~z² (dp_accounting's series
+        for fractional orders: ~1 s of CPU per call at z = 1000), so the larger ones are tried
+        only when needed."""
+        for i in (2700, 3600, 4500):  # z = 10, 100, 1000
+            epsilon = eps_of(z_at(i))
+            if epsilon <= target_epsilon:
+                return i, epsilon
+        return None, epsilon
+
+    def search(eps_of, first_guess, start):
+        """The grid z meeting the target with the smallest index, given that z_at(start[0]) does."""
         # Invariant: the answer is in (low, high]; epsilon(z_at(low)) > target (low = -1 stands
         # for "below 0.01") and epsilon(z_at(high)) <= target.
-        low, high = -1, 4500
-        points = [(z_at(high), eps_of(z_at(high)))]
+        low, high = -1, start[0]
+        points = [(z_at(high), start[1])]
         guess, slow_steps = index_of(first_guess), 0
         while high - low > 1:
             i = min(max(round(guess), low + 1), high - 1)
@@ -265,8 +276,9 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
     def accountant_epsilon(z):
         return epsilon_after(rounds, z, sampling_rate, delta, accountant)
 
-    top_epsilon = accountant_epsilon(1000.0)
-    if top_epsilon > target_epsilon:
+    start = top(accountant_epsilon)
+    if start[0] is None:
+        top_epsilon = start[1]
         raise ValueError(
             f"target epsilon {target_epsilon} is unreachable in {rounds} rounds with sampling "
             f"rate {sampling_rate:.4g} and delta {delta:g}: even noise multiplier 1000 gives "
@@ -274,11 +286,12 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
             "larger target."
         )
     if accountant == "rdp":
-        return search(rdp_epsilon, 1.0)
+        return search(rdp_epsilon, 1.0, start)
     # PLD: start at the RDP answer (PLD epsilons are a little smaller, so the PLD answer is a
     # little below it); finding it costs fewer slow PLD evaluations than it saves.
-    first_guess = search(rdp_epsilon, 1.0) if rdp_epsilon(1000.0) <= target_epsilon else 1000.0
-    return search(accountant_epsilon, first_guess)
+    rdp_start = top(rdp_epsilon)
+    first_guess = search(rdp_epsilon, 1.0, rdp_start) if rdp_start[0] is not None else 1000.0
+    return search(accountant_epsilon, first_guess, start)
 
 
 # Helpers each function calls (directly), so the compiler can copy what is needed.

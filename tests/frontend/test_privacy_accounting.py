@@ -246,6 +246,25 @@ def test_solve_noise_multiplier_tutorial_value():
     assert privacy.solve_noise_multiplier(2.0, 100, 120 / 3383, 1e-5) == 1.2
 
 
+@pytest.mark.parametrize("target, needs", [(10.0, None), (0.05, 100.0), (0.005, 1000.0)])
+def test_solve_noise_multiplier_asks_for_large_z_only_when_needed(monkeypatch, target, needs):
+    """RDP at z = 1000 costs ~1 s of CPU (dp_accounting's series for fractional orders grows like
+    z²); the search tried it first for every spec with `noise auto`. Now z = 10, then 100, then
+    1000 are tried until one meets the target; the answer is the same grid value."""
+    asked = []
+    original = privacy.epsilon_after
+
+    def recorded(rounds, z, *args, **kwargs):
+        asked.append(z)
+        return original(rounds, z, *args, **kwargs)
+
+    monkeypatch.setattr(privacy, "epsilon_after", recorded)
+    z = privacy.solve_noise_multiplier(target, 25, 0.2, 1e-5, "rdp")
+    assert max(asked) == (needs or 10.0)
+    monkeypatch.setattr(privacy, "epsilon_after", original)
+    assert privacy.epsilon_after(25, z, 0.2, 1e-5) <= target < privacy.epsilon_after(25, previous_grid_value(z), 0.2, 1e-5)
+
+
 def test_solve_noise_multiplier_huge_target_gives_the_smallest_grid_value():
     assert privacy.solve_noise_multiplier(1e9, 1, 0.01, 1e-5) == 0.01
 
