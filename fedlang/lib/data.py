@@ -472,6 +472,11 @@ def holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, 
     Returns (train_indices, test_indices), each sorted.
     """
     where = "holdout_split"
+    if isinstance(num_examples, (int, np.integer)) and not isinstance(num_examples, bool) and 0 <= num_examples < 2:
+        raise DataError(
+            f"holding out a test set needs at least 2 examples; the data has {num_examples}", "empty_split",
+            hint="use a data file with more examples, or drop `test holdout`", where=where,
+        )
     n = _check_int(num_examples, "num_examples", where, 2)
     _check_rng(rng, where)
     if not (isinstance(fraction, (int, float, np.number)) and 0 < fraction < 1):

@@ -466,3 +466,15 @@ def test_pld_with_little_noise_checks_within_two_seconds(noise, rounds):
     start = time.process_time()
     assert checked_privacy(text).epsilon > 0
     assert time.process_time() - start < 2
+
+
+def test_a_one_example_file_with_a_holdout_is_e507(tmp_path):
+    """holdout_split refused n = 1 with a plain ValueError, which check no longer reads as a
+    data error since it catches DataError only: an internal error (found by bench/fuzz.py)."""
+    import numpy as np
+
+    np.savez(tmp_path / "one.npz", x=np.ones((1, 1), dtype=np.float32), y=np.array([0]))
+    text = _data_spec(tmp_path, 'source npz("one.npz")\n  test holdout(0.2)').replace("clients = 2", "clients = 1")
+    with pytest.raises(SpecError) as info:
+        compile_source(Source(str(tmp_path / "t.fed"), text), tmp_path)
+    assert [d.code for d in info.value.diagnostics if d.severity == "error"] == ["E507"]
