@@ -16,8 +16,7 @@ from .constructs.partitions import PARTITION_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
-from .emit.encode import literal
-from .plan import DataSteps, Plan, PyCall, PyRef, Section
+from .plan import AggregateCode, AggregateStep, DataSteps, Plan, PyAttr, PyCall, PyOp, PyRef, Section
 
 
 def lower(checked: CheckedSpec, source: Source) -> Plan:
@@ -75,22 +74,15 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
 
 
 def _simulation(checked: CheckedSpec) -> dict | None:
-    """The simulation block's expected conditions (printed by check and plan) for the template."""
+    """What the template writes for a simulation block: its row columns and what it changes."""
     sim = checked.simulation
     if sim is None:
         return None
-    from .check.simulation import expected_conditions
-
-    comm, data, train = communication(checked), checked.data, checked.train
-    expected = None
-    if data.client_sizes is not None:
-        expected = expected_conditions(sim, data.client_sizes, train.clients_per_round, train.local_epochs,
-                                       data.batch, comm["down"], comm["up"], train.rounds)
     columns = ["available", "selected", "completed", "dropped", "straggling"]
     if sim.config["over_select"] > 1:
         columns.append("surplus")
     columns.append("participation")
-    return {"expected": expected, "changes_steps": sim.changes_steps, "columns": tuple(columns),
+    return {"changes_steps": sim.changes_steps, "columns": tuple(columns),
             "timed": sim.config["speed"] is not None, "attributes": bool(sim.config.get("attributes"))}
 
 
@@ -215,61 +207,65 @@ def value_names(config, aggregate_names) -> dict[str, str]:
     return mapping
 
 
-def _step_expression(step, types: dict, names: dict[str, str]) -> str:
-    """Python for one typed step; operands are validated identifiers, options repr'd literals."""
-    x = [names[n] for n in step.operands]
-    o = {k: literal(v) for k, v in step.options.items()}
-    at_server = bool(step.operands) and types[step.operands[0]].placement == "SERVER"
+_LOCAL_FUNCTIONS = {  # operator → (lib function of dim and the options, in order)
+    "clip_norm": ("clip_norm_fn", ("clip",)), "zero_large": ("zero_large_fn", ("threshold",)),
+    "scale": ("scale_fn", ("factor",)), "norm": ("norm_fn", ()), "trim_mean": ("trim_mean_fn", ("fraction",)),
+    "median": ("median_fn", ()), "krum": ("krum_fn", ("byzantine",)), "multi_krum": ("multi_krum_fn", ("byzantine", "m")),
+}
+
+
+def _step_value(step, placements: dict[str, str], names: dict[str, str]):
+    """The call tree of one typed step; operands are PyRefs to validated names, options literals."""
+    x = [PyRef(names[n]) for n in step.operands]
+    o = step.options
+    dim = PyRef("dim")
     op = step.operator
+    at_server = bool(step.operands) and placements[step.operands[0]] == "SERVER"
+
+    def local(name: str) -> PyCall:
+        function, options = _LOCAL_FUNCTIONS[name]
+        return PyCall.of(function, dim, *(o.get(k) for k in options))
+
     if op == "identity":
         return x[0]
     if op == "gather":
-        return f"gather({x[0]}, dim)"
+        return PyCall.of("gather", x[0], dim)
     if op in ("mean", "sum"):
-        return f"tff.federated_{op}({x[0]})"
+        return PyCall.of(f"tff.federated_{op}", x[0])
     if op == "weighted_mean":
-        return f"tff.federated_mean({x[0]}, weight={x[1]})"
+        return PyCall.of("tff.federated_mean", x[0], weight=x[1])
     if op == "broadcast":
-        return f"tff.federated_broadcast({x[0]})"
+        return PyCall.of("tff.federated_broadcast", x[0])
     if op in ("add", "subtract"):
-        return f"tff.federated_map({op}_fn(dim), ({x[0]}, {x[1]}))"
+        return PyCall.of("tff.federated_map", PyCall.of(f"{op}_fn", dim), tuple(x))
     if op == "secure_sum":
-        return f"secure_sum({x[0]}, dim, lower={o['lower']}, upper={o['upper']})"
-    local = {"clip_norm": f"clip_norm_fn(dim, {o.get('clip')})", "zero_large": f"zero_large_fn(dim, {o.get('threshold')})",
-             "scale": f"scale_fn(dim, {o.get('factor')})", "norm": "norm_fn(dim)",
-             "trim_mean": f"trim_mean_fn(dim, {o.get('fraction')})", "median": "median_fn(dim)",
-             "krum": f"krum_fn(dim, {o.get('byzantine')})",
-             "multi_krum": f"multi_krum_fn(dim, {o.get('byzantine')}, {o.get('m')})"}
+        return PyCall.of("secure_sum", x[0], dim, lower=o["lower"], upper=o["upper"])
     if op in ("median", "krum", "multi_krum") and not at_server:
-        return f"gathered_steps(dim, {local[op]})({x[0]})"
-    if op in local:
-        return f"tff.federated_map({local[op]}, {x[0]})"
+        return PyCall(PyCall.of("gathered_steps", dim, local(op)), ((None, x[0]),))
+    if op in _LOCAL_FUNCTIONS:
+        return PyCall.of("tff.federated_map", local(op), x[0])
     if op == "trimmed_mean":
-        return f"gathered_steps(dim, trim_mean_fn(dim, {o['fraction']}))({x[0]})"
+        return PyCall(PyCall.of("gathered_steps", dim, local("trim_mean")), ((None, x[0]),))
     if op == "norm_clipped_mean":
-        return f"clipped_mean_steps(dim, {o['clip']})({x[0]}).result"
+        return PyAttr(PyCall(PyCall.of("clipped_mean_steps", dim, o["clip"]), ((None, x[0]),)), "result")
     if op == "zeroing_mean":
-        return f"zeroed_mean_steps(dim, {o['threshold']})({x[0]}).result"
-    return f"aggregate_{op}(dim)({x[0]})"  # another aggregate block
+        return PyAttr(PyCall(PyCall.of("zeroed_mean_steps", dim, o["threshold"]), ((None, x[0]),)), "result")
+    return PyCall(PyCall.of(f"aggregate_{op}", dim), ((None, x[0]),))  # another aggregate block
 
 
-def aggregate_code(config, source: Source, aggregate_names) -> dict[str, object]:
-    """What the template needs to write one aggregate block as a federated computation."""
-    from .check.steps import FedType
-
+def aggregate_code(config, source: Source, aggregate_names) -> AggregateCode:
+    """One aggregate block as typed Federated Core steps (the template writes one line per step)."""
     names = value_names(config, aggregate_names)
-    types = {config.param: FedType(("*",), "CLIENTS")}
-    lines = []
+    placements = {config.param: "CLIENTS"}
+    steps = []
     for step in config.steps:
-        expression = _step_expression(step, types, names)
-        comment = step.type.notation()
-        if step.target is None:
-            lines.append((f"return {expression}", comment))
-        else:
-            types[step.target] = step.type
-            lines.append((f"{names[step.target]} = {expression}", comment))
-    return {"name": config.name, "py_name": names[config.name], "param": names[config.param], "lines": lines,
-            "source": Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines)))}
+        value = _step_value(step, placements, names)
+        if step.target is not None:
+            placements[step.target] = step.type.placement
+        steps.append(AggregateStep(names[step.target] if step.target is not None else None, value,
+                                   step.type.notation()))
+    return AggregateCode(config.name, names[config.name], names[config.param], tuple(steps),
+                         Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines))))
 
 
 def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -393,7 +389,7 @@ ALGORITHM_BUILDERS = {"fedavg": "fed_avg", "fedprox": "fed_avg", "fedsgd": "fed_
 def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False) -> PyCall:
     model_fn = PyRef("model_fn")
     server = _optimizer(train.server_optimizer)
-    extra = {"model_aggregator": PyRef("build_aggregator()")} if custom_aggregator else {}
+    extra = {"model_aggregator": PyCall.of("build_aggregator")} if custom_aggregator else {}
     builder = ALGORITHM_BUILDERS[train.algorithm]
     if builder == "fed_sgd":
         return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server, **extra)
@@ -431,11 +427,11 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
                              clients_per_round=PyRef("CLIENTS_PER_ROUND"), clip=privacy.clip)
         # gaussian_fixed spelled out (clip at the clients, sum, add noise to the sum at the server),
         # to secure-sum the clipped updates or to seed the noise.
-        stddev = PyRef(f"NOISE_MULTIPLIER * {privacy.clip!r}")
+        stddev = PyOp(PyRef("NOISE_MULTIPLIER"), "*", privacy.clip)
         sum_query = (PyCall.of("SeededGaussianSumQuery", l2_norm_clip=privacy.clip, stddev=stddev, seed=PyRef("SEED"))
                      if privacy.seeded_noise else
                      PyCall.of("tfp.GaussianSumQuery", l2_norm_clip=privacy.clip, stddev=stddev))
-        query = PyCall.of("tfp.NormalizedQuery", sum_query, denominator=PyRef("float(CLIENTS_PER_ROUND)"))
+        query = PyCall.of("tfp.NormalizedQuery", sum_query, denominator=PyCall.of("float", PyRef("CLIENTS_PER_ROUND")))
         if secure is None:
             return PyCall.of(dp, query)
         return PyCall.of(dp, query, record_aggregation_factory=secure_sum)

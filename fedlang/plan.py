@@ -21,12 +21,52 @@ class PyRef:
 
 @dataclass(frozen=True)
 class PyCall:
-    func: str
+    """`func(args…)`: func is a name chosen by the lowering, or a call whose result is called."""
+
+    func: "str | PyCall"
     args: tuple[tuple[str | None, Any], ...] = ()
 
     @staticmethod
     def of(func: str, *positional: Any, **keywords: Any) -> "PyCall":
         return PyCall(func, tuple((None, p) for p in positional) + tuple(keywords.items()))
+
+
+@dataclass(frozen=True)
+class PyAttr:
+    """`value.name`: an attribute of a call's result."""
+
+    value: PyCall
+    name: str
+
+
+@dataclass(frozen=True)
+class PyOp:
+    """`left op right` for an arithmetic operator (+, -, *, /)."""
+
+    left: Any
+    op: str
+    right: Any
+
+
+@dataclass(frozen=True)
+class AggregateStep:
+    """One Federated Core step of an aggregate block: `target = value` (or `return value`), with
+    the value's TFF type for its comment."""
+
+    target: str | None
+    value: Any  # PyCall, PyAttr or PyRef
+    type: str
+
+
+@dataclass(frozen=True)
+class AggregateCode:
+    """An aggregate (or round) block as a federated computation `aggregate_<name>(dim)`."""
+
+    name: str
+    py_name: str  # the inner computation's name
+    param: str
+    steps: tuple[AggregateStep, ...]
+    source: "Section"
 
 
 @dataclass(frozen=True)
@@ -68,7 +108,7 @@ class Plan:
     constants: tuple[tuple[str, Any, str | None], ...]  # name, value, where it came from (a comment)
     imports: tuple[str, ...]  # third-party imports of the program's own code (helpers bring theirs)
     helper_modules: tuple[tuple[str, tuple[str, ...]], ...]  # (fedlang/lib module, names copied), in order
-    aggregates: tuple[dict, ...]  # aggregate blocks, as the template writes them
+    aggregates: tuple[AggregateCode, ...]  # aggregate blocks, as typed Federated Core steps
     attacked: bool  # attackers (clients 0…ATTACKERS-1) take part in every round
     data_steps: DataSteps
     input_shape: tuple[int, ...]

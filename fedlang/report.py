@@ -14,6 +14,17 @@ def human_bytes(n: float) -> str:
     raise AssertionError
 
 
+def expected_conditions(c: CheckedSpec, plan: Plan) -> dict | None:
+    """The simulation block's expected per-round conditions (None: no block, or sizes unknown)."""
+    if c.simulation is None or c.data.client_sizes is None:
+        return None
+    from .check.simulation import expected_conditions as expected
+
+    comm, train = plan.communication, c.train
+    return expected(c.simulation, c.data.client_sizes, train.clients_per_round, train.local_epochs, c.data.batch,
+                    comm["down"], comm["up"], train.rounds)
+
+
 def plan_rows(c: CheckedSpec, plan: Plan) -> list[tuple[str, str]]:
     """(label, text) rows of the cost and privacy table."""
     train, comm = c.train, plan.communication
@@ -35,7 +46,7 @@ def plan_rows(c: CheckedSpec, plan: Plan) -> list[tuple[str, str]]:
         rows.append(("up per client per round", f"{human_bytes(comm['up'])} (float32 update"
                      + (", plus its example-count weight" if comm["weight"] else "") + ")"))
     per_round = per_round_up = train.clients_per_round
-    expected = plan.simulation["expected"] if plan.simulation else None
+    expected = expected_conditions(c, plan)
     if expected is not None:  # every selected client downloads; completed and surplus ones upload
         per_round = expected["selected"]
         per_round_up = expected["completed"] + expected.get("surplus", 0.0)

@@ -6,6 +6,7 @@ import statistics
 
 from .checked import CheckedSpec
 from .plan import Plan
+from .report import expected_conditions
 
 
 def _n(x: int) -> str:
@@ -82,7 +83,7 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
         from .check.simulation import describe_conditions, describe_expected
 
         rows.append(("simulation", describe_conditions(c.simulation, train.clients_per_round)))
-        rows.extend(("  " + label, text) for label, text in describe_expected(plan.simulation["expected"]))
+        rows.extend(("  " + label, text) for label, text in describe_expected(expected_conditions(c, plan)))
     if c.monitor is not None:
         m = c.monitor
         alerts = "; ".join(f"{a['text']} -> {a['action']}" for a in m.alerts) or "no alerts"

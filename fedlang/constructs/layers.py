@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..forms import Form, Param, forms
-from ..plan import PyCall, PyRef
+from ..plan import PyCall, PyOp, PyRef
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
@@ -140,7 +140,7 @@ def _reshape_shape(args: Args, shape: Shape) -> "Shape | ShapeError":
 
 def _dropout_keras(args: Args, index: int, shape: Shape) -> PyCall:
     # A seeded dropout keeps runs reproducible inside TFF's graphs (masks then repeat each round).
-    return PyCall.of("tf.keras.layers.Dropout", args["rate"], seed=PyRef(f"SEED + {index}"))
+    return PyCall.of("tf.keras.layers.Dropout", args["rate"], seed=PyOp(PyRef("SEED"), "+", index))
 
 
 _activation = Param("activation", "name", default="linear", choices=ACTIVATIONS, doc="activation function")

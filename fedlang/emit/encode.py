@@ -4,7 +4,8 @@ Every value that comes from a spec (names, strings, numbers, file names, the spe
 enters the emitted program through exactly one of these encoders, chosen by its context:
 
 - `literal`    a Python expression: `repr` for str/int/float/bool/None (non-finite floats as
-               `float('inf')`), lists/tuples/dicts recursively, PyRef/PyCall from the lowering;
+               `float('inf')`), lists/tuples/dicts recursively, PyRef/PyCall/PyAttr/PyOp from the
+               lowering (names checked as identifiers);
 - `comment`    text after `#`: one line of printable characters (others become `?`);
 - `word`       a registry name or a number inside fixed prose (docstrings): must already be a
                plain identifier/number, anything else is refused;
@@ -26,7 +27,7 @@ import tokenize
 from io import BytesIO
 from typing import Any
 
-from ..plan import PyCall, PyRef
+from ..plan import PyAttr, PyCall, PyOp, PyRef
 
 # The first two lines of every emitted program: fixed text, so no spec can declare an encoding.
 HEADER = "#!/usr/bin/env python3\n# -*- coding: utf-8 -*-\n"
@@ -39,10 +40,16 @@ class EmitError(Exception):
 def literal(value: Any) -> str:
     """Python source for a literal, a PyRef or a PyCall (arguments rendered recursively)."""
     if isinstance(value, PyRef):
-        return value.name
+        return dotted(value.name)
     if isinstance(value, PyCall):
         args = ", ".join(literal(v) if k is None else f"{identifier(k)}={literal(v)}" for k, v in value.args)
-        return f"{dotted(value.func)}({args})"
+        return f"{_callee(value.func)}({args})"
+    if isinstance(value, PyAttr):
+        return f"{literal(value.value)}.{identifier(value.name)}"
+    if isinstance(value, PyOp):
+        if value.op not in ("+", "-", "*", "/"):
+            raise EmitError(f"unknown operator {value.op!r}")
+        return f"{literal(value.left)} {value.op} {literal(value.right)}"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(literal(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
@@ -64,7 +71,11 @@ def literal_wrapped(value: Any, indent: int = 4, width: int = 96) -> str:
     args = [literal_wrapped(v, indent + 4, width) if k is None
             else f"{identifier(k)}={literal_wrapped(v, indent + 4, width - len(k) - 1)}"
             for k, v in value.args]
-    return f"{dotted(value.func)}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
+    return f"{_callee(value.func)}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
+
+
+def _callee(func: "str | PyCall") -> str:
+    return literal(func) if isinstance(func, PyCall) else dotted(func)
 
 
 def comment(text: Any) -> str:
