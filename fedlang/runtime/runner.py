@@ -229,7 +229,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         recorder.close()
         alerts.close()
         tensorboard.close()
-        _write_summary(out, compiled, namespace, rounds, recorder.rows, status, time.time() - started, reason)
+        _write_summary(out, compiled, namespace, rounds, recorder.rows, status, time.time() - started, reason,
+                       workers=getattr(worker, "addresses", None))
         add_monitoring_summary(out, alerts)
         _build_report(out, err)
         if recorder.rows:
@@ -326,7 +327,7 @@ def _save_traceback(out: Path) -> None:
 
 
 def _write_summary(out: Path, compiled: Compiled, program: dict[str, Any], rounds: int, rows: list[dict],
-                   status: str, seconds: float, reason: str | None = None) -> None:
+                   status: str, seconds: float, reason: str | None = None, workers: list[str] | None = None) -> None:
     """summary.json; its privacy part is the program's own constants (what the run really used)."""
     from .. import __version__
 
@@ -346,6 +347,7 @@ def _write_summary(out: Path, compiled: Compiled, program: dict[str, Any], round
         "clients": c.data.num_clients,
         "bytes_down_total": sum(r.get("bytes_down", 0) for r in rows),
         "bytes_up_total": sum(r.get("bytes_up", 0) for r in rows),
+        "workers": workers,  # the TFF workers' addresses (local ones on localhost), or None
     }
     if "ACCOUNTANT" in program:
         summary["privacy"] = {

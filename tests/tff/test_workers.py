@@ -4,6 +4,7 @@ elsewhere (here on 127.0.0.1), and a dead or unreachable worker named in an erro
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -48,6 +49,8 @@ def test_two_local_workers_give_the_numbers_of_one(quickstart_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "workers: 2 local worker_binary processes" in result.stdout
     assert (out / "worker-1.log").exists() and (out / "worker-2.log").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and len(summary["workers"]) == 2
     rows = read_jsonl(out / "metrics.jsonl")
     reference = read_jsonl(one_worker / "metrics.jsonl")[:ROUNDS]
     assert "eval_accuracy" in rows[-1] and "eval_accuracy" in reference[-1]
