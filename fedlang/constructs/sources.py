@@ -127,7 +127,20 @@ def _sklearn_source(name: str, info: BundledSet) -> SourceDef:
 # ---------------------------------------------------------------- synthetic (FedProx)
 
 
+# Check replays the run's draws (check/synthetic.py): ~25 ns of CPU per normal drawn. A device
+# draws features × classes weights and, on average, e^6 + 50 ≈ 453 examples of `features` values
+# (lognormal sizes), so the expected draws are devices × features × (classes + 453): at most 3e7
+# (~0.7 s). The FedProx paper's 30 devices × 60 features × 10 classes draw 8e5.
+SYNTHETIC_MAX_DRAWS = 30_000_000
+
+
 def _synthetic_facts(choice, path, base_dir):
+    draws = choice["devices"] * choice["features"] * (choice["classes"] + 453)
+    if draws > SYNTHETIC_MAX_DRAWS:
+        return SourceError("E508", f"synthetic data too large to generate: devices × features × (classes + 453) is "
+                                   f"{draws:,}, above the limit {SYNTHETIC_MAX_DRAWS:,} (values check draws to replay "
+                                   f"the run's split)",
+                           "use fewer devices or features (the FedProx paper uses 30 devices, 60 features)")
     return SourceFacts(DatasetFacts(None, (choice["features"],), choice["classes"], choice["devices"],
                                     f"Synthetic({choice['alpha']:g}, {choice['beta']:g})"
                                     + (" iid" if choice["iid"] else "")))

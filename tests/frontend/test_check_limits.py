@@ -478,3 +478,19 @@ def test_a_one_example_file_with_a_holdout_is_e507(tmp_path):
     with pytest.raises(SpecError) as info:
         compile_source(Source(str(tmp_path / "t.fed"), text), tmp_path)
     assert [d.code for d in info.value.diagnostics if d.severity == "error"] == ["E507"]
+
+
+@pytest.mark.parametrize("options, refused", [
+    ("devices = 3000", True),                              # 8.3e7 values: 1.8 s of CPU replayed
+    ("devices = 30, features = 1000, classes = 1000", True),
+    ("devices = 600", False),                              # 1.7e7: under the cap
+])
+def test_synthetic_sizes_are_capped_by_the_values_check_draws(options, refused):
+    text = spec(data="partition iid(clients = 20)").replace(
+        "source sklearn.digits", f"source synthetic(alpha = 1, beta = 1, {options})").replace("input [64]", "input [60]")
+    if "features = 1000" in options:
+        text = text.replace("input [60]", "input [1000]").replace("dense 10 softmax", "dense 1000 softmax")
+    start = time.process_time()
+    found = codes(text)
+    assert time.process_time() - start < 2
+    assert (found == ["E508"]) if refused else (found == [])
