@@ -202,6 +202,14 @@ class SimulationBlock:
 
 
 @dataclass(frozen=True)
+class PersonalizeBlock:
+    """Local fine-tuning of the global model on each client (check/personalize.py)."""
+
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class FedTypeSyntax:
     """`float32[*] @CLIENTS` as written: dtype name, dims (int, "*" = model size, "?"), placement."""
 
@@ -281,7 +289,7 @@ class MonitorBlock:
 
 
 Item = Union[RoundBlock, MonitorBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock,
-             AggregationBlock, AttackBlock, AggregateBlock, SimulationBlock]
+             AggregationBlock, AttackBlock, AggregateBlock, SimulationBlock, PersonalizeBlock]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class LayerConfig:
     output_shape: tuple[int, ...]
     params: int
     line: int
+    local: Span | None = None  # where `local` marks it: its weights stay on each client (FedPer)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ class ModelConfig:
         """Shapes of the non-trainable variables (batch_norm's moving statistics), in Keras order."""
         return tuple(s for layer in self.layers
                      for s in LAYER_BY_NAME[layer.kind].non_trainable(layer.args, layer.input_shape))
+
+    @property
+    def local_mask(self) -> tuple[bool, ...]:
+        """Per trainable variable (Keras order): does it belong to a `local` layer?"""
+        return tuple(layer.local is not None for layer in self.layers for _ in layer_weight_shapes(layer))
+
+    @property
+    def has_local_layers(self) -> bool:
+        return any(layer.local is not None for layer in self.layers)
 
     @property
     def feature_dtype(self) -> str:
@@ -114,6 +124,17 @@ class DataConfig:
     lines: tuple[int, int]
     path: str | None = None  # data file as the emitted program opens it (relative to the cwd)
     client_sizes: tuple[int, ...] | None = None  # training examples per client, as the run draws them
+    client_test_sizes: tuple[int, ...] | None = None  # test per_client: each client's own test examples
+
+    @property
+    def per_client_test(self) -> float | None:
+        """The fraction of its examples each client keeps for testing (None: no per-client test sets)."""
+        return self.test["fraction"] if self.test.name == "per_client" else None
+
+    @property
+    def central_test(self) -> bool:
+        """A central held-out test set exists (holdout, split, or per_client with holdout > 0)."""
+        return self.test.name in ("holdout", "split") or (self.test.name == "per_client" and self.test["holdout"] > 0)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -138,6 +159,7 @@ class TrainConfig:
 class EvaluateConfig:
     every: int
     lines: tuple[int, int] | None
+    clients: int | None = None  # federated evaluation: clients sampled each time (None: all)
 
 
 @dataclass(frozen=True)
@@ -262,3 +284,15 @@ class CheckedSpec:
     attack: AttackConfig | None = None
     simulation: SimulationConfig | None = None
     monitor: MonitorConfig | None = None  # None without a monitor block
+    personalize: "PersonalizeConfig | None" = None  # None without a personalize block
+
+
+@dataclass(frozen=True)
+class PersonalizeConfig:
+    """Local fine-tuning of the global model on each client's training data, evaluated on its own test set."""
+
+    epochs: int
+    optimizer: Choice  # sgd or adam, plain learning rates
+    batch: int  # the data's batch unless the block sets one
+    every: int | None  # also fine-tune at the federated evaluations of every k-th round (None: only at the end)
+    lines: tuple[int, int]

@@ -50,7 +50,8 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
                       PyRef("tf.float32" if binary else "tf.int64")),
         ),
         binary_labels=binary,
-        process=_process(train, aggregator is not None, checked.attack is not None),
+        process=(_fedper_process(checked) if model.has_local_layers else
+                 _process(train, aggregator is not None, checked.attack is not None)),
         aggregator=aggregator,
         dp_clip=checked.privacy.clip if checked.privacy is not None else None,
         dp_seeded=bool(checked.privacy and checked.privacy.seeded_noise),
@@ -70,7 +71,28 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         schedules=_schedules(checked),
         monitor=checked.monitor if checked.monitor is not None else MonitorConfig(),
         skips_nonfinite=train.on_nonfinite == "skip",
+        personal=_personal(checked),
     )
+
+
+def _fedper_process(checked: CheckedSpec) -> PyCall:
+    """Layers marked `local`: FedPer (fedlang/lib/fedper.py), shared layers averaged with plain SGD."""
+    train = checked.train
+    return PyCall.of("FedPerProcess", PyRef("build_keras_model"), PyRef("build_loss"), PyRef("build_metrics"),
+                     PyRef("ELEMENT_SPEC"), local_mask=list(checked.model.local_mask),
+                     num_clients=checked.data.num_clients,
+                     client_learning_rate=float(train.client_optimizer["learning_rate"]),
+                     server_learning_rate=float(train.server_optimizer["learning_rate"]),
+                     weighted=train.weighting == "examples")
+
+
+def _personal(checked: CheckedSpec) -> dict | None:
+    """Federated evaluation on per-client test sets and fine-tuning (fedlang/lib/personal.py), for the template."""
+    if checked.data.per_client_test is None:
+        return None
+    p = checked.personalize
+    return {"evaluates": checked.evaluate is not None, "local_layers": checked.model.has_local_layers,
+            "finetune_optimizer": _optimizer(p.optimizer) if p is not None else None}
 
 
 def _simulation(checked: CheckedSpec) -> dict | None:
@@ -117,6 +139,13 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
         constants.append(("SECURE_AGGREGATION", True, "simulated: TFF runs the secure sum as a plain sum"))
     if checked.simulation is not None:
         constants.append(("SIMULATION", dict(checked.simulation.config), None))
+    if data.per_client_test is not None:  # federated evaluation on the clients' own test sets
+        constants.append(("EVAL_CLIENTS", checked.evaluate.clients if checked.evaluate else None,
+                          None if checked.evaluate and checked.evaluate.clients else "all clients"))
+        p = checked.personalize
+        constants += [("FINETUNE_EPOCHS", p.epochs if p else None, None if p else "no personalize block"),
+                      ("FINETUNE_BATCH", p.batch if p else None, None),
+                      ("FINETUNE_EVERY", p.every if p else None, None)]
     schedules = _schedules(checked)
     if schedules is not None:  # learning-rate schedules over rounds (fedlang/lib/schedules.py)
         constants += [("CLIENT_LEARNING_RATE", schedules["client"], None),
@@ -275,7 +304,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     names = [] if checked.simulation is not None else ["sample_clients"]  # else simulate_round samples
     names += [n for module, ns in source.helpers if module == "data.py" for n in ns]
     if not source.streamed:  # a streamed source holds out each file's tail and has one client per file
-        if data.test.name == "holdout":
+        if data.central_test and data.test.name != "split":
             names.append("holdout_split")
         if data.scale in ("minmax", "standard"):
             names += ["fit_scaler", "apply_scaler"]
@@ -293,6 +322,17 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
         if checked.simulation.config.get("attributes"):
             modules["simulation.py"].append("participant_spread")
+    if data.per_client_test is not None:
+        modules["client_tests.py"] = ["split_client_tests"]
+        if checked.evaluate is not None:
+            modules["client_tests.py"] += ["sample_eval_clients", "client_metric_summary"]
+            if not checked.model.has_local_layers:  # FedPer evaluates with its own computation
+                modules["personal.py"] = ["build_client_evaluation", "evaluate_clients"]
+            if checked.personalize is not None:
+                modules["client_tests.py"].append("finetune_summary")
+                modules["personal.py"].append("finetune_fn")
+    if checked.model.has_local_layers:
+        modules["fedper.py"] = ["FedPerProcess"]
     if _schedules(checked) is not None:
         modules["schedules.py"] = ["learning_rate_at"]
     if checked.privacy is not None:
@@ -309,20 +349,24 @@ def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
     source, definition = data.source, SOURCE_BY_NAME[data.source.name]
     path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
     partition = PARTITION_BY_NAME[data.partition.name]
+    per_client = data.per_client_test  # each client's own test set, beside a central hold-out if any
+    test = data.test.name if per_client is None else ("holdout" if data.central_test else "none")
     return DataSteps(
         load=definition.load(source, path),
         streamed=definition.streamed,
         read_args=((source["x"], source["y"], data.facts.stored, list(data.feature_shape))
                    if definition.streamed else None),
-        test=data.test.name,
-        holdout=data.test.args.get("fraction"),
+        test=test,
+        holdout=data.test.args.get("fraction") if per_client is None else (
+            data.test["holdout"] if data.central_test else None),
         scale=data.scale,
         reshape=tuple(data.reshape) if data.reshape else None,
         split=partition.split(data.partition),
         first=data.partition.args.get("first"),
         keeps_client_ids=partition.needs_client_ids,
         shuffle=data.shuffle > 0,
-        evaluates=evaluates and data.test.name != "none",
+        evaluates=evaluates and test != "none",
+        per_client=per_client,
     )
 
 
@@ -459,7 +503,8 @@ def communication(checked: CheckedSpec) -> dict[str, int]:
     Down: the float32 model (non-trainable variables included). Up: the float32 update (plus a float32 weight when example-weighted);
     with `quantize(bits)`, each quantized tensor costs ceil(n·bits/8) bytes plus 8 for its range.
     """
-    shapes = checked.model.weight_shapes
+    # Layers marked `local` never leave their client: neither broadcast nor sent back (FedPer).
+    shapes = [s for s, local in zip(checked.model.weight_shapes, checked.model.local_mask) if not local]
     sizes = [math.prod(s) for s in shapes]
     weight = 4 if checked.train.weighting == "examples" and checked.privacy is None else 0
     down = 4 * (sum(sizes) + sum(math.prod(s) for s in checked.model.non_trainable_shapes))

@@ -355,6 +355,9 @@ class ToAst(Transformer):
     def simulation(self, meta, children):
         return ast.SimulationBlock(tuple(children), _span(meta))
 
+    def personalize(self, meta, children):
+        return ast.PersonalizeBlock(tuple(children), _span(meta))
+
     def aggregate(self, meta, children):
         name, *rest = children
         params = tuple(c for c in rest if isinstance(c, ast.FedParam))

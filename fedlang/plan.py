@@ -95,6 +95,7 @@ class DataSteps:
     keeps_client_ids: bool  # client_ids follow the hold-out (the split reads them)
     shuffle: bool
     evaluates: bool
+    per_client: float | None = None  # test per_client(f): each client keeps this fraction as its test set
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Plan:
     simulation: dict | None = None  # {"expected": …, "columns": …} (fedlang/check/simulation.py)
     monitor: Any = None  # the monitor block's MonitorConfig (checkpoint interval, alerts, its lines)
     skips_nonfinite: bool = False  # on_nonfinite skip: a round with non-finite clients is redone without them
+    personal: dict | None = None  # per-client test sets: federated evaluation, fine-tuning (fedlang/lib/personal.py)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,13 @@ TESTS = _forms(
                            doc="share of all examples held out for testing, e.g. 0.2"),),
          doc="a random fraction of all examples, held out before partitioning",
          example="test holdout(0.2)"),
+    Form("per_client", (Param("fraction", "float", low=0, high=1, low_open=True, high_open=True,
+                              doc="share of each client's examples it keeps as its own test set, e.g. 0.2"),
+                        Param("holdout", "float", default=0.0, low=0, high=1, high_open=True,
+                              doc="share of all examples also held out centrally, before partitioning (0: none)")),
+         doc="each client keeps a random fraction of its own examples for testing (federated evaluation, "
+             "personalization); optionally beside a central hold-out",
+         example="test per_client(0.2)"),
     Form("split", (), doc="the source's own test split (emnist)", example="test split"),
     Form("none", (), doc="no test set (no evaluation)", example="test none"),
 )
@@ -145,6 +152,29 @@ TRAIN_SETTINGS = (
 
 EVALUATE_SETTINGS = (
     Param("every", "int", default=1, low=1, doc="evaluate on the test set every k rounds (and after the last)"),
+    Param("clients", "int", default=None, low=1, high=MAX_CLIENTS,
+          doc="federated evaluation (test per_client): a seeded sample of this many clients each time (default: all)"),
+)
+
+# ---------------------------------------------------------------- personalization
+# (fedlang/check/personalize.py checks it; fedlang/lib/personal.py runs it inside TFF's
+# personalization evaluation)
+
+FINETUNE_OPTIMIZERS = _forms(
+    Form("sgd", (Param("learning_rate", "float", low=0, low_open=True, doc="step size, e.g. 0.001"), _momentum),
+         doc="SGD, optionally with momentum", example="optimizer sgd(learning_rate = 0.001)"),
+    Form("adam", (Param("learning_rate", "float", default=0.001, low=0, low_open=True, doc="step size"),
+                  _beta1, _beta2, Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
+         doc="Adam", example="optimizer adam(learning_rate = 0.001)"),
+)
+
+PERSONALIZE_SETTINGS = (
+    Param("epochs", "int", default=5, low=1, high=10_000, doc="local fine-tuning epochs over the client's training data"),
+    Param("optimizer", "form", default=("sgd", {"learning_rate": 0.001}), forms=FINETUNE_OPTIMIZERS,
+          doc="optimizer of the local fine-tuning (the seed's SGD(1e-3) by default)"),
+    Param("batch", "int", default=None, low=1, high=1_000_000, doc="fine-tuning batch size (default: the data's batch)"),
+    Param("every", "int", default=None, low=1,
+          doc="also fine-tune at the federated evaluations of every k-th round (default: only after the last round)"),
 )
 
 # ---------------------------------------------------------------- privacy and aggregation
@@ -334,6 +364,9 @@ BLOCK_DEFS: tuple[BlockDef, ...] = (
              "A whole round: the round block"),
     BlockDef("simulation", _ast.SimulationBlock, "simulation:check_simulation", _checked.SimulationConfig,
              "The simulation block: client conditions", SIMULATION_SETTINGS),
+    BlockDef("personalize", _ast.PersonalizeBlock, "personalize:check_personalize", _checked.PersonalizeConfig,
+             "The personalize block: local fine-tuning", PERSONALIZE_SETTINGS,
+             example="personalize {\n  epochs 5\n  optimizer sgd(learning_rate = 0.001)\n}"),
     BlockDef("monitor", _ast.MonitorBlock, "monitor:check_monitor", _checked.MonitorConfig, "The monitor block"),
 )
 BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}

@@ -37,6 +37,11 @@ def plan_rows(c: CheckedSpec, plan: Plan) -> list[tuple[str, str]]:
                                   if rounds != train.rounds else "")),
         ("down per client per round", f"{human_bytes(comm['down'])} (the float32 model)"),
     ]
+    if c.model.has_local_layers:
+        from .check.personalize import describe_local_layers
+
+        rows[-1] = ("down per client per round", f"{human_bytes(comm['down'])} (the float32 shared layers)")
+        rows.append(("local layers", describe_local_layers(c.model)))
     if comm["up"] != comm["up_uncompressed"]:
         ratio = comm["up_uncompressed"] / comm["up"]
         rows.append(("up per client per round",

@@ -22,8 +22,10 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                           f"{_n(model.param_count)} parameters ({model.param_count * 4 / 1024:.1f} KiB as float32)"))
     facts, sizes = data.facts, data.client_sizes
     if facts.examples is not None:
-        test = round(data.test["fraction"] * facts.examples) if data.test.name == "holdout" else 0
-        split = f" ({_n(facts.examples - test)} train / {_n(test)} test)" if data.test.name == "holdout" else ""
+        central = (data.test["fraction"] if data.test.name == "holdout" else
+                   data.test["holdout"] if data.test.name == "per_client" else 0)
+        test = round(central * facts.examples)
+        split = f" ({_n(facts.examples - test)} train / {_n(test)} test)" if test else ""
         rows.append(("data", f"{facts.description}: {_n(facts.examples)} examples{split}, "
                              f"examples of shape {list(data.feature_shape)}, {facts.classes} classes"))
     else:
@@ -38,6 +40,11 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
     else:
         per_client = "sizes drawn at run time"
     rows.append(("clients", f"{_n(data.num_clients)} ({data.partition.text()}); {per_client}"))
+    from .check.personalize import describe_client_tests, describe_evaluation
+
+    client_tests = describe_client_tests(data)
+    if client_tests is not None:
+        rows.append(("client test sets", client_tests))
     sampled = (f"{train.clients_per_round} of {data.num_clients} clients per round"
                if train.clients_per_round < data.num_clients else "all clients every round")
     opt = (f"server {train.server_optimizer.text()}" if train.algorithm == "fedsgd" else
@@ -56,9 +63,10 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                 rates = ", ".join(f"round {r}: {learning_rate_at(schedule, r):.4g}"
                                   for r in sorted({1, (train.rounds + 1) // 2, train.rounds}))
                 rows.append((f"{side} learning rate", f"{schedule[0]} — {rates}"))
-    if c.evaluate and data.test.name != "none":
+    if c.evaluate and data.central_test:
         rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
                                  f"(and after the last) on the test set"))
+    rows.extend(describe_evaluation(c))
     if c.privacy is not None:
         p = c.privacy
         target = f"; target ε ≤ {p.epsilon_target:g}" if p.epsilon_target is not None else ""
@@ -88,7 +96,13 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
         m = c.monitor
         alerts = "; ".join(f"{a['text']} -> {a['action']}" for a in m.alerts) or "no alerts"
         rows.append(("monitor", f"checkpoint every {m.checkpoint_every} rounds; {alerts}"))
-    rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
+    if model.has_local_layers:
+        from .check.personalize import describe_local_layers, fedper_round_signature
+
+        rows.append(("local layers", describe_local_layers(model)))
+        rows.append(("round type", fedper_round_signature(model, plan.client_data_type) + "  (TFF notation, FedPer)"))
+    else:
+        rows.append(("round type", plan.round_signature + "  (TFF notation; optimizer and aggregator state elided)"))
     if show_types:
         d = model.param_count
         for name, config in c.aggregates.items():
@@ -100,9 +114,18 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                      if not (config.frame and s.target is None)]
             for line, target, type_ in sorted(typed + list(config.frame), key=lambda t: t[0]):
                 rows.append((f"  line {line}", f"{target}: {type_.notation(d)}"))
-        rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
+        if model.has_local_layers:
+            signature = fedper_round_signature(model, plan.client_data_type)
+            shared = signature[len("(<shared="):signature.index(",local=")]
+            local = signature[signature.index(",local=") + len(",local="):signature.index(",client_data=")]
+            rows.append(("federated weights", shared))
+            rows.append(("local weights", local + "  (each client's own; never leave it)"))
+        else:
+            rows.append(("model weights", f"{plan.model_weights_type}@SERVER"))
         rows.append(("client data", plan.client_data_type))
         for layer in model.layers:
+            where = "local: stays on each client" if layer.local is not None else "federated"
             rows.append((f"  line {layer.line}", f"{layer.kind}: {list(layer.input_shape)} -> "
-                                                 f"{list(layer.output_shape)}, {_n(layer.params)} parameters"))
+                                                 f"{list(layer.output_shape)}, {_n(layer.params)} parameters"
+                                                 + (f" ({where})" if model.has_local_layers else "")))
     return rows

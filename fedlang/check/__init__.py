@@ -20,6 +20,8 @@ from .settings import resolve_settings
 from .steps import check_aggregates, check_round
 from .model import check_model
 from .monitor import check_monitor
+from .local_layers import check_local_layers
+from .personalize import check_client_evaluation, check_personalize
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
 from .values import INVALID, resolve
@@ -52,6 +54,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     aggregation = (check_aggregation(blocks["aggregation"], aggregates, diags, declared)
                    if "aggregation" in blocks else None)
     attack = check_attack(blocks["attack"], diags) if "attack" in blocks else None
+    personalize = check_personalize(blocks["personalize"], diags) if "personalize" in blocks else None
     privacy = simulation = None
 
     if model and data and train:
@@ -82,6 +85,8 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                                     blocks.get("aggregation"), simulated_rate)
             if privacy is not None:
                 train = dataclasses.replace(train, weighting="uniform")
+        personalize = check_client_evaluation(data, evaluate, personalize, blocks, diags)
+        check_local_layers(model, data, train, blocks, diags)
         if evaluate and data.test.name == "none":
             data_block: ast.DataBlock = blocks["data"]
             test = next((s for s in data_block.settings if s.key.name == "test"), None)
@@ -105,7 +110,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                       f"use it with `aggregation {{ aggregator {unused} }}`")
     checked = CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
                           privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
-                          simulation=simulation)
+                          simulation=simulation, personalize=personalize)
     if "monitor" in blocks:  # alerts are checked against the metrics the other blocks make the run report
         monitor = check_monitor(blocks["monitor"], checked, source, diags)
         diags.raise_if_errors(source)

@@ -15,6 +15,7 @@ import numpy as np
 from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
+from ..lib.client_tests import split_client_tests
 from ..lib.files import holdout_tails as files_holdout_tails
 from ..constructs.partitions import PARTITION_BY_NAME
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
@@ -24,8 +25,12 @@ from ..plan import PyCall, PyRef
 def replay_client_sizes(
     source: Choice, test: Choice, partition: Choice, seed: int,
     labels: np.ndarray | None, client_ids: np.ndarray | None, diags: Diagnostics,
+    client_test_sizes: list[int] | None = None,
 ) -> tuple[int, ...] | None:
-    """Examples per client, drawn as the run draws them; None if unknown (EMNIST) or on an error."""
+    """Examples per client, drawn as the run draws them; None if unknown (EMNIST) or on an error.
+
+    With `test per_client(…)` these are the training examples, and `client_test_sizes` (a list)
+    receives each client's test examples."""
     rng = np.random.default_rng(seed)
     replayed = SOURCE_BY_NAME[source.name].replay(source, rng, labels, client_ids)
     if replayed is None:
@@ -47,9 +52,11 @@ def replay_client_sizes(
             diags.error("E507", str(exc), test.span, "hold out a fraction that leaves examples on both sides")
             return None
     labels = labels.astype(np.int64)
-    if test.name == "holdout":
+    central = test["fraction"] if test.name == "holdout" else (
+        test["holdout"] if test.name == "per_client" and test["holdout"] > 0 else None)
+    if central is not None:
         try:
-            train_idx, _ = datalib.holdout_split(len(labels), test["fraction"], rng)
+            train_idx, _ = datalib.holdout_split(len(labels), central, rng)
         except datalib.DataError as exc:
             diags.error("E507", exc.message, test.span, exc.hint)
             return None
@@ -61,6 +68,16 @@ def replay_client_sizes(
     except datalib.DataError as exc:
         diags.error("E506", f"the {partition.name} partition fails: {exc.message}", partition.span, exc.hint)
         return None
+    if test.name == "per_client":  # after the partition, with the same generator (as load_data does)
+        try:
+            parts, test_parts = split_client_tests(parts, test["fraction"], rng)
+        except ValueError as exc:
+            diags.error("E530", str(exc), test.span,
+                        "keep a larger fraction for testing, or give clients more examples (fewer clients, a "
+                        "larger dirichlet alpha or min_examples)")
+            return None
+        if client_test_sizes is not None:
+            client_test_sizes.extend(len(p) for p in test_parts)
     return tuple(len(p) for p in parts)
 
 

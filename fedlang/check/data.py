@@ -74,9 +74,15 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
                     "use `test holdout(0.2)` to hold out a fraction of the examples")
         return None
 
+    if test.name == "per_client" and definition.streamed:
+        diags.error("E531", f"{source.name} streams each client's file: per-client test sets are not available "
+                            "for it yet", test.span, "use `test holdout(0.2)` (the tail of each client's file)")
+        return None
     needed = PARTITION_BY_NAME[partition.name].examples_needed(partition)
     if facts.examples is not None and needed is not None:
-        held_out = round(test["fraction"] * facts.examples) if test.name == "holdout" else 0
+        central = test["fraction"] if test.name == "holdout" else (
+            test["holdout"] if test.name == "per_client" else 0)
+        held_out = round(central * facts.examples)
         train_examples = facts.examples - held_out
         count, what, hint = needed
         if count > train_examples:
@@ -92,7 +98,8 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
         return None
     if len(diags.errors) > before:
         return None
-    client_sizes = replay_client_sizes(source, test, partition, seed, labels, client_ids, diags)
+    client_test_sizes: list[int] = []
+    client_sizes = replay_client_sizes(source, test, partition, seed, labels, client_ids, diags, client_test_sizes)
     if len(diags.errors) > before:
         return None
     return DataConfig(
@@ -110,6 +117,7 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
         path=(str(resolve_data_path(source[SOURCE_BY_NAME[source.name].path_option], base_dir))
               if SOURCE_BY_NAME[source.name].path_option else None),
         client_sizes=client_sizes,
+        client_test_sizes=tuple(client_test_sizes) if client_test_sizes else None,
     )
 
 

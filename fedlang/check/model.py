@@ -129,7 +129,10 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
                         did_you_mean(layer.kind.name, LAYERS) or f"layers: {', '.join(LAYERS)}")
             ok = False
             continue
-        args = resolve_args(form, layer.args, layer.span, diags)
+        marker = next((a for a in layer.args if a.key is None and isinstance(a.value, ast.Name)
+                       and a.value.text == "local"), None)  # `dense 10 softmax local`: split personalization
+        args = resolve_args(form, tuple(a for a in layer.args if a is not marker) if marker else layer.args,
+                            layer.span, diags)
         if args is None:
             ok = False
             continue
@@ -148,7 +151,8 @@ def _infer_layers(layers: list[ast.Layer], shape: tuple[int, ...] | None,
         config = LayerConfig(form.name, args, shape, out, 0, layer.span.line)
         definition = LAYER_BY_NAME[form.name]
         params = sum(math.prod(s) for s in layer_weight_shapes(config) + definition.non_trainable(args, shape))
-        configs.append(LayerConfig(form.name, args, shape, out, params, layer.span.line))
+        configs.append(LayerConfig(form.name, args, shape, out, params, layer.span.line,
+                                   local=marker.value.span if marker else None))
         shape = out
     return tuple(configs) if ok and shape is not None else None
 

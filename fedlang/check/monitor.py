@@ -21,9 +21,13 @@ def round_metrics(checked) -> dict[str, str]:
     """{metric name: what it is} for every value a round's row holds, given the checked blocks."""
     names = ("loss",) + tuple(checked.model.metrics)
     metrics = {f"train_{m}": f"training {m} (mean over the round's clients)" for m in names}
-    if checked.evaluate is not None and checked.data.test.name != "none":
+    if checked.evaluate is not None and checked.data.central_test:
         metrics.update({f"eval_{m}": f"{m} on the held-out test set (every {checked.evaluate.every} rounds)"
                         for m in names})
+    if checked.evaluate is not None and checked.data.per_client_test is not None:
+        from .personalize import client_round_metrics
+
+        metrics.update(client_round_metrics(checked))
     metrics["clients"] = "clients sampled this round"
     metrics["seconds"] = "wall-clock duration of the round"
     metrics["bytes_down"] = "bytes sent to the round's clients"

@@ -57,4 +57,4 @@ def check_evaluate(block: ast.EvaluateBlock, diags: Diagnostics) -> EvaluateConf
     s = resolve_settings("evaluate", block.settings, EVALUATE_SETTINGS, block.span, diags)
     if len(diags.errors) > before:
         return None
-    return EvaluateConfig(every=s["every"], lines=(block.span.line, block.span.end_line))
+    return EvaluateConfig(every=s["every"], lines=(block.span.line, block.span.end_line), clients=s["clients"])

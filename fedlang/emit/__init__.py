@@ -66,6 +66,8 @@ def with_update_norms(process: PyCall) -> PyCall:
     """The learning process with its model aggregator wrapped by `measure_update_norms` (TFF's
     default mean made explicit where the plan left it out), so every round reports the clients'
     update norms."""
+    if process.func == "FedPerProcess":  # measures its update norms itself (fedlang/lib/fedper.py)
+        return process
     args = dict(process.args)
     inner = args.get("model_aggregator")
     if inner is None:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..pipeline import Compiled
 from ..terminal import terminal_safe
+from .clients import ClientLog, client_table_columns, plot_client_spread
 from .monitoring import AlertLog, TensorBoardLog, add_monitoring_summary, read_run_settings, write_run_settings
 
 EXIT_FAILED = 1
@@ -104,15 +105,17 @@ class RoundTable:
         if not self.console.is_terminal and not message.startswith("round"):
             self.console.print(f"[dim]{escape(message)}…[/dim]")
 
-    def add(self, row: dict[str, Any], metric_names: tuple[str, ...], evaluates: bool) -> None:
+    def add(self, row: dict[str, Any], metric_names: tuple[str, ...], evaluates: bool,
+            client_columns: tuple[str, ...] = ()) -> None:
         if self.columns is None:
             from .report import attribute_groups  # per-value counts of client attributes: in the files, not here
 
             counts = {n for group in attribute_groups(list(row)).values() for n in group}
             self.columns = [c for c in (["round"] + [f"train_{m}" for m in metric_names]
                             + ([f"eval_{m}" for m in metric_names] if evaluates else [])
+                            + list(client_columns)  # a few figures of the federated evaluation (all in metrics.csv)
                             + [k for k in row if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up")
-                               and not k.startswith(("train_", "eval_"))]
+                               and not k.startswith(("train_", "eval_", "fed_", "ft_"))]
                             + ["seconds"]) if c not in counts]
             self.console.print("  ".join(f"{c:>{_width(c)}}" for c in self.columns), style="bold")
         cells = []
@@ -172,6 +175,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     alerts = AlertLog(out, console)
     tensorboard = TensorBoardLog(out)
     status, code, worker, reason, namespace = "failed", EXIT_FAILED, None, None, {}
+    client_log = ClientLog(out, append=resume) if plan.personal and plan.personal["evaluates"] else None
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
@@ -184,17 +188,19 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                                               worker_timeout)
         if worker_addresses or workers > 1:
             console.print(describe_workers(worker))
-        evaluates = namespace["EVAL_EVERY"] > 0  # the program evaluates every EVAL_EVERY rounds (0: never)
+        evaluates = namespace["EVAL_EVERY"] > 0 and plan.data_steps.evaluates  # central: every EVAL_EVERY rounds
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)
                 tensorboard.add(row)
-                table.add(row, plan.metric_names, evaluates)
+                table.add(row, plan.metric_names, evaluates, client_table_columns(checked))
                 if stop.requested:  # the KeyboardInterrupt was swallowed (say, in a finalizer)
                     raise KeyboardInterrupt
 
             def on_resume(done: int, rows: list[dict[str, Any]], fired: list[dict[str, Any]]) -> None:
                 recorder.restart_from(rows)
+                if client_log is not None:
+                    client_log.restart_from(done)
                 tensorboard.restart_from(rows)
                 alerts.restart_from(fired)
                 table.progress.update(table.task, completed=done)
@@ -203,7 +209,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
             keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status,
                                              checkpoint_dir=str(out / "checkpoints"),
                                              checkpoint_every=checkpoint_every, on_alert=alerts.add,
-                                             on_resume=on_resume)
+                                             on_resume=on_resume,
+                                             **({"on_clients": client_log.add} if client_log else {}))
         _save_model(namespace, keras_model, out / "model.keras")
         status, code = ("stopped", 0) if alerts.stopped_by else ("completed", 0)
     except KeyboardInterrupt:
@@ -227,6 +234,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         if worker is not None:
             worker.close()
         recorder.close()
+        if client_log is not None:
+            client_log.close()
         alerts.close()
         tensorboard.close()
         _write_summary(out, compiled, namespace, rounds, recorder.rows, status, time.time() - started, reason,
@@ -244,7 +253,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                       f"results in {shown(out)}/")
     if status == "completed":
         final = recorder.rows[-1]
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("eval_"))
+        scores = ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in final.items()
+                           if k.startswith("eval_") or k in client_table_columns(checked))
         console.print(f"done: {scores or 'no evaluation'}; results in {shown(out)}/ "
                       f"(metrics.csv, metrics.jsonl, summary.json, model.keras, metrics.png)")
     return code
@@ -393,10 +403,11 @@ def _plot(out: Path, rows: list[dict], metric_names: tuple[str, ...], title: str
             points = [(r["round"], r[f"{prefix}_{name}"]) for r in rows if f"{prefix}_{name}" in r]
             if points:
                 ax.plot(*zip(*points), style, label=prefix, markersize=3)
+        plot_client_spread(ax, rows, name)
         ax.set_xlabel("round")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="x-small")
     fig.suptitle(terminal_safe(title), parse_math=False, usetex=False)  # a spec name is text, not mathtext
     fig.tight_layout()
     fig.savefig(out / "metrics.png", dpi=110)
