@@ -72,8 +72,14 @@ def runs(tmp_path_factory, tff_worker):
     namespace["build_process"] = lambda: kept.setdefault("process", _KeepState(build()))
     built = {}  # TFF's evaluation computations, traced once for the module
     build_evaluation = namespace["build_client_evaluation"]
-    namespace["build_client_evaluation"] = lambda *args: built.setdefault(args[1:2] + (args[2] is None,),
-                                                                          build_evaluation(*args))
+
+    def build_once(model_fn, max_clients, finetune=None):
+        key = (max_clients, finetune is None)
+        if key not in built:
+            built[key] = build_evaluation(model_fn, max_clients, finetune)
+        return built[key]
+
+    namespace["build_client_evaluation"] = build_once
     rows, records = [], []
     model = namespace["train"](2, on_round=rows.append, on_clients=records.extend)
     return (read_jsonl(out / "metrics.jsonl"), read_jsonl(out / "clients.jsonl"), rows, records, namespace,
