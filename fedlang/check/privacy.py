@@ -112,7 +112,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       f"use delta < {1 / population:.1e}")
 
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
-    from .accounting import MAX_PLD_POINTS, PLDTooCostly, account
+    from .accounting import MAX_PLD_POINTS, MAX_PLD_SOLVE_POINTS, PLDTooCostly, account, check_pld_solvable
 
     q = dp.sampling_rate(train.clients_per_round, population)
     if simulated_rate is not None:
@@ -124,6 +124,8 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     noise = s["noise"]
     try:
         if noise == "auto":
+            if accountant == "pld":
+                check_pld_solvable(target, rounds, q, delta)
             try:
                 noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
             except ValueError:
@@ -143,11 +145,20 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
             accounted = account(rounds, noise, q, delta, accountant, target)
             epsilon, first, last_within = accounted.epsilon, accounted.first, accounted.last_within
     except PLDTooCostly as exc:
-        by_rdp = dp.epsilon_after(rounds, noise, q, delta, "rdp")
-        diags.error("E820", f"PLD accounting of {rounds} rounds at noise {noise:g} (q = {q:.4g}) would compose a "
-                            f"privacy loss distribution of {exc.points:.2g} points (each round adds a loss of "
-                            f"~{exc.mean_loss:.3g}), above the limit {MAX_PLD_POINTS:.0e}; the RDP accountant "
-                            f"bounds ε by {_eps(by_rdp)} here", s.span("noise"),
+        tail = (f"`accountant rdp` meets the target with noise {exc.rdp_noise:g}" if exc.rdp_noise else
+                f"the RDP accountant bounds ε by {_eps(dp.epsilon_after(rounds, exc.noise, q, delta, 'rdp'))} here")
+        solving = "solving `noise auto`: " if noise == "auto" else ""
+        if exc.solving:
+            what = (f"searching noise levels down to ~{exc.noise:.3g} (q = {q:.4g}) builds a privacy loss "
+                    f"distribution of {exc.points:,.0f} points for each candidate, above the limit "
+                    f"{MAX_PLD_SOLVE_POINTS:,}")
+        else:
+            what = (f"PLD accounting of {rounds} rounds at noise {exc.noise:g} (q = {q:.4g}) would compose a "
+                    f"privacy loss distribution of {exc.points:.2g} points (each round adds a loss of "
+                    f"~{exc.mean_loss:.3g}), above the limit {MAX_PLD_POINTS:.0e}")
+        diags.error("E820", f"{solving}{what}; {tail}", s.span("noise"),
+                    "use `accountant rdp`, fewer rounds, or a fixed noise multiplier with `accountant pld`"
+                    if noise == "auto" else
                     "use `accountant rdp`, fewer rounds, or more noise (`noise auto` with an epsilon target)")
         return None
     except (ValueError, ArithmeticError) as exc:  # dp-accounting's own limits, past ours
