@@ -153,6 +153,7 @@ class TrainConfig:
     mu: float | None
     lines: tuple[int, int]
     on_nonfinite: str = "stop"  # or "skip": what a round does with a client's NaN/inf update
+    execution: str = "auto"  # auto | fused | per_client (fedlang/execution.py)
 
 
 @dataclass(frozen=True)

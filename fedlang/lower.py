@@ -16,6 +16,7 @@ from .constructs.partitions import PARTITION_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
+from .execution import FUSED_GROUPS, execution_path
 from .plan import AggregateCode, AggregateStep, DataSteps, Plan, PyAttr, PyCall, PyOp, PyRef, Section
 
 
@@ -25,6 +26,8 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
     binary = model.loss == "binary_crossentropy"
     metric_names = ("loss",) + model.metrics
     aggregator = _aggregator(checked)
+    execution = execution_path(checked)
+    fused = execution[0] == "fused"
     return Plan(
         source_name=source.name,
         fedlang_version=__version__,
@@ -51,6 +54,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         ),
         binary_labels=binary,
         process=(_fedper_process(checked) if model.has_local_layers else
+                 _fused_process(train) if fused else
                  _process(train, aggregator is not None, checked.attack is not None)),
         aggregator=aggregator,
         dp_clip=checked.privacy.clip if checked.privacy is not None else None,
@@ -64,14 +68,15 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         communication=communication(checked),
         sections=_sections(checked, source),
         model_weights_type=model_weights_type(model),
-        client_data_type=client_data_type(data, binary, model.feature_dtype),
-        round_signature=round_signature(model, data, binary),
+        client_data_type=client_data_type(data, binary, model.feature_dtype, fused),
+        round_signature=round_signature(model, data, binary, fused),
         metric_names=metric_names,
         simulation=_simulation(checked),
         schedules=_schedules(checked),
         monitor=checked.monitor if checked.monitor is not None else MonitorConfig(),
         skips_nonfinite=train.on_nonfinite == "skip",
         personal=_personal(checked),
+        execution=execution,
     )
 
 
@@ -146,6 +151,8 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
         constants += [("FINETUNE_EPOCHS", p.epochs if p else None, None if p else "no personalize block"),
                       ("FINETUNE_BATCH", p.batch if p else None, None),
                       ("FINETUNE_EVERY", p.every if p else None, None)]
+    if execution_path(checked)[0] == "fused":
+        constants.append(("FUSED_GROUPS", FUSED_GROUPS, "clients per round are trained in this many TFF client computations"))
     schedules = _schedules(checked)
     if schedules is not None:  # learning-rate schedules over rounds (fedlang/lib/schedules.py)
         constants += [("CLIENT_LEARNING_RATE", schedules["client"], None),
@@ -318,6 +325,9 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["federated.py"] = list(federated)
     if checked.train.algorithm == "fedprox":
         modules["proximal.py"] = ["ProximalOptimizer"]
+    fused = execution_path(checked)[0] == "fused"
+    if fused:
+        modules["fused.py"] = ["build_fused_process", "fused_round_data", "ClientsOneByOne"]
     if checked.simulation is not None:
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
         if checked.simulation.config.get("attributes"):
@@ -338,9 +348,10 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
     modules["faults.py"] = ["check_client_data", "guard_round"]
+    modules["devices.py"] = ["gpu_note"]
     modules["tff_worker.py"] = ["use_tff_workers"]
-    modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert", "measure_update_norms",
-                             "update_norm_report"]
+    modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert",
+                             *([] if fused else ["measure_update_norms"]), "update_norm_report"]
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 
@@ -451,6 +462,20 @@ def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False
                      client_optimizer_fn=client, server_optimizer_fn=server, **extra)
 
 
+def _fused_process(train: TrainConfig) -> PyCall:
+    """The fused path's process (fedlang/lib/fused.py): TFF's FedAvg/FedSGD parts around a client work
+    that trains a group of clients in one TFF client computation."""
+    common = {"client_dataset_fn": PyRef("client_dataset"), "seed": PyRef("SEED")}
+    server = _optimizer(train.server_optimizer)
+    if train.algorithm == "fedsgd":
+        return PyCall.of("build_fused_process", PyRef("model_fn"), server_optimizer_fn=server, fedsgd=True, **common)
+    client = _optimizer(train.client_optimizer)
+    if train.algorithm == "fedprox":  # as on the per-client path (see _process)
+        client = PyCall.of("ProximalOptimizer", client, mu=train.mu)
+    return PyCall.of("build_fused_process", PyRef("model_fn"), client_optimizer_fn=client,
+                     server_optimizer_fn=server, weighting=train.weighting, **common)
+
+
 def _aggregator(checked: CheckedSpec) -> PyCall | None:
     """The model aggregator for DP, secure aggregation or compression (None: TFF's default mean)."""
     privacy, aggregation = checked.privacy, checked.aggregation
@@ -530,15 +555,19 @@ def model_weights_type(model: ModelConfig) -> str:
     return f"<trainable=<{trainable}>,non_trainable=<{non_trainable}>>"
 
 
-def client_data_type(data: DataConfig, binary: bool, feature_dtype: str = "float32") -> str:
+def client_data_type(data: DataConfig, binary: bool, feature_dtype: str = "float32", fused: bool = False) -> str:
+    """A TFF client's data: a sequence of batches; on the fused path a group of clients, one element
+    with their examples back to back and each client's size, shuffle seed and steps."""
     x = _tensor([None, *data.feature_shape], feature_dtype)
     y = "float32[?,1]" if binary else "int64[?]"
+    if fused:
+        return f"{{<x={x},y={y},sizes=int64[?],seeds=int64[?],steps=int64[?]>*}}@CLIENTS"
     return f"{{<{x},{y}>*}}@CLIENTS"
 
 
-def round_signature(model: ModelConfig, data: DataConfig, binary: bool) -> str:
+def round_signature(model: ModelConfig, data: DataConfig, binary: bool, fused: bool = False) -> str:
     metrics = ",".join(f"{m}=float32" for m in model.metrics + ("loss",))  # TFF's order
-    return (f"(<model={model_weights_type(model)}@SERVER,client_data={client_data_type(data, binary, model.feature_dtype)}> -> "
+    return (f"(<model={model_weights_type(model)}@SERVER,client_data={client_data_type(data, binary, model.feature_dtype, fused)}> -> "
             f"<model={model_weights_type(model)}@SERVER,metrics=<{metrics}>@SERVER>)")
 
 

@@ -139,6 +139,7 @@ class Plan:
     monitor: Any = None  # the monitor block's MonitorConfig (checkpoint interval, alerts, its lines)
     skips_nonfinite: bool = False  # on_nonfinite skip: a round with non-finite clients is redone without them
     personal: dict | None = None  # per-client test sets: federated evaluation, fine-tuning (fedlang/lib/personal.py)
+    execution: tuple[str, str] = ("per_client", "")  # the simulation path and why (fedlang/execution.py)
 
 
 @dataclass(frozen=True)

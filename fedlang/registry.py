@@ -133,6 +133,7 @@ ALGORITHMS = {
 }
 
 WEIGHTINGS = ("examples", "uniform")
+EXECUTIONS = ("auto", "fused", "per_client")
 
 TRAIN_SETTINGS = (
     Param("rounds", "int", low=1, doc="number of federated rounds"),
@@ -148,6 +149,9 @@ TRAIN_SETTINGS = (
     Param("mu", "float", default=None, low=0, doc="FedProx proximal strength (fedprox only)"),
     Param("on_nonfinite", "name", default="stop", choices=("stop", "skip"),
           doc="a client whose local training yields NaN/inf: stop before applying the round, or skip its update"),
+    Param("execution", "name", default="auto", choices=EXECUTIONS,
+          doc="auto: the fused path when the spec allows it; fused: require it; per_client: one TFF client "
+              "computation per client (fedlang/execution.py)"),
 )
 
 EVALUATE_SETTINGS = (

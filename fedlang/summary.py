@@ -63,6 +63,8 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                 rates = ", ".join(f"round {r}: {learning_rate_at(schedule, r):.4g}"
                                   for r in sorted({1, (train.rounds + 1) // 2, train.rounds}))
                 rows.append((f"{side} learning rate", f"{schedule[0]} — {rates}"))
+    path, why = plan.execution
+    rows.append(("execution", f"{'fused' if path == 'fused' else 'per-client'} — {why}"))
     if c.evaluate and data.central_test:
         rows.append(("evaluate", f"every {c.evaluate.every} round{'s' if c.evaluate.every > 1 else ''} "
                                  f"(and after the last) on the test set"))

@@ -111,6 +111,9 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     checked = CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
                           privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
                           simulation=simulation, personalize=personalize)
+    if train.execution == "fused":
+        _check_fused(checked, blocks["train"], diags)
+        diags.raise_if_errors(source)
     if "monitor" in blocks:  # alerts are checked against the metrics the other blocks make the run report
         monitor = check_monitor(blocks["monitor"], checked, source, diags)
         diags.raise_if_errors(source)
@@ -265,6 +268,17 @@ def _units_span(layer: ast.Layer) -> Span:
             if (arg.key is None and isinstance(arg.value, ast.Number)) or (arg.key and arg.key.name == "units"):
                 return arg.value.span
     return layer.span
+
+
+def _check_fused(checked: CheckedSpec, train_block: ast.TrainBlock, diags: Diagnostics) -> None:
+    """`execution fused` on a spec whose run needs each client's own TFF computation."""
+    from ..execution import fused_blocker
+
+    blocker = fused_blocker(checked)
+    if blocker is not None:
+        setting = next(s for s in train_block.settings if s.key.name == "execution")
+        diags.error("E640", f"the fused path cannot run this spec: {blocker}", setting.value.span,
+                    "use `execution auto` (it falls back to the per-client path) or `execution per_client`")
 
 
 def _head(span: Span, word: str) -> Span:

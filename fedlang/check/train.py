@@ -49,6 +49,7 @@ def check_train(block: ast.TrainBlock, diags: Diagnostics) -> TrainConfig | None
         mu=s["mu"],
         lines=(block.span.line, block.span.end_line),
         on_nonfinite=s["on_nonfinite"],
+        execution=s["execution"],
     )
 
 

@@ -51,7 +51,7 @@ def _render(plan: Plan) -> str:
     stdlib, third_party, tensorflow = _group_imports(imports)
     text = _env().get_template("program.py.j2").render(
         plan=plan,
-        process=with_update_norms(plan.process),
+        process=plan.process if plan.execution[0] == "fused" else with_update_norms(plan.process),
         requirements=_requirements(imports),
         steps=plan.data_steps,
         stdlib_imports=stdlib,

@@ -181,6 +181,9 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         namespace = _load_program(program, out / "program.py")
         if "privacy_note" in namespace:  # the program says what its epsilon means
             console.print(namespace["privacy_note"]())
+        gpu = namespace["gpu_note"](fused=plan.execution[0] == "fused") if "gpu_note" in namespace else None
+        if gpu:  # a resumed run's older program.py may not have it
+            console.print(f"gpu: {shown(gpu)}")
         if plan.secure_aggregation:
             console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
                           "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")

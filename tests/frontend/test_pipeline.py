@@ -152,7 +152,8 @@ train fedavg { rounds 1 clients_per_round 2 }
     ("fedsgd", "", "build_fed_sgd"),
 ])
 def test_algorithm_lowers_to_tff_builder(algorithm, settings, builder):
-    plan = compile_text(BASE.replace("train fedavg { rounds 3 }", f"train {algorithm} {{ rounds 3 {settings} }}")).plan
+    plan = compile_text(BASE.replace("train fedavg { rounds 3 }",
+                                     f"train {algorithm} {{ rounds 3 {settings} execution per_client }}")).plan
     assert plan.process.func == f"tff.learning.algorithms.{builder}"
     if algorithm == "fedprox":  # FedProx = FedAvg with the proximal term in the client optimizer
         assert py(dict(plan.process.args)["client_optimizer_fn"]) == (

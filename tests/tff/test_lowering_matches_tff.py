@@ -92,6 +92,7 @@ data {{
 train {algorithm} {{
   rounds 1 clients_per_round 4
   {settings}
+  execution per_client
 }}
 evaluate {{ every 1 }}
 """
