@@ -17,6 +17,7 @@ Run: `python bench/large_population.py [--rounds 1000] [--execution auto|per_cli
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--population", type=int, default=100_000)
     parser.add_argument("--execution", default="auto", choices=("auto", "per_client"))
+    parser.add_argument("--gc-every-round", action="store_true",
+                        help="run Python's cyclic garbage collector after every round (an experiment)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -110,6 +113,8 @@ def main() -> None:
         marks = {1, 50, 100, 500, args.rounds}
 
         def on_round(row):
+            if args.gc_every_round:
+                gc.collect()
             samples[row["round"]] = (rss_mb(), rss_mb(worker.pid), row["seconds"])
             if row["round"] in marks or row["round"] % 100 == 0:
                 own, other, seconds = samples[row["round"]]

@@ -37,8 +37,8 @@ def test_auto_takes_the_fused_path_and_check_says_so():
     c = compiled()
     assert c.plan.execution[0] == "fused" and c.plan.execution[1].startswith("auto")
     assert c.plan.process.func == "build_fused_process"
-    assert dict(c.plan.constants)["FUSED_GROUPS"] >= 1
-    assert ("execution", "fused — " + c.plan.execution[1]) in summary_lines(c.plan)
+    assert {name: value for name, value, _ in c.plan.constants}["FUSED_GROUPS"] >= 1
+    assert ("execution", "fused — " + c.plan.execution[1]) in summary_lines(c.checked, c.plan)
     assert "{<x=float32[?,64],y=int64[?],sizes=int64[?],seeds=int64[?],steps=int64[?]>*}@CLIENTS" in (
         c.plan.round_signature)
     program = c.program()
@@ -74,7 +74,7 @@ def test_specs_that_need_per_client_values_fall_back_with_a_reason(kwargs, reaso
     assert path == "per_client" and reason in why
     assert c.plan.process.func.startswith(("tff.learning.algorithms.", "build_attackable"))
     assert any(label == "execution" and text.startswith("per-client — ") and reason in text
-               for label, text in summary_lines(c.plan))
+               for label, text in summary_lines(c.checked, c.plan))
     assert "# Simulation path: per-client" in c.program()
 
 
