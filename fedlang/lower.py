@@ -347,11 +347,15 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["schedules.py"] = ["learning_rate_at"]
     if checked.privacy is not None:
         modules["privacy.py"] = ["epsilon_per_round", "last_round_within"]
+    budget = checked.monitor is not None and any("adjust" in a for a in checked.monitor.alerts)
+    if budget:  # a monitor alert's lower_rate / raise_noise (fedlang/check/budget.py)
+        modules["privacy.py"].append("epsilon_per_round_phases")
     modules["faults.py"] = ["check_client_data", "guard_round"]
     modules["devices.py"] = ["gpu_note"]
     modules["tff_worker.py"] = ["use_tff_workers"]
     modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert",
-                             *([] if fused else ["measure_update_norms"]), "update_norm_report"]
+                             *([] if fused else ["measure_update_norms"]), "update_norm_report"] + (
+                                 ["change_dp_mechanism"] if budget else [])
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 

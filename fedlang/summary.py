@@ -98,6 +98,11 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
         m = c.monitor
         alerts = "; ".join(f"{a['text']} -> {a['action']}" for a in m.alerts) or "no alerts"
         rows.append(("monitor", f"checkpoint every {m.checkpoint_every} rounds; {alerts}"))
+        for alert in m.alerts:
+            if "adjust" in alert:  # a privacy-budget action (fedlang/check/budget.py)
+                from .check.budget import describe_adjustment
+
+                rows.append((f"  {alert['action']}", describe_adjustment(alert, c)))
     if model.has_local_layers:
         from .check.personalize import describe_local_layers, fedper_round_signature
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from .. import ast
 from ..checked import MonitorConfig
 from ..diagnostics import Diagnostics, Source, did_you_mean
+from .budget import BUDGET_ACTIONS, plan_budget_action
 
 DEFAULT_CHECKPOINT_EVERY = MonitorConfig.checkpoint_every
-ACTIONS = ("warn", "stop", "checkpoint")
+ACTIONS = ("warn", "stop", "checkpoint", "lower_rate", "raise_noise")  # the last two: fedlang/check/budget.py
 FRACTION_METRICS = ("accuracy", "auc", "precision", "recall", "participation", "coverage", "entropy")  # in [0, 1]
 
 
@@ -82,6 +83,8 @@ def check_monitor(block: ast.MonitorBlock, checked, source: Source, diags: Diagn
             every = value.value
             continue
         alert = _check_alert(item, metrics, checked, rounds, source, diags)
+        if alert is not None and alert["action"] in BUDGET_ACTIONS:
+            alert = _check_budget_action(item, alert, checked, [a for a in alerts if "adjust" in a], diags)
         if alert is not None:
             alerts.append(alert)
     if len(diags.errors) > before:
@@ -189,3 +192,34 @@ def _alert_text(item: ast.Alert, source: Source) -> str:
         by = f" by {item.by.text}" if isinstance(item.by, ast.Number) else ""
         return f"{item.metric.name} not improving{by} for {value} rounds"
     return f"{item.metric.name} {item.op.name} {value}" + (" of target" if item.unit is not None else "")
+
+
+def _check_budget_action(item: ast.Alert, alert: dict, checked, earlier: list[dict], diags: Diagnostics) -> dict | None:
+    """`-> lower_rate` / `-> raise_noise`: on an ε alert of a fixed-clip privacy block with a target,
+    once per monitor block, and only where dp-accounting proves the target still holds."""
+    action, p = alert["action"], checked.privacy
+    where = item.action.span
+    if alert["kind"] != "threshold" or alert["metric"] not in ("epsilon", "epsilon_remaining"):
+        diags.error("E978", f"`{action}` changes the DP mechanism when the privacy budget runs low: it needs an "
+                            "alert on epsilon or epsilon_remaining", where,
+                    f"e.g. `alert epsilon > 0.5 of target -> {action}`")
+        return None
+    if p is None or p.epsilon_target is None:
+        diags.error("E978", f"`{action}` keeps the ε target: the privacy block needs an `epsilon` target", where,
+                    "add e.g. `epsilon 8` to the privacy block")
+        return None
+    if p.clip is None:
+        diags.error("E978", f"`{action}` needs a fixed clip: adaptive clipping spends part of the noise on its "
+                            "quantile estimate", where, "use `clip 1.0` (a number) in the privacy block")
+        return None
+    if earlier:
+        diags.error("E978", "a monitor block has one alert that changes the DP mechanism", where,
+                    f"keep one of `{earlier[0]['text']} -> {earlier[0]['action']}` and this one")
+        return None
+    adjust, problem = plan_budget_action(checked, alert)
+    if adjust is None:
+        diags.error("E979", f"`{action}` cannot keep ε within the target: {problem}", where,
+                    "fire the alert earlier (a smaller fraction of the target), or use the other action"
+                    if action == "raise_noise" else "fire the alert earlier, or raise the noise instead")
+        return None
+    return dict(alert, adjust=adjust)

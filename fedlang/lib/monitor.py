@@ -182,12 +182,47 @@ class Monitor:
                     event["value"] = row[alert["metric"]]
                     if alert["kind"] == "not_improving":
                         event["best"], event["best_round"] = self.best[index]
+                if alert.get("adjust"):
+                    event["change"] = {k: alert["adjust"][k] for k in ("noise_multiplier", "clients_per_round")}
                 fired.append(event)
                 if alert["action"] == "stop" and self.stopped is None:
                     self.stopped = event
             self.holding[index] = holds
         self.fired.extend(fired)
         return fired
+
+
+def _replace_fields(value, **changes):
+    """A copy of a TFF state record (a named tuple or an attrs class) with some fields changed."""
+    if hasattr(value, "_replace"):
+        return value._replace(**changes)
+    fields = {f.name: getattr(value, f.name) for f in type(value).__attrs_attrs__}
+    return type(value)(**{**fields, **changes})
+
+
+def _same_type(old, new):
+    """`new` as the kind of number `old` is (the state's types must not change)."""
+    return np.asarray(new, dtype=np.asarray(old).dtype)[()] if isinstance(old, (np.ndarray, np.generic)) \
+        else type(old)(new)
+
+
+def change_dp_mechanism(state, noise_multiplier, clients_per_round):
+    """The learning process's state with its DP aggregator changed for the remaining rounds (a
+    monitor alert's lower_rate or raise_noise): the Gaussian noise's standard deviation becomes
+    noise_multiplier × clip, and the mean's denominator clients_per_round. The state's
+    structure and types stay those of the process, so `process.next` runs on unchanged."""
+    aggregator = state.aggregator
+    query = aggregator.query_state
+    numerator = query.numerator_state
+    numerator = _replace_fields(numerator, stddev=_same_type(numerator.stddev,
+                                                              noise_multiplier * float(numerator.l2_norm_clip)))
+    query = _replace_fields(query, numerator_state=numerator,
+                            denominator=_same_type(query.denominator, clients_per_round))
+    event = aggregator.dp_event
+    if hasattr(event, "noise_multiplier"):
+        event = _replace_fields(event, noise_multiplier=_same_type(event.noise_multiplier, noise_multiplier))
+    aggregator = _replace_fields(aggregator, query_state=query, dp_event=event)
+    return _replace_fields(state, aggregator=aggregator)
 
 
 def describe_alert(event):
@@ -198,7 +233,11 @@ def describe_alert(event):
         seen = f"best {event['best']:.4g} at round {event['best_round']}"
     else:
         seen = f"value {event['value']:.4g}"
-    return f"alert after round {event['round']}: {event['alert']} ({seen}) -> {event['action']}"
+    change = ""
+    if "change" in event:  # lower_rate / raise_noise: what the remaining rounds use
+        change = (f": noise multiplier {event['change']['noise_multiplier']:g}, "
+                  f"{event['change']['clients_per_round']} clients per round from round {event['round'] + 1}")
+    return f"alert after round {event['round']}: {event['alert']} ({seen}) -> {event['action']}{change}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,4 +295,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "lower_is_better": (),
     "Monitor": ("lower_is_better",),
     "describe_alert": (),
+    "_replace_fields": (),
+    "_same_type": (),
+    "change_dp_mechanism": ("_replace_fields", "_same_type"),
 }

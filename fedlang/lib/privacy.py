@@ -294,6 +294,67 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
     return search(accountant_epsilon, first_guess, start)
 
 
+def _pld_round(noise_multiplier, sampling_rate):
+    """One round's privacy loss distribution (the one epsilon_per_round composes)."""
+    return pld.privacy_loss_distribution.from_gaussian_mechanism(
+        standard_deviation=noise_multiplier,
+        value_discretization_interval=_pld_discretization(noise_multiplier, sampling_rate),
+        sampling_prob=sampling_rate,
+    )
+
+
+def epsilon_per_round_phases(phases, delta, accountant="rdp"):
+    """Epsilon after every round of a run whose mechanism changes: ``phases`` is a list of
+    (rounds, noise multiplier, sampling rate), run one after the other (e.g. the noise raised,
+    or fewer clients sampled, after round r). The accountant composes the rounds' events
+    (RDP: the sum of each round's RDP; PLD: the rounds' distributions composed one by one),
+    so item t is the epsilon of the first t rounds; with one phase this is epsilon_per_round."""
+    epsilons, total, composed = [], None, None
+    for rounds, noise_multiplier, sampling_rate in phases:
+        rounds, noise_multiplier, sampling_rate, delta, accountant = _check_inputs(
+            rounds, noise_multiplier, sampling_rate, delta, accountant
+        )
+        if rounds == 0:
+            continue
+        if accountant == "rdp":
+            one_round = rdp.RdpAccountant()
+            one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
+            orders, per_round = one_round.orders, one_round.rdp
+            start = 0 if total is None else total
+            epsilons += [_rdp_epsilon(orders, start + t * per_round, delta) for t in range(1, rounds + 1)]
+            total = start + rounds * per_round
+            continue
+        one_round = _pld_round(noise_multiplier, sampling_rate)
+        for _ in range(rounds):
+            composed = one_round if composed is None else composed.compose(one_round)
+            epsilons.append(float(composed.get_epsilon_for_delta(delta)))
+    return epsilons
+
+
+def epsilon_after_phases(phases, delta, accountant="rdp"):
+    """The last item of epsilon_per_round_phases, in a few accountant calls (RDP: each phase's
+    RDP scaled by its rounds; PLD: each phase's distribution self-composed, then composed)."""
+    total, composed = None, None
+    for rounds, noise_multiplier, sampling_rate in phases:
+        rounds, noise_multiplier, sampling_rate, delta, accountant = _check_inputs(
+            rounds, noise_multiplier, sampling_rate, delta, accountant
+        )
+        if rounds == 0:
+            continue
+        if accountant == "rdp":
+            one_round = rdp.RdpAccountant()
+            one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
+            orders = one_round.orders
+            total = rounds * one_round.rdp + (0 if total is None else total)
+            continue
+        phase = _pld_round(noise_multiplier, sampling_rate)
+        phase = phase if rounds == 1 else phase.self_compose(rounds)
+        composed = phase if composed is None else composed.compose(phase)
+    if accountant == "rdp":
+        return 0.0 if total is None else _rdp_epsilon(orders, total, delta)
+    return 0.0 if composed is None else float(composed.get_epsilon_for_delta(delta))
+
+
 # Helpers each function calls (directly), so the compiler can copy what is needed.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "_check_inputs": (),
@@ -305,4 +366,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "epsilon_per_round": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
     "last_round_within": ("_check_inputs", "epsilon_after"),
     "solve_noise_multiplier": ("_check_inputs", "epsilon_after"),
+    "_pld_round": ("_pld_discretization",),
+    "epsilon_per_round_phases": ("_check_inputs", "dp_event", "_rdp_epsilon", "_pld_round"),
+    "epsilon_after_phases": ("_check_inputs", "dp_event", "_rdp_epsilon", "_pld_round"),
 }
