@@ -354,7 +354,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     modules["devices.py"] = ["gpu_note"]
     modules["tff_worker.py"] = ["use_tff_workers"]
     modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert",
-                             *([] if fused else ["measure_update_norms"]), "update_norm_report"] + (
+                             *([] if fused else ["measure_update_norms"]), "update_norm_report", "RunProgress",
+                             "stop_on_sigterm", "RunFiles", "interrupts_checkpointed"] + (
                                  ["change_dp_mechanism"] if budget else [])
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 

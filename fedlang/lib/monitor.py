@@ -21,11 +21,13 @@ each name to the helpers of this module it uses.
 
 import asyncio
 import collections
+import csv
 import hashlib
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 
 import numpy as np
@@ -121,6 +123,189 @@ def load_checkpoint(directory, structure, report=None):
             if os.path.exists(moved):
                 os.replace(moved, target)
     return None
+
+
+class RunProgress:
+    """The newest completed round (its server state and the rows so far), so that a run stopped
+    by Ctrl-C or SIGTERM checkpoints the rounds it finished (`save`); `train` updates it after
+    every round. A resumed run then continues exactly as an uninterrupted one."""
+
+    interrupted = False  # set by stop_on_sigterm's handler
+
+    def __init__(self, checkpoint_dir):
+        self.checkpoint_dir = checkpoint_dir
+        self.round, self.state, self.rows = 0, None, []
+
+    def completed(self, round_num, state, rows):
+        self.round, self.state, self.rows = round_num, state, rows
+        if RunProgress.interrupted:  # the signal's KeyboardInterrupt was swallowed (e.g. in a TF finalizer)
+            raise KeyboardInterrupt
+
+    def save(self):
+        """Checkpoint the newest completed round unless it has a checkpoint; returns that round
+        (None when there is no checkpoint directory or no round finished)."""
+        if not self.checkpoint_dir or self.state is None:
+            return None
+        if not os.path.exists(os.path.join(self.checkpoint_dir, f"program_state_{self.round}.sha256.json")):
+            rows = [row for row in self.rows if row["round"] <= self.round]
+            save_checkpoint(self.checkpoint_dir, self.round, self.state, {"rows": rows})
+        return self.round
+
+
+def stop_on_sigterm():
+    """SIGTERM (`kill`, a scheduler preempting the job) raises KeyboardInterrupt, as Ctrl-C does,
+    so the program checkpoints its last completed round before it exits. Both are also noted, so
+    an interrupt that TensorFlow swallows stops the run after the round (RunProgress.completed)."""
+    def interrupt(signum, frame):
+        RunProgress.interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
+class RunFiles:
+    """The standalone program's run directory (`--out DIR`): the files `fedlang run` writes from
+    the same rows and alerts — metrics.jsonl, metrics.csv, alerts.jsonl, summary.json (status,
+    alert counts, the alert that stopped the run), TensorBoard events in tensorboard/ and
+    checkpoints in checkpoints/. (`fedlang report DIR` adds report.html.)"""
+
+    def __init__(self, out_dir, experiment, seed, rounds):
+        os.makedirs(out_dir, exist_ok=True)
+        self.out_dir, self.experiment, self.seed, self.rounds = out_dir, experiment, seed, rounds
+        self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
+        self.rows, self.alerts, self.stopped_by, self.finished = [], [], None, False
+        self.writer = None
+        self._rewrite()
+
+    def _path(self, name):
+        return os.path.join(self.out_dir, name)
+
+    def _rewrite(self):
+        for name, items in (("metrics.jsonl", self.rows), ("alerts.jsonl", self.alerts)):
+            with open(self._path(name), "w") as f:
+                f.writelines(json.dumps(item) + "\n" for item in items)
+        self._write_csv()
+        if self.writer is not None:
+            self.writer.close()
+        shutil.rmtree(self._path("tensorboard"), ignore_errors=True)  # a resumed run writes its rounds again
+        self.writer = tf.summary.create_file_writer(self._path("tensorboard"))
+        for row in self.rows:
+            self._scalars(row)
+
+    def _write_csv(self):
+        columns = []
+        for row in self.rows:
+            columns.extend(k for k in row if k not in columns)
+        with open(self._path("metrics.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def _scalars(self, row):
+        with self.writer.as_default():
+            for key, value in row.items():
+                if key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    tf.summary.scalar(key, float(value), step=row["round"])
+        self.writer.flush()
+
+    def add_row(self, row):
+        self.rows.append(row)
+        with open(self._path("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._write_csv()
+        self._scalars(row)
+
+    def add_alert(self, event):
+        self.alerts.append(event)
+        with open(self._path("alerts.jsonl"), "a") as f:
+            f.write(json.dumps(event) + "\n")
+        if event["action"] == "stop" and self.stopped_by is None:
+            self.stopped_by = event
+
+    def resume(self, done, rows, alerts):
+        """A run continued from its checkpoint of round `done`: the files hold its rounds and alerts."""
+        self.rows, self.alerts = list(rows), list(alerts)
+        self.stopped_by = next((a for a in alerts if a["action"] == "stop"), None)
+        self._rewrite()
+
+    def callbacks(self, print_round):
+        """train()'s on_round, on_alert and on_resume: print as the program does, and record."""
+        def on_round(row):
+            print_round(row)
+            self.add_row(row)
+
+        def on_alert(event):
+            print(describe_alert(event), flush=True)
+            self.add_alert(event)
+
+        def on_resume(done, rows, alerts):
+            print(f"resumed from the checkpoint of round {done}", flush=True)
+            self.resume(done, rows, alerts)
+
+        return {"on_round": on_round, "on_alert": on_alert, "on_resume": on_resume}
+
+    def finish(self, status, reason=None):
+        """summary.json: status (completed, stopped, interrupted, failed), rounds, alerts and stop reason."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.stopped_by is not None and status == "completed":
+            status = "stopped"
+        summary = {
+            "experiment": self.experiment, "seed": self.seed, "status": status,
+            "rounds_planned": self.rounds, "rounds_completed": len(self.rows),
+            "final": self.rows[-1] if self.rows else None,
+            "bytes_down_total": sum(r.get("bytes_down", 0) for r in self.rows),
+            "bytes_up_total": sum(r.get("bytes_up", 0) for r in self.rows),
+            "alerts": {"fired": len(self.alerts),
+                       "by_alert": dict(collections.Counter(e["alert"] for e in self.alerts)),
+                       "by_action": dict(collections.Counter(e["action"] for e in self.alerts))},
+        }
+        if self.stopped_by is not None:
+            summary["stop_reason"] = f"alert `{self.stopped_by['alert']}` fired after round {self.stopped_by['round']}"
+            summary["stopped_by"] = self.stopped_by
+        elif reason is not None:
+            summary["stop_reason"] = reason
+        summary["checkpoints"] = sorted(
+            (n for n in os.listdir(self.checkpoint_dir) if n.startswith("program_state_") and "_temp" not in n
+             and os.path.isdir(os.path.join(self.checkpoint_dir, n))),
+            key=lambda n: int(n.rsplit("_", 1)[1])) if os.path.isdir(self.checkpoint_dir) else []
+        with open(self._path("summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+        if self.writer is not None:
+            self.writer.close()
+
+
+class interrupts_checkpointed:
+    """`with interrupts_checkpointed(progress, files):` around the program's training. Ctrl-C or
+    SIGTERM: the last completed round is checkpointed, summary.json says `interrupted`, and the
+    program exits with code 130; otherwise summary.json gets the run's status."""
+
+    def __init__(self, progress, files=None):
+        self.progress, self.files = progress, files
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            if self.files is not None:
+                self.files.finish("completed")
+            return False
+        if issubclass(kind, KeyboardInterrupt):
+            saved = self.progress.save()
+            if self.files is not None:
+                self.files.finish("interrupted")
+            where = (f"; the checkpoint of round {saved} is in {self.progress.checkpoint_dir}: run again with the "
+                     "same options to resume") if saved else ""
+            print(f"interrupted after {self.progress.round} completed round(s){where}", file=sys.stderr, flush=True)
+            raise SystemExit(130)
+        if self.files is not None:
+            self.files.finish("stopped" if issubclass(kind, SystemExit) else "failed",
+                              reason=str(error) if issubclass(kind, SystemExit) else None)
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +477,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "_checkpoint_digest": (),
     "save_checkpoint": ("_checkpoint_digest",),
     "load_checkpoint": ("_checkpoint_digest",),
+    "RunProgress": ("save_checkpoint",),
+    "stop_on_sigterm": ("RunProgress",),
+    "RunFiles": ("describe_alert",),
+    "interrupts_checkpointed": (),
     "lower_is_better": (),
     "Monitor": ("lower_is_better",),
     "describe_alert": (),

@@ -174,11 +174,12 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     recorder = RunRecorder(out)
     alerts = AlertLog(out, console)
     tensorboard = TensorBoardLog(out)
-    status, code, worker, reason, namespace = "failed", EXIT_FAILED, None, None, {}
+    status, code, worker, reason, namespace, progress = "failed", EXIT_FAILED, None, None, {}, None
     client_log = ClientLog(out, append=resume) if plan.personal and plan.personal["evaluates"] else None
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
+        progress = namespace["RunProgress"](str(out / "checkpoints"))  # checkpointed on Ctrl-C / SIGTERM
         if "privacy_note" in namespace:  # the program says what its epsilon means
             console.print(namespace["privacy_note"]())
         gpu = namespace["gpu_note"](fused=plan.execution[0] == "fused") if "gpu_note" in namespace else None
@@ -212,7 +213,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
             keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status,
                                              checkpoint_dir=str(out / "checkpoints"),
                                              checkpoint_every=checkpoint_every, on_alert=alerts.add,
-                                             on_resume=on_resume,
+                                             on_resume=on_resume, progress=progress,
                                              **({"on_clients": client_log.add} if client_log else {}))
         _save_model(namespace, keras_model, out / "model.keras")
         status, code = ("stopped", 0) if alerts.stopped_by else ("completed", 0)
@@ -236,6 +237,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         stop.finishing = True  # a second Ctrl-C must not cut the summary short
         if worker is not None:
             worker.close()
+        saved = _checkpoint_interrupted(progress, err) if status == "interrupted" else None
         recorder.close()
         if client_log is not None:
             client_log.close()
@@ -250,7 +252,8 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
     if status == "interrupted":
-        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {shown(out)}")
+        err.print(f"interrupted after {len(recorder.rows)} of {rounds} rounds; results so far are in {shown(out)}"
+                  + (f"; checkpoint of round {saved}: `fedlang run --resume {shown(out)}` continues" if saved else ""))
     if status == "stopped":
         console.print(f"stopped after round {alerts.stopped_by['round']} by alert `{shown(alerts.stopped_by['alert'])}`; "
                       f"results in {shown(out)}/")
@@ -295,6 +298,17 @@ def _build_report(out: Path, err: Console) -> None:
         build_report(out)
     except Exception as exc:  # noqa: BLE001
         err.print(f"[yellow]warning:[/] report.html not written: {type(exc).__name__}: {shown(exc)}")
+
+
+def _checkpoint_interrupted(progress, err: Console) -> int | None:
+    """Ctrl-C or SIGTERM: checkpoint the last completed round (the program's RunProgress)."""
+    if progress is None:
+        return None
+    try:
+        return progress.save()
+    except Exception as exc:  # noqa: BLE001 - the earlier checkpoints stay usable
+        err.print(f"[yellow]warning:[/] no checkpoint of the last round: {type(exc).__name__}: {shown(exc)}")
+        return None
 
 
 def _save_model(namespace: dict[str, Any], trained, path: Path) -> None:

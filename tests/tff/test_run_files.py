@@ -1,0 +1,138 @@
+"""The standalone program's run directory (`python program.py --out DIR`): the same rows, alerts
+and summary as `fedlang run`; SIGTERM checkpoints the last completed round and a second start
+resumes to the uninterrupted result. The spec is a tiny version of
+examples/monitored_participation.fed: simulated availability, dropout and a deadline (the
+participation alert), client attributes (the participants' spread in every row)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fedlang.lib import simulation as sim
+
+from .support import assert_no_worker_left, compile_text, read_jsonl, run_fedlang, subprocess_env
+
+pytestmark = [pytest.mark.tff]
+
+SPEC = """\
+experiment "tiny-participation"
+seed 5
+model linear {
+  input   [64]
+  dense   10 softmax
+  loss    sparse_categorical_crossentropy
+  metrics [accuracy]
+}
+data digits {
+  source    sklearn.digits
+  scale     minmax
+  partition iid(clients = 60)
+  batch 8
+}
+train fedavg {
+  rounds 4   clients_per_round 8   local_epochs 1
+  client_optimizer sgd(learning_rate = 0.3)
+}
+simulation {
+  available 0.3   dropout 0.1
+  speed lognormal(median = 0.05, sigma = 1)   deadline 2.5
+  attribute device(phone = 0.65, tablet = 0.3, laptop = 0.05)
+}
+monitor {
+  checkpoint every 2
+  alert participation < 0.7 -> warn
+  alert device_laptop < 1 -> warn
+}
+"""
+
+
+def _without_time(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def _program(work, *args):
+    return [sys.executable, str(work / "program.py"), *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(`fedlang run` dir, emitted program's --out dir, the work folder, the compiled spec)."""
+    work = tmp_path_factory.mktemp("runfiles")
+    (work / "tiny.fed").write_text(SPEC)
+    compiled = compile_text(SPEC, "tiny.fed")
+    (work / "program.py").write_bytes(compiled.program_bytes())
+    result = run_fedlang("run", work / "tiny.fed", "--out", work / "run", "-q", timeout=600)
+    assert result.returncode == 0, result.stderr
+    emitted = subprocess.run(_program(work, "--out", work / "emitted"), cwd=work, capture_output=True, text=True,
+                             timeout=600, env=subprocess_env())
+    assert emitted.returncode == 0, emitted.stderr
+    assert_no_worker_left()
+    return work / "run", work / "emitted", work, compiled, emitted.stdout
+
+
+def test_the_emitted_program_writes_the_run_directory_of_fedlang_run(runs):
+    run, emitted, _, _, stdout = runs
+    rows = read_jsonl(emitted / "metrics.jsonl")
+    assert len(rows) == 4 and _without_time(rows) == _without_time(read_jsonl(run / "metrics.jsonl"))
+    assert read_jsonl(emitted / "alerts.jsonl") == read_jsonl(run / "alerts.jsonl")
+    mine, theirs = (json.loads((d / "summary.json").read_text()) for d in (emitted, run))
+    for key in ("status", "rounds_completed", "alerts", "checkpoints", "bytes_down_total", "bytes_up_total"):
+        assert mine[key] == theirs[key], key
+    assert mine["checkpoints"] == ["program_state_2", "program_state_4"]
+    assert (emitted / "metrics.csv").read_text().splitlines()[0] == ",".join(rows[0])
+    assert list((emitted / "tensorboard").iterdir())
+    assert "alert after round" in stdout
+
+
+def test_participation_alert_and_spread_follow_the_drawn_conditions(runs):
+    run, _, _, compiled, _ = runs
+    rows, events = read_jsonl(run / "metrics.jsonl"), read_jsonl(run / "alerts.jsonl")
+    config = sim.prepare_simulation(dict(compiled.checked.simulation.config))
+    sizes = np.array(compiled.checked.data.client_sizes)
+    expected, holding = [], {"participation < 0.7": False, "device_laptop < 1": False}
+    for row in rows:
+        drawn = sim.simulate_round(np.random.default_rng([5, row["round"]]), config, row["round"], sizes, 8, 1, 8, 0, 0)
+        spread = sim.participant_spread(config, drawn["clients"])
+        assert {k: row[k] for k in spread} == spread
+        assert row["device_phone"] + row["device_tablet"] + row["device_laptop"] == row["completed"]
+        for text, holds in (("participation < 0.7", row["participation"] < 0.7),
+                            ("device_laptop < 1", row["device_laptop"] < 1)):
+            if holds and not holding[text]:
+                expected.append((row["round"], text))
+            holding[text] = holds
+    assert sorted((e["round"], e["alert"]) for e in events) == sorted(expected)
+    assert any(text == "participation < 0.7" for _, text in expected), "re-tune SPEC: participation never < 0.7"
+
+
+def test_sigterm_checkpoints_the_last_round_and_a_restart_resumes(runs):
+    _, emitted, work, _, _ = runs
+    out = work / "terminated"
+    args = _program(work, "--out", out, "--checkpoint-every", "100")
+    proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").is_file() and len(read_jsonl(out / "metrics.jsonl")) >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr
+    done = len(read_jsonl(out / "metrics.jsonl"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and done < 4
+    assert summary["checkpoints"] == [f"program_state_{done}"]  # not a regular one (every 100)
+    resumed = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=600, env=subprocess_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from the checkpoint of round {done}" in resumed.stdout
+    assert _without_time(read_jsonl(out / "metrics.jsonl")) == _without_time(read_jsonl(emitted / "metrics.jsonl"))
+    assert read_jsonl(out / "alerts.jsonl") == read_jsonl(emitted / "alerts.jsonl")
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+    assert_no_worker_left()
