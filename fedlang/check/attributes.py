@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import ast
 from ..checked import DataConfig
-from ..diagnostics import Diagnostics
+from ..diagnostics import Diagnostics, did_you_mean
 from ..lib import data as datalib
 from .data import resolve_data_path
 
@@ -152,3 +152,38 @@ def _column_cells(path: str, column: str) -> list[str]:
             raise ValueError(f"column '{column}' is not in the header ({len(header)} columns)")
         at = header.index(column)
         return [row[at].strip() for row in reader if row and not (len(row) == 1 and not row[0].strip())]
+
+
+def split_attribute_forms(settings, attributes: tuple, diags: Diagnostics) -> tuple[dict, list[ast.Setting]]:
+    """`speed device(phone = 0.05, laptop = 0.01)` (or bandwidth): a value per attribute value, so a
+    device's speed follows its declared or data-given attribute. Returns ({"speed": ("attribute",
+    name, per-value numbers)}, the other settings)."""
+    by_name = {a[0]: a for a in attributes}
+    found, rest = {}, []
+    for setting in settings:
+        value = setting.value
+        if (setting.key.name not in ("speed", "bandwidth") or not isinstance(value, ast.Call)
+                or len(value.name.parts) != 1 or value.name.parts[0] not in by_name):
+            rest.append(setting)
+            continue
+        name, _, values, _ = by_name[value.name.parts[0]]
+        given = {}
+        for arg in value.args:
+            if arg.key is None or not isinstance(arg.value, ast.Number) or not arg.value.value > 0:
+                diags.error("E632", f"`{setting.key.name} {name}(…)` needs `value = number` with a number > 0 for "
+                                    f"each {name}", arg.span, f"e.g. `{setting.key.name} {name}("
+                            + ", ".join(f"{v} = 0.01" for v in values[:2]) + ")`")
+                break
+            if arg.key.name not in values:
+                diags.error("E632", f"'{arg.key.name}' is not a value of attribute '{name}'", arg.key.span,
+                            did_you_mean(arg.key.name, values) or f"its values: {', '.join(values)}")
+                break
+            given[arg.key.name] = float(arg.value.value)
+        else:
+            missing = [v for v in values if v not in given]
+            if missing:
+                diags.error("E632", f"`{setting.key.name} {name}(…)` gives no {setting.key.name} for "
+                                    f"{', '.join(missing)}", value.span, f"give every value of {name} a number")
+            else:
+                found[setting.key.name] = ("attribute", name, tuple(given[v] for v in values))
+    return found, rest

@@ -16,7 +16,7 @@ from ..checked import AggregationConfig, DataConfig, SimulationConfig, TrainConf
 from ..diagnostics import Diagnostics, Span
 from ..lib import simulation as simlib
 from ..registry import SIMULATION_SETTINGS
-from .attributes import check_attributes, split_attribute_settings
+from .attributes import check_attributes, split_attribute_forms, split_attribute_settings
 from .data import resolve_data_path
 from .settings import resolve_settings
 
@@ -44,9 +44,10 @@ def check_simulation(block: ast.SimulationBlock, data: DataConfig, train: TrainC
                      base_dir: Path, diags: Diagnostics) -> SimulationConfig | None:
     before = len(diags.errors)
     attribute_lines, settings = split_attribute_settings(block.settings)
+    attributes = check_attributes(attribute_lines, data, seed, base_dir, diags)
+    by_attribute, settings = split_attribute_forms(settings, attributes or (), diags)  # `speed device(…)`
     settings = tuple(_expand_shorthand(s) for s in settings)
     s = resolve_settings("simulation", settings, SIMULATION_SETTINGS, block.span, diags)
-    attributes = check_attributes(attribute_lines, data, seed, base_dir, diags)
     if len(diags.errors) > before:
         return None
     available = s["available"]
@@ -88,8 +89,8 @@ def check_simulation(block: ast.SimulationBlock, data: DataConfig, train: TrainC
         "over_select": float(s["over_select"]),
         "min_clients": s["min_clients"],
         "dropout": float(s["dropout"]),
-        "speed": _form_tuple(s["speed"]),
-        "bandwidth": _form_tuple(s["bandwidth"]),
+        "speed": by_attribute.get("speed") or _form_tuple(s["speed"]),
+        "bandwidth": by_attribute.get("bandwidth") or _form_tuple(s["bandwidth"]),
         "deadline": None if s["deadline"] is None else float(s["deadline"]),
         "stragglers": s["stragglers"],
         "straggler_fraction": float(s["straggler_fraction"]),
@@ -104,10 +105,10 @@ def check_simulation(block: ast.SimulationBlock, data: DataConfig, train: TrainC
         if choice is not None and choice.name == "uniform" and choice["low"] > choice["high"]:
             diags.error("E625", f"uniform(low, high) needs low ≤ high; got {choice['low']:g}, {choice['high']:g}",
                         choice.span, f"write `{key} uniform({choice['high']:g}, {choice['low']:g})`")
-    if s["deadline"] is not None and s["speed"] is None:
+    if s["deadline"] is not None and config["speed"] is None:
         diags.error("E620", "a deadline needs a time model: how fast each device trains", s.key_span("deadline"),
                     "add e.g. `speed lognormal(median = 0.01, sigma = 0.8)` (seconds per example)")
-    if s["bandwidth"] is not None and s["speed"] is None:
+    if config["bandwidth"] is not None and config["speed"] is None:
         diags.error("E620", "bandwidth needs a time model: how fast each device trains", s.key_span("bandwidth"),
                     "add e.g. `speed 0.01` (seconds per example)")
     if s["min_clients"] > train.clients_per_round:
@@ -244,6 +245,9 @@ def describe_conditions(sim: SimulationConfig, clients_per_round: int) -> str:
         parts.append(f"at most {c['max_steps']} local steps")
     if c["full_epochs_at"]:
         parts.append(f"fewer epochs below {c['full_epochs_at']} examples")
+    for key, unit in (("speed", "s per example"), ("bandwidth", "Mbit/s")):
+        if c[key] is not None and c[key][0] == "attribute":
+            parts.append(f"{key} by {c[key][1]} ({unit})")
     for name, kind, values, _ in c.get("attributes", ()):
         parts.append(f"attribute {name} ({len(values)} values{', from the data' if kind == 'column' else ''})")
     return ", ".join(parts)

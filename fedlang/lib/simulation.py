@@ -19,7 +19,8 @@ The configuration is a plain dict (the emitted program's ``SIMULATION`` constant
     over_select         f >= 1: ceil(f * K) of the available clients are selected
     min_clients         a round with fewer completed clients is abandoned (model unchanged)
     dropout             probability that a selected client fails and sends nothing
-    speed               None | ("constant", s) | ("lognormal", median, sigma) | ("uniform", lo, hi):
+    speed               None | ("constant", s) | ("lognormal", median, sigma) | ("uniform", lo, hi)
+                        | ("attribute", name, one value per value of that attribute):
                         seconds per example of local training
     bandwidth           None | the same forms, in Mbit/s (down and up)
     deadline            None | seconds: clients that would finish later are stragglers
@@ -78,13 +79,16 @@ def device_profiles(config, clients):
     A client's device is a function of (seed, client id) alone, so it is the same in every round.
     """
     clients = np.asarray(clients, dtype=np.int64)
-    speed = np.full(len(clients), np.nan)
-    bandwidth = np.full(len(clients), np.nan)
-    if config.get("speed") is not None:
-        speed = _device_draw(config["speed"], config["seed"], clients, 1)
-    if config.get("bandwidth") is not None:
-        bandwidth = _device_draw(config["bandwidth"], config["seed"], clients, 3)
-    return speed, bandwidth
+    found = []
+    for key, stream in (("speed", 1), ("bandwidth", 3)):
+        form = config.get(key)
+        if form is None:
+            found.append(np.full(len(clients), np.nan))
+        elif form[0] == "attribute":  # ("attribute", name, a value per attribute value): follows the attribute
+            found.append(np.asarray(form[2], dtype=np.float64)[client_attributes(config, clients)[form[1]]])
+        else:
+            found.append(_device_draw(form, config["seed"], clients, stream))
+    return found[0], found[1]
 
 
 def client_attributes(config, clients):
@@ -317,7 +321,7 @@ def selection_probability(population, available, selected):
 REQUIRES: dict[str, tuple[str, ...]] = {
     "_device_uniforms": (),
     "_device_draw": ("_device_uniforms",),
-    "device_profiles": ("_device_draw",),
+    "device_profiles": ("_device_draw", "client_attributes"),
     "client_attributes": ("_device_uniforms",),
     "participant_spread": ("client_attributes",),
     "daily_availability": (),

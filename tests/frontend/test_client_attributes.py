@@ -129,3 +129,34 @@ def test_a_csv_column_attribute_follows_the_runs_holdout_and_natural_partition()
         assert Counter(clinic_of_row[i] for i in train_rows[part]) == {values[codes[k]]: len(part)}
     row = sim.participant_spread(compiled.checked.simulation.config, np.arange(6))
     assert row["clinic_coverage"] == 1.0 and row["clinic_entropy"] == pytest.approx(1.0)
+
+
+def test_speed_and_bandwidth_follow_an_attribute_against_a_hand_computation():
+    """Constant per device type: 20 examples, batch 10, one epoch; 1 MB down and up = 8 Mbit each.
+    phone 0.05 s/ex at 2 Mbit/s: 1 + 8 = 9 s; laptop 0.01 s/ex at 16 Mbit/s: 0.2 + 1 = 1.2 s."""
+    column = ("device", "column", ("phone", "laptop"), (0, 1, 0, 1))
+    cfg = dict(config(column), speed=("attribute", "device", (0.05, 0.01)),
+               bandwidth=("attribute", "device", (2.0, 16.0)), deadline=5.0, stragglers="drop", dropout=0.0,
+               over_select=1.0, min_clients=1, straggler_fraction=0.0, max_steps=None, full_epochs_at=None)
+    speed, mbits = sim.device_profiles(cfg, [0, 1, 2, 3])
+    assert list(speed) == [0.05, 0.01, 0.05, 0.01] and list(mbits) == [2.0, 16.0, 2.0, 16.0]
+    out = sim.simulate_round(np.random.default_rng(0), cfg, 1, np.full(4, 20), 4, 1, 10, 1_000_000, 1_000_000)
+    assert list(out["clients"]) == [1, 3] and out["straggling"] == 2  # the phones miss the 5 s deadline
+    assert out["seconds"] == 5.0
+    no_deadline = sim.simulate_round(np.random.default_rng(0), dict(cfg, deadline=None), 1, np.full(4, 20), 4, 1, 10,
+                                     1_000_000, 1_000_000)
+    assert no_deadline["seconds"] == pytest.approx(9.0)
+
+
+def test_a_speed_per_attribute_value_is_checked():
+    text = SPEC.split("monitor {")[0].replace(
+        "  available 0.5\n", "  available 0.5\n  speed device(phone = 0.05, tablet = 0.03, laptop = 0.01)\n"
+                             "  deadline 1\n")
+    compiled = compile_source(Source("a.fed", text % "  attribute device(phone = 0.6, tablet = 0.3, laptop = 0.1)"))
+    assert compiled.checked.simulation.config["speed"] == ("attribute", "device", (0.05, 0.03, 0.01))
+    for wrong, message in (("laptop = 0.01", "gives no speed for laptop"), ("tablet = 0.03", "not a value")):
+        bad = text.replace(wrong, "lapto = 0.01" if "tablet" in wrong else "").replace(", )", ")")
+        with pytest.raises(SpecError) as info:
+            compile_source(Source("a.fed", bad % "  attribute device(phone = 0.6, tablet = 0.3, laptop = 0.1)"))
+        assert [d.code for d in info.value.diagnostics if d.severity == "error"] == ["E632"]
+        assert message in info.value.diagnostics[0].message
