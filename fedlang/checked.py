@@ -192,6 +192,7 @@ class AggregationConfig:
     lines: tuple[int, int]
     aggregator: Choice | None = None  # a library aggregator, or an `aggregate` block (no args)
     gathers: bool = False  # the aggregator needs every client's update at the server
+    sparsify: float | None = None  # compress topk(fraction): share of each tensor's entries sent
 
 
 # ---------------------------------------------------------------- aggregate and round blocks

@@ -63,6 +63,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         robust_name=(checked.aggregation.aggregator.name
                      if checked.aggregation and checked.aggregation.aggregator else None),
         quantize_bits=checked.aggregation.quantize_bits if checked.aggregation else None,
+        sparsify=checked.aggregation.sparsify if checked.aggregation else None,
         dp_accountant=checked.privacy.accountant if checked.privacy is not None else None,
         secure_aggregation=uses_secure_intrinsics(checked),
         communication=communication(checked),
@@ -137,7 +138,8 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
         ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0, None if checked.evaluate else "no evaluate block"),
         ("BYTES_DOWN_PER_CLIENT", comm["down"], "the float32 model, per sampled client per round"),
         ("BYTES_UP_PER_CLIENT", comm["up"], f"its update{' ' + weighted if weighted else ''}"
-         + (f", {checked.aggregation.quantize_bits}-bit quantized" if comm["up"] != comm["up_uncompressed"] else "")),
+         + (f", {checked.aggregation.quantize_bits}-bit quantized" if checked.aggregation and checked.aggregation.quantize_bits
+            else f", top {checked.aggregation.sparsify:g} of each tensor" if comm["up"] != comm["up_uncompressed"] else "")),
         ("ON_NONFINITE", train.on_nonfinite, None),
     ]
     if uses_secure_intrinsics(checked):
@@ -328,6 +330,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     fused = execution_path(checked)[0] == "fused"
     if fused:
         modules["fused.py"] = ["build_fused_process", "fused_round_data", "ClientsOneByOne"]
+    if checked.aggregation is not None and checked.aggregation.sparsify is not None:
+        modules["compression.py"] = ["top_k_sum_factory"]
     if checked.simulation is not None:
         modules["simulation.py"] = ["prepare_simulation", "simulate_round"]
         if checked.simulation.config.get("attributes"):
@@ -521,6 +525,10 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
                             quantization_bits=aggregation.quantize_bits, threshold=aggregation.quantize_threshold)
         mean = "MeanFactory" if checked.train.weighting == "examples" else "UnweightedMeanFactory"
         return PyCall.of(f"tff.aggregators.{mean}", value_sum_factory=encoded)
+    if aggregation is not None and aggregation.sparsify is not None:  # fedlang/lib/compression.py
+        encoded = PyCall.of("top_k_sum_factory", aggregation.sparsify, threshold=aggregation.quantize_threshold)
+        mean = "MeanFactory" if checked.train.weighting == "examples" else "UnweightedMeanFactory"
+        return PyCall.of(f"tff.aggregators.{mean}", value_sum_factory=encoded)
     return None
 
 
@@ -531,7 +539,8 @@ def communication(checked: CheckedSpec) -> dict[str, int]:
     """Bytes each sampled client receives and sends per round, with and without compression.
 
     Down: the float32 model (non-trainable variables included). Up: the float32 update (plus a float32 weight when example-weighted);
-    with `quantize(bits)`, each quantized tensor costs ceil(n·bits/8) bytes plus 8 for its range.
+    with `quantize(bits)`, each quantized tensor costs ceil(n·bits/8) bytes plus 8 for its range;
+    with `topk(fraction)`, 8·ceil(fraction·n) (the kept entries' float32 values and int32 indices).
     """
     # Layers marked `local` never leave their client: neither broadcast nor sent back (FedPer).
     shapes = [s for s, local in zip(checked.model.weight_shapes, checked.model.local_mask) if not local]
@@ -544,6 +553,9 @@ def communication(checked: CheckedSpec) -> dict[str, int]:
     if aggregation is not None and aggregation.quantize_bits is not None:
         bits, threshold = aggregation.quantize_bits, aggregation.quantize_threshold
         up = weight + sum(math.ceil(n * bits / 8) + 8 if n > threshold else 4 * n for n in sizes)
+    if aggregation is not None and aggregation.sparsify is not None:  # top-k: float32 value + int32 index each
+        fraction, threshold = aggregation.sparsify, aggregation.quantize_threshold
+        up = weight + sum(8 * max(1, math.ceil(fraction * n - 1e-9)) if n > threshold else 4 * n for n in sizes)
     return {"down": down, "up": up, "up_uncompressed": up_plain, "weight": weight}
 
 

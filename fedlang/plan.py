@@ -140,6 +140,7 @@ class Plan:
     skips_nonfinite: bool = False  # on_nonfinite skip: a round with non-finite clients is redone without them
     personal: dict | None = None  # per-client test sets: federated evaluation, fine-tuning (fedlang/lib/personal.py)
     execution: tuple[str, str] = ("per_client", "")  # the simulation path and why (fedlang/execution.py)
+    sparsify: float | None = None  # compress topk(fraction): share of each update tensor's entries sent
 
 
 @dataclass(frozen=True)

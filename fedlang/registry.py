@@ -229,6 +229,12 @@ COMPRESSIONS = _forms(
                             doc="tensors with at most this many values are sent uncompressed")),
          doc="uniform stochastic quantization of client updates (TFF EncodedSumFactory)",
          example="compress quantize(bits = 8)"),
+    Form("topk", (Param("fraction", "float", low=0, high=1, low_open=True,
+                        doc="share of each tensor's entries sent: those of largest magnitude"),
+                  Param("threshold", "int", default=0, low=0,
+                        doc="tensors with at most this many values are sent uncompressed")),
+         doc="top-k sparsification of client updates: values and int32 indices (TFF EncodedSumFactory with a "
+             "top-k tensor-encoding stage)", example="compress topk(fraction = 0.1)"),
 )
 
 # Library aggregators (fedlang/lib/federated.py); an `aggregate` block's name is accepted too.

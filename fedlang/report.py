@@ -44,8 +44,10 @@ def plan_rows(c: CheckedSpec, plan: Plan) -> list[tuple[str, str]]:
         rows.append(("local layers", describe_local_layers(c.model)))
     if comm["up"] != comm["up_uncompressed"]:
         ratio = comm["up_uncompressed"] / comm["up"]
+        how = (f"{c.aggregation.quantize_bits}-bit quantization" if c.aggregation.quantize_bits
+               else f"top-{c.aggregation.sparsify:g} sparsification (values and int32 indices)")
         rows.append(("up per client per round",
-                     f"{human_bytes(comm['up'])} with {c.aggregation.quantize_bits}-bit quantization "
+                     f"{human_bytes(comm['up'])} with {how} "
                      f"({human_bytes(comm['up_uncompressed'])} uncompressed, {ratio:.1f}x smaller)"))
     else:
         rows.append(("up per client per round", f"{human_bytes(comm['up'])} (float32 update"

@@ -89,6 +89,8 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                                f"updates scaled ×{c.attack.scale:g}"))
     if c.aggregation and c.aggregation.quantize_bits:
         rows.append(("aggregation", f"updates quantized to {c.aggregation.quantize_bits} bits"))
+    if c.aggregation and c.aggregation.sparsify:
+        rows.append(("aggregation", f"updates sparsified: the top {c.aggregation.sparsify:g} of each tensor's entries"))
     if c.simulation is not None:
         from .check.simulation import describe_conditions, describe_expected
 

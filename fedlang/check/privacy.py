@@ -74,11 +74,12 @@ def check_aggregation(block: ast.AggregationBlock, aggregates: dict, diags: Diag
         return None
     return AggregationConfig(
         secure=bounds,
-        quantize_bits=compress["bits"] if compress else None,
+        quantize_bits=compress["bits"] if compress and compress.name == "quantize" else None,
         quantize_threshold=compress["threshold"] if compress else 0,
         lines=(block.span.line, block.span.end_line),
         aggregator=aggregator,
         gathers=gathers,
+        sparsify=float(compress["fraction"]) if compress and compress.name == "topk" else None,
     )
 
 

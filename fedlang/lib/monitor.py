@@ -166,7 +166,7 @@ def stop_on_sigterm():
 
 class RunFiles:
     """The standalone program's run directory (`--out DIR`): the files `fedlang run` writes from
-    the same rows and alerts — metrics.jsonl, metrics.csv, alerts.jsonl, summary.json (status,
+    the same rows and alerts: metrics.jsonl, metrics.csv, alerts.jsonl, summary.json (status,
     alert counts, the alert that stopped the run), TensorBoard events in tensorboard/ and
     checkpoints in checkpoints/. (`fedlang report DIR` adds report.html.)"""
 
@@ -394,7 +394,7 @@ def _same_type(old, new):
 def change_dp_mechanism(state, noise_multiplier, clients_per_round):
     """The learning process's state with its DP aggregator changed for the remaining rounds (a
     monitor alert's lower_rate or raise_noise): the Gaussian noise's standard deviation becomes
-    noise_multiplier × clip, and the mean's denominator clients_per_round. The state's
+    noise_multiplier * clip, and the mean's denominator clients_per_round. The state's
     structure and types stay those of the process, so `process.next` runs on unchanged."""
     aggregator = state.aggregator
     query = aggregator.query_state
