@@ -158,6 +158,7 @@ KEYWORD_LISTS = {
         "swish",
         "synthetic",
         "tanh",
+        "topk",
         "trace",
         "trim_mean",
         "trimmed_mean",
