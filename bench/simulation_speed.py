@@ -13,7 +13,7 @@ K clients sampled per round for K in 20, 100, 500. Four ways to train, each in i
   keras        centralized Keras: the same examples in the same batches (each sampled client's
                shuffled batches, one after the other) and as many steps: the Keras model and SGD
                optimizer stepped over them inside one tf.function per round (no federated
-               overhead at all; `model.fit` measured 3-5x slower here, from its per-call setup)
+               overhead at all, and none of `model.fit`'s per-call setup)
 
 All TFF variants run on one local worker_binary started the same way (fedlang/lib/tff_worker.py).
 Each process times every round from sampling to metrics (data building included, evaluation
