@@ -14,6 +14,7 @@ from . import __version__
 from .constructs.layers import LAYER_BY_NAME
 from .constructs.partitions import PARTITION_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
+from .constructs.training import AGGREGATOR_BY_NAME, OPTIMIZER_BY_SIDE
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
 from .execution import FUSED_GROUPS, execution_path
@@ -43,8 +44,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         data_steps=_data_steps(data, checked.evaluate is not None),
         input_shape=tuple(model.input_shape),
         feature_dtype=model.feature_dtype,
-        layers=tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i, layer.input_shape)
-                     for i, layer in enumerate(model.layers)),
+        layers=_model_layers(model),
         loss=_loss(model),
         metrics=tuple(_metric(name, binary, model.from_logits) for name in model.metrics),
         element_spec=(
@@ -74,7 +74,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         metric_names=metric_names,
         simulation=_simulation(checked),
         schedules=_schedules(checked),
-        monitor=checked.monitor if checked.monitor is not None else MonitorConfig(),
+        monitor=_monitor(checked),
         skips_nonfinite=train.on_nonfinite == "skip",
         personal=_personal(checked),
         execution=execution,
@@ -98,7 +98,18 @@ def _personal(checked: CheckedSpec) -> dict | None:
         return None
     p = checked.personalize
     return {"evaluates": checked.evaluate is not None, "local_layers": checked.model.has_local_layers,
-            "finetune_optimizer": _optimizer(p.optimizer) if p is not None else None}
+            "finetune_optimizer": _optimizer(p.optimizer, "client") if p is not None else None}
+
+
+def _model_layers(model: ModelConfig) -> tuple[PyCall, ...]:
+    """Each layer's Keras call (fedlang/constructs/layers.py)."""
+    return tuple(LAYER_BY_NAME[layer.kind].keras(layer.args, i, layer.input_shape)
+                 for i, layer in enumerate(model.layers))
+
+
+def _monitor(checked: CheckedSpec) -> MonitorConfig:
+    """The monitor block's checkpoint interval and alerts (the defaults without one)."""
+    return checked.monitor if checked.monitor is not None else MonitorConfig()
 
 
 def _simulation(checked: CheckedSpec) -> dict | None:
@@ -193,12 +204,6 @@ def _imports(checked: CheckedSpec) -> tuple[str, ...]:
     return tuple(imports)
 
 
-_LIBRARY_AGGREGATORS = {
-    "trimmed_mean": "TrimmedMeanFactory", "median": "MedianFactory", "norm_clipped_mean": "NormClippedMeanFactory",
-    "zeroing_mean": "ZeroingMeanFactory", "krum": "KrumFactory", "multi_krum": "MultiKrumFactory",
-}
-
-
 def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
     """fedlang.lib.federated names the program needs (the emitter adds what they require)."""
     names: list[str] = []
@@ -210,7 +215,7 @@ def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
             for config in checked.aggregates.values():
                 names.extend(config.helpers)
         else:
-            names.append(_LIBRARY_AGGREGATORS[name])
+            names.append(AGGREGATOR_BY_NAME[name].factory)
     if checked.attack is not None:
         names.append("build_attackable_fed_avg")
     if checked.privacy is not None and checked.privacy.seeded_noise:
@@ -432,18 +437,15 @@ def _schedules(checked: CheckedSpec) -> dict | None:
     return None if client is None and server is None else {"client": client, "server": server}
 
 
-def _optimizer(choice) -> PyCall:
+def _optimizer(choice, side: str) -> PyCall:
+    """The TFF optimizer builder call of a client or server optimizer (fedlang/constructs/training.py)."""
     a = dict(choice.args)
     schedule = schedule_tuple(a["learning_rate"])
     if schedule is not None:  # the round-1 rate; the program sets each round's rate (set_hparams)
         from .lib.schedules import learning_rate_at
 
         a["learning_rate"] = float(learning_rate_at(schedule, 1))
-    if choice.name == "sgd":
-        momentum = a.pop("momentum")
-        return PyCall.of("tff.learning.optimizers.build_sgdm", learning_rate=a["learning_rate"],
-                         **({"momentum": momentum} if momentum else {}))
-    return PyCall.of(f"tff.learning.optimizers.build_{choice.name}", **a)
+    return OPTIMIZER_BY_SIDE[side][choice.name].build(a)
 
 
 # Each algorithm's TFF builder (`build_weighted_…` / `build_unweighted_…` where TFF has both).
@@ -452,12 +454,12 @@ ALGORITHM_BUILDERS = {"fedavg": "fed_avg", "fedprox": "fed_avg", "fedsgd": "fed_
 
 def _process(train: TrainConfig, custom_aggregator: bool, attacked: bool = False) -> PyCall:
     model_fn = PyRef("model_fn")
-    server = _optimizer(train.server_optimizer)
+    server = _optimizer(train.server_optimizer, "server")
     extra = {"model_aggregator": PyCall.of("build_aggregator")} if custom_aggregator else {}
     builder = ALGORITHM_BUILDERS[train.algorithm]
     if builder == "fed_sgd":
         return PyCall.of("tff.learning.algorithms.build_fed_sgd", model_fn, server_optimizer_fn=server, **extra)
-    client = _optimizer(train.client_optimizer)
+    client = _optimizer(train.client_optimizer, "client")
     if attacked:
         return PyCall.of("build_attackable_fed_avg", model_fn, client_optimizer_fn=client,
                          server_optimizer_fn=server, **extra)
@@ -475,10 +477,10 @@ def _fused_process(train: TrainConfig) -> PyCall:
     """The fused path's process (fedlang/lib/fused.py): TFF's FedAvg/FedSGD parts around a client work
     that trains a group of clients in one TFF client computation."""
     common = {"client_dataset_fn": PyRef("client_dataset"), "seed": PyRef("SEED")}
-    server = _optimizer(train.server_optimizer)
+    server = _optimizer(train.server_optimizer, "server")
     if train.algorithm == "fedsgd":
         return PyCall.of("build_fused_process", PyRef("model_fn"), server_optimizer_fn=server, fedsgd=True, **common)
-    client = _optimizer(train.client_optimizer)
+    client = _optimizer(train.client_optimizer, "client")
     if train.algorithm == "fedprox":  # as on the per-client path (see _process)
         client = PyCall.of("ProximalOptimizer", client, mu=train.mu)
     return PyCall.of("build_fused_process", PyRef("model_fn"), client_optimizer_fn=client,
@@ -519,7 +521,7 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
         choice = aggregation.aggregator
         if choice.name in checked.aggregates:  # an aggregate block of the spec
             return PyCall.of("steps_aggregation_factory", PyRef(f"aggregate_{choice.name}"))
-        return PyCall.of(_LIBRARY_AGGREGATORS[choice.name], **dict(choice.args))
+        return AGGREGATOR_BY_NAME[choice.name].build(dict(choice.args))
     if aggregation is not None and aggregation.quantize_bits is not None:
         encoded = PyCall.of("tff.aggregators.EncodedSumFactory.quantize_above_threshold",
                             quantization_bits=aggregation.quantize_bits, threshold=aggregation.quantize_threshold)

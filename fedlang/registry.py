@@ -1,10 +1,11 @@
 """Everything a spec may name: blocks, their settings, layers, sources, partitions, optimizers.
 
 The single source of truth for the checker (what is valid), the lowering (what it becomes) and
-docs/language.md (what is documented). Layers, sources and partitions are definition objects with
-all their hooks in fedlang/constructs/; top-level blocks are the `BLOCK_DEFS` table below, from which the
-parser's keyword list, the structure pass and `home_of` derive. An option is a `Param` here,
-used in fedlang/lower.py; `tests/frontend/test_registry_complete.py` checks every hook exists.
+docs/language.md (what is documented). Layers, sources, partitions, optimizers and aggregators
+are definition objects with all their hooks in fedlang/constructs/; top-level blocks are the
+`BLOCK_DEFS` table below (keyword, AST node, settings, check pass, config type, lowering, docs
+section), from which the parser's keyword list, the structure pass and `home_of` derive.
+`tests/frontend/test_registry_complete.py` checks every hook exists.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from . import checked as _checked
 from .constructs.layers import ACTIVATIONS, LAYERS, PADDINGS  # noqa: F401  (re-exported)
 from .constructs.partitions import MAX_CLIENTS, PARTITIONS  # noqa: F401  (re-exported)
 from .constructs.sources import EMNIST_FACTS, SKLEARN_SETS, SOURCES  # noqa: F401  (re-exported)
+from .constructs.training import (  # noqa: F401  (re-exported)
+    CLIENT_OPTIMIZERS, GATHERING_AGGREGATORS, ROBUST_AGGREGATORS, SERVER_OPTIMIZERS)
+from .constructs.training import _beta1, _beta2, _momentum  # shared options of the fine-tuning optimizers
 from .forms import REQUIRED, Form, Param  # noqa: F401  (re-exported)
 from .forms import forms as _forms
 
@@ -90,41 +94,7 @@ SCHEDULES = _forms(
          doc="multiplied by factor every `every` rounds", example="learning_rate = step(0.1, every = 20, factor = 0.5)"),
 )
 
-_lr = Param("learning_rate", "rate", low=0, low_open=True, doc="step size, e.g. 0.01, or a schedule over rounds")
-
-
-def _optional_lr(default: float) -> Param:
-    return Param("learning_rate", "rate", default=default, low=0, low_open=True,
-                 doc=f"step size (default {default:g}), or a schedule over rounds")
-
-
-_beta1 = Param("beta_1", "float", default=0.9, low=0, high=1, high_open=True, doc="decay of the first moment")
-_beta2 = Param("beta_2", "float", default=0.999, low=0, high=1, high_open=True, doc="decay of the second moment")
-_momentum = Param("momentum", "float", default=0.0, low=0, high=1, high_open=True, doc="0 = plain SGD, e.g. 0.9")
-
-CLIENT_OPTIMIZERS = _forms(
-    Form("sgd", (_lr, _momentum),
-         doc="SGD, optionally with momentum", example="client_optimizer sgd(learning_rate = 0.05)"),
-    Form("adam", (_optional_lr(0.001), _beta1, _beta2,
-                  Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
-         doc="Adam", example="client_optimizer adam(learning_rate = 0.001)"),
-)
-
-SERVER_OPTIMIZERS = _forms(
-    Form("sgd", (_optional_lr(1.0), _momentum),
-         doc="SGD on the averaged update; momentum > 0 is FedAvgM",
-         example="server_optimizer sgd(learning_rate = 1.0, momentum = 0.9)"),
-    Form("adam", (_optional_lr(0.01), _beta1, _beta2,
-                  Param("epsilon", "float", default=1e-3, low=0, low_open=True)),
-         doc="FedAdam", example="server_optimizer adam(learning_rate = 0.01)"),
-    Form("yogi", (_optional_lr(0.01), _beta1, _beta2,
-                  Param("epsilon", "float", default=1e-3, low=0, low_open=True),
-                  Param("initial_preconditioner_value", "float", default=1e-6, low=0, low_open=True)),
-         doc="FedYogi", example="server_optimizer yogi(learning_rate = 0.01)"),
-    Form("adagrad", (_optional_lr(0.01), Param("initial_preconditioner_value", "float", default=0.1, low=0),
-                     Param("epsilon", "float", default=1e-7, low=0, low_open=True)),
-         doc="FedAdagrad", example="server_optimizer adagrad(learning_rate = 0.01)"),
-)
+# Optimizers: fedlang/constructs/training.py (one OptimizerDef each, with its TFF builder call).
 
 ALGORITHMS = {
     "fedavg": "Federated Averaging (McMahan et al. 2017)",
@@ -237,24 +207,7 @@ COMPRESSIONS = _forms(
              "top-k tensor-encoding stage)", example="compress topk(fraction = 0.1)"),
 )
 
-# Library aggregators (fedlang/lib/federated.py); an `aggregate` block's name is accepted too.
-ROBUST_AGGREGATORS = _forms(
-    Form("trimmed_mean", (Param("fraction", "float", default=0.1, low=0, high=0.5, high_open=True,
-                                doc="share of values trimmed at each end, per coordinate"),),
-         doc="coordinate-wise trimmed mean of the client updates", example="aggregator trimmed_mean(fraction = 0.1)"),
-    Form("median", (), doc="coordinate-wise median of the client updates", example="aggregator median"),
-    Form("norm_clipped_mean", (Param("clip", "float", low=0, low_open=True, doc="L2 norm bound"),),
-         doc="mean of updates clipped to an L2 norm", example="aggregator norm_clipped_mean(clip = 1.0)"),
-    Form("zeroing_mean", (Param("threshold", "float", low=0, low_open=True, doc="L2 norm bound"),),
-         doc="mean in which updates with a larger norm count as zero", example="aggregator zeroing_mean(threshold = 5)"),
-    Form("krum", (Param("byzantine", "int", default=1, low=0, doc="Byzantine clients tolerated (f)"),),
-         doc="Krum (Blanchard et al. 2017): the update closest to its n − f − 2 neighbours",
-         example="aggregator krum(byzantine = 1)"),
-    Form("multi_krum", (Param("byzantine", "int", default=1, low=0, doc="Byzantine clients tolerated (f)"),
-                        Param("m", "int", low=1, doc="updates averaged")),
-         doc="Multi-Krum: the mean of the m best-scored updates", example="aggregator multi_krum(byzantine = 1, m = 5)"),
-)
-GATHERING_AGGREGATORS = ("trimmed_mean", "median", "krum", "multi_krum")
+# Library aggregators: fedlang/constructs/training.py (one AggregatorDef each, with its lib factory).
 
 AGGREGATION_SETTINGS = (
     Param("secure", "form", default=None, forms=SECURE_FORMS, doc="secure aggregation with declared bounds"),
@@ -342,6 +295,13 @@ class BlockDef:
     required: bool = False
     many: bool = False  # may be written any number of times (named aggregate blocks)
     example: str = ""
+    lowering: str = ""  # the function of fedlang/lower.py that turns its checked form into Plan fields
+
+    def lowering_hook(self):
+        """The lowering function (imported on first use: lowering imports this module)."""
+        import importlib
+
+        return getattr(importlib.import_module("fedlang.lower"), self.lowering)
 
     def check_pass(self):
         """The check function (imported on first use)."""
@@ -352,32 +312,36 @@ class BlockDef:
 
 
 BLOCK_DEFS: tuple[BlockDef, ...] = (
-    BlockDef("experiment", _ast.Experiment, "values:resolve", None, "experiment and seed", line=True),
-    BlockDef("seed", _ast.Seed, "values:resolve", None, "experiment and seed", line=True),
+    BlockDef("experiment", _ast.Experiment, "values:resolve", None, "experiment and seed", line=True,
+             lowering="_constants"),
+    BlockDef("seed", _ast.Seed, "values:resolve", None, "experiment and seed", line=True, lowering="_constants"),
     BlockDef("model", _ast.ModelBlock, "model:check_model", _checked.ModelConfig, "The model block", required=True,
-             example="model mlp {\n  input [64]\n  dense 10 softmax\n  loss sparse_categorical_crossentropy\n}"),
+             example="model mlp {\n  input [64]\n  dense 10 softmax\n  loss sparse_categorical_crossentropy\n}",
+             lowering="_model_layers"),
     BlockDef("data", _ast.DataBlock, "data:check_data", _checked.DataConfig, "The data block", DATA_SETTINGS,
-             required=True, example="data digits {\n  source sklearn.digits\n  partition iid(clients = 10)\n}"),
+             required=True, example="data digits {\n  source sklearn.digits\n  partition iid(clients = 10)\n}",
+             lowering="_data_steps"),
     BlockDef("train", _ast.TrainBlock, "train:check_train", _checked.TrainConfig, "The train block", TRAIN_SETTINGS,
-             required=True, example="train fedavg {\n  rounds 10\n}"),
+             required=True, example="train fedavg {\n  rounds 10\n}", lowering="_process"),
     BlockDef("evaluate", _ast.EvaluateBlock, "train:check_evaluate", _checked.EvaluateConfig, "The evaluate block",
-             EVALUATE_SETTINGS),
+             EVALUATE_SETTINGS, lowering="_constants"),
     BlockDef("privacy", _ast.PrivacyBlock, "privacy:check_privacy", _checked.PrivacyConfig, "The privacy block",
-             PRIVACY_SETTINGS),
+             PRIVACY_SETTINGS, lowering="_aggregator"),
     BlockDef("aggregation", _ast.AggregationBlock, "privacy:check_aggregation", _checked.AggregationConfig,
-             "The aggregation block", AGGREGATION_SETTINGS),
+             "The aggregation block", AGGREGATION_SETTINGS, lowering="_aggregator"),
     BlockDef("attack", _ast.AttackBlock, ":check_attack", _checked.AttackConfig,
-             "Simulated attackers: the attack block", ATTACK_SETTINGS),
+             "Simulated attackers: the attack block", ATTACK_SETTINGS, lowering="_process"),
     BlockDef("aggregate", _ast.AggregateBlock, "steps:check_aggregates", _checked.AggregateConfig,
-             "Aggregate blocks: Federated Core steps", many=True),
+             "Aggregate blocks: Federated Core steps", many=True, lowering="aggregate_code"),
     BlockDef("round", _ast.RoundBlock, "steps:check_round", _checked.AggregateConfig,
-             "A whole round: the round block"),
+             "A whole round: the round block", lowering="aggregate_code"),
     BlockDef("simulation", _ast.SimulationBlock, "simulation:check_simulation", _checked.SimulationConfig,
-             "The simulation block: client conditions", SIMULATION_SETTINGS),
+             "The simulation block: client conditions", SIMULATION_SETTINGS, lowering="_simulation"),
     BlockDef("personalize", _ast.PersonalizeBlock, "personalize:check_personalize", _checked.PersonalizeConfig,
              "The personalize block: local fine-tuning", PERSONALIZE_SETTINGS,
-             example="personalize {\n  epochs 5\n  optimizer sgd(learning_rate = 0.001)\n}"),
-    BlockDef("monitor", _ast.MonitorBlock, "monitor:check_monitor", _checked.MonitorConfig, "The monitor block"),
+             example="personalize {\n  epochs 5\n  optimizer sgd(learning_rate = 0.001)\n}", lowering="_personal"),
+    BlockDef("monitor", _ast.MonitorBlock, "monitor:check_monitor", _checked.MonitorConfig, "The monitor block",
+             lowering="_monitor"),
 )
 BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}
 BLOCK_KEYWORDS = tuple(BLOCK_BY_KEYWORD)  # every top-level keyword, lines and blocks

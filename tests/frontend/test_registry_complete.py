@@ -1,8 +1,8 @@
 """Every registered construct has every hook: a new name cannot be half-added.
 
-Layers, sources, partitions and blocks are definition objects (fedlang/constructs,
-registry.BLOCK_DEFS); aggregators, operators and algorithms are checked against the code that
-lowers them.
+Layers, sources, partitions, optimizers, aggregators and blocks are definition objects
+(fedlang/constructs, registry.BLOCK_DEFS); operators and algorithms are checked against the code
+that lowers them.
 """
 
 import ast as pyast
@@ -18,6 +18,7 @@ from fedlang.check.steps import OPERATORS
 from fedlang.constructs.layers import LAYER_DEFS, LayerDef
 from fedlang.constructs.partitions import PARTITION_DEFS, PartitionDef
 from fedlang.constructs.sources import SOURCE_DEFS, SourceDef
+from fedlang.constructs.training import AGGREGATOR_DEFS, OPTIMIZER_BY_SIDE, AggregatorDef, OptimizerDef
 from fedlang.parse import ToAst
 from fedlang.plan import Assign, PyCall, PyRef
 
@@ -149,11 +150,38 @@ def test_partition_has_every_hook(partition: PartitionDef):
     assert f"`{partition.name}" in LANGUAGE, f"docs/language.md does not document partition {partition.name}"
 
 
-def test_library_aggregators_lower_to_the_library():
-    from fedlang.lower import _LIBRARY_AGGREGATORS
+@pytest.mark.parametrize("aggregator", AGGREGATOR_DEFS, ids=lambda d: d.name)
+def test_aggregator_has_every_hook(aggregator: AggregatorDef):
+    """It lowers to a fedlang/lib/federated.py factory called with its options; the docs describe it."""
+    assert registry.ROBUST_AGGREGATORS[aggregator.name] is aggregator.form
+    assert aggregator.factory in _lib_names("federated.py")
+    choice = _example_choice(aggregator.form)
+    call = aggregator.build(dict(choice.args))
+    assert call.func == aggregator.factory and {k for k, _ in call.args} == {p.name for p in aggregator.form.params}
+    assert (aggregator.name in registry.GATHERING_AGGREGATORS) == aggregator.gathers
+    assert f"`{aggregator.name}" in LANGUAGE, f"docs/language.md does not document aggregator {aggregator.name}"
 
-    assert set(_LIBRARY_AGGREGATORS) == set(registry.ROBUST_AGGREGATORS)
-    assert set(_LIBRARY_AGGREGATORS.values()) <= _lib_names("federated.py")
+
+_TFF_OPTIMIZERS = {"build_sgdm", "build_adam", "build_yogi", "build_adagrad", "build_rmsprop", "build_adafactor"}
+
+
+@pytest.mark.parametrize("side, optimizer", [(side, d) for side, defs in OPTIMIZER_BY_SIDE.items()
+                                             for d in defs.values()], ids=lambda v: getattr(v, "name", v))
+def test_optimizer_has_every_hook(side: str, optimizer: OptimizerDef):
+    """It lowers to a tff.learning.optimizers builder (TFF 0.87 has these), with a learning rate."""
+    forms = registry.CLIENT_OPTIMIZERS if side == "client" else registry.SERVER_OPTIMIZERS
+    assert forms[optimizer.name] is optimizer.form
+    options = {p.name: (0.1 if p.required else p.default) for p in optimizer.form.params}
+    call = optimizer.build(options)
+    module, _, builder = call.func.rpartition(".")
+    assert module == "tff.learning.optimizers" and builder in _TFF_OPTIMIZERS
+    assert dict(call.args)["learning_rate"] == options["learning_rate"]
+    assert f"`{optimizer.name}" in LANGUAGE
+
+
+@pytest.mark.parametrize("block", registry.BLOCK_DEFS, ids=lambda b: b.keyword)
+def test_block_names_its_lowering(block: registry.BlockDef):
+    assert callable(block.lowering_hook()), f"fedlang/lower.py has no {block.lowering} for {block.keyword}"
 
 
 def test_operators_name_library_helpers():
