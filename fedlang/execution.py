@@ -36,6 +36,8 @@ def fused_blocker(checked: CheckedSpec) -> str | None:
         return f"{what} needs each client's update"
     if aggregation is not None and aggregation.quantize_bits is not None:
         return "compression quantizes each client's update"
+    if aggregation is not None and aggregation.sparsify is not None:
+        return "compression sparsifies each client's update (top-k)"
     if checked.attack is not None:
         return "the attack block scales chosen clients' updates"
     if checked.model.has_local_layers:

@@ -29,3 +29,13 @@ def test_topk_time_model_uses_the_sparse_bytes():
     sparse, dense = (compile_source(Source("s.fed", t)) for t in (text, text.replace("compress topk(fraction = 0.1)", "")))
     sparse, dense = (expected_conditions(c.checked, c.plan) for c in (sparse, dense))
     assert sparse["seconds_median"] < dense["seconds_median"]
+
+
+def test_topk_keeps_the_per_client_path():
+    """The fused path has no model aggregator: a spec with compress topk must not take it."""
+    from fedlang.execution import fused_blocker
+
+    compiled = compile_source(Source("s.fed", (ROOT / "examples" / "sparse_digits.fed").read_text()))
+    assert "top-k" in fused_blocker(compiled.checked)
+    program = compiled.program_bytes().decode()
+    assert "model_aggregator=measure_update_norms(build_aggregator())" in program and "top_k_sum_factory(0.1" in program
