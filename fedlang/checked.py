@@ -233,7 +233,17 @@ class AggregateConfig:
     lines: tuple[int, int]
     helpers: tuple[str, ...] = field(default=())  # fedlang.lib.federated names the lowering uses
     helpers_called: tuple[str, ...] = field(default=())  # other aggregate blocks its steps call
-    frame: tuple[tuple[int, str, FedType], ...] = field(default=())  # a round's fixed steps: (line, name, type)
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """A `round` block: FedAvg's broadcast, local training and server update (its frame) around
+    aggregation steps, which run as the model aggregator. Not an aggregate block: no user name
+    refers to it (`aggregate round` is E910), and the back end tells it apart by type, not name."""
+
+    aggregate: AggregateConfig  # the aggregation steps: the local updates in, the model delta out
+    frame: tuple[tuple[int, str, FedType], ...]  # the fixed steps: (line, name, type)
+    lines: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -282,11 +292,26 @@ class CheckedSpec:
     warnings: tuple = field(default=())
     privacy: PrivacyConfig | None = None
     aggregation: AggregationConfig | None = None
-    aggregates: dict = field(default_factory=dict)  # name -> AggregateConfig
+    aggregates: dict = field(default_factory=dict)  # name -> AggregateConfig, the spec's aggregate blocks
     attack: AttackConfig | None = None
     simulation: SimulationConfig | None = None
     monitor: MonitorConfig | None = None  # None without a monitor block
     personalize: "PersonalizeConfig | None" = None  # None without a personalize block
+    round: RoundConfig | None = None  # None without a round block
+
+    @property
+    def step_aggregate(self) -> AggregateConfig | None:
+        """The Federated Core steps that run as the model aggregator: the round block's, or the
+        aggregate block named by `aggregator` (None: TFF's mean or a library aggregator)."""
+        if self.round is not None:
+            return self.round.aggregate
+        choice = self.aggregation.aggregator if self.aggregation else None
+        return self.aggregates.get(choice.name) if choice is not None else None
+
+    @property
+    def all_aggregates(self) -> tuple[AggregateConfig, ...]:
+        """Every block of steps the program defines: the aggregate blocks, then the round's."""
+        return tuple(self.aggregates.values()) + ((self.round.aggregate,) if self.round is not None else ())
 
 
 @dataclass(frozen=True)

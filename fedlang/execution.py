@@ -30,10 +30,10 @@ def fused_blocker(checked: CheckedSpec) -> str | None:
         return "the privacy block clips and adds noise to each client's update in TFF's aggregator"
     if aggregation is not None and aggregation.secure is not None:
         return "secure aggregation sums each client's update in TFF's aggregator"
+    if checked.round is not None:
+        return "the round block needs each client's update"
     if aggregation is not None and aggregation.aggregator is not None:
-        name = aggregation.aggregator.name
-        what = "the round block" if name == "round" else f"aggregator '{name}'"
-        return f"{what} needs each client's update"
+        return f"aggregator '{aggregation.aggregator.name}' needs each client's update"
     if aggregation is not None and aggregation.quantize_bits is not None:
         return "compression quantizes each client's update"
     if aggregation is not None and aggregation.sparsify is not None:

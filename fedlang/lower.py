@@ -39,7 +39,9 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         constants=_constants(checked, source),
         imports=_imports(checked),
         helper_modules=_helper_modules(checked),
-        aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values()),
+        aggregates=tuple(aggregate_code(a, source, checked.aggregates) for a in checked.aggregates.values())
+        + ((aggregate_code(checked.round.aggregate, source, checked.aggregates, is_round=True),)
+           if checked.round is not None else ()),
         attacked=checked.attack is not None,
         data_steps=_data_steps(data, checked.evaluate is not None),
         input_shape=tuple(model.input_shape),
@@ -62,6 +64,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         secure_bounds=bool(checked.aggregation and checked.aggregation.secure),
         robust_name=(checked.aggregation.aggregator.name
                      if checked.aggregation and checked.aggregation.aggregator else None),
+        round_block=checked.round is not None,
         quantize_bits=checked.aggregation.quantize_bits if checked.aggregation else None,
         sparsify=checked.aggregation.sparsify if checked.aggregation else None,
         dp_accountant=checked.privacy.accountant if checked.privacy is not None else None,
@@ -192,7 +195,7 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
 def uses_secure_intrinsics(checked: CheckedSpec) -> bool:
     """Secure aggregation, or a step's secure_sum: the run needs TFF's (simulated) secure context."""
     return bool(checked.aggregation and checked.aggregation.secure) or any(
-        "secure_sum" in a.helpers for a in checked.aggregates.values())
+        "secure_sum" in a.helpers for a in checked.all_aggregates)
 
 
 def _imports(checked: CheckedSpec) -> tuple[str, ...]:
@@ -208,14 +211,12 @@ def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
     """fedlang.lib.federated names the program needs (the emitter adds what they require)."""
     names: list[str] = []
     aggregation = checked.aggregation
-    if aggregation is not None and aggregation.aggregator is not None:
-        name = aggregation.aggregator.name
-        if name in checked.aggregates:
-            names.append("steps_aggregation_factory")
-            for config in checked.aggregates.values():
-                names.extend(config.helpers)
-        else:
-            names.append(AGGREGATOR_BY_NAME[name].factory)
+    if checked.step_aggregate is not None:
+        names.append("steps_aggregation_factory")
+        for config in checked.all_aggregates:
+            names.extend(config.helpers)
+    elif aggregation is not None and aggregation.aggregator is not None:
+        names.append(AGGREGATOR_BY_NAME[aggregation.aggregator.name].factory)
     if checked.attack is not None:
         names.append("build_attackable_fed_avg")
     if checked.privacy is not None and checked.privacy.seeded_noise:
@@ -296,8 +297,9 @@ def _step_value(step, placements: dict[str, str], names: dict[str, str]):
     return PyCall(PyCall.of(f"aggregate_{op}", dim), ((None, x[0]),))  # another aggregate block
 
 
-def aggregate_code(config, source: Source, aggregate_names) -> AggregateCode:
-    """One aggregate block as typed Federated Core steps (the template writes one line per step)."""
+def aggregate_code(config, source: Source, aggregate_names, is_round: bool = False) -> AggregateCode:
+    """One aggregate block (or the round block's aggregation steps) as typed
+    Federated Core steps (the template writes one line per step)."""
     names = value_names(config, aggregate_names)
     placements = {config.param: "CLIENTS"}
     steps = []
@@ -308,7 +310,7 @@ def aggregate_code(config, source: Source, aggregate_names) -> AggregateCode:
         steps.append(AggregateStep(names[step.target] if step.target is not None else None, value,
                                    step.type.notation()))
     return AggregateCode(config.name, names[config.name], names[config.param], tuple(steps),
-                         Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines))))
+                         Section(config.lines[0], config.lines[1], tuple(source.lines(*config.lines))), is_round)
 
 
 def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -517,10 +519,11 @@ def _aggregator(checked: CheckedSpec) -> PyCall | None:
         return PyCall.of(dp, query, record_aggregation_factory=secure_sum)
     if secure is not None:
         return PyCall.of("tff.aggregators.UnweightedMeanFactory", value_sum_factory=secure_sum)
+    steps = checked.step_aggregate
+    if steps is not None:  # the round block's or an aggregate block's steps
+        return PyCall.of("steps_aggregation_factory", PyRef(f"aggregate_{steps.name}"))
     if aggregation is not None and aggregation.aggregator is not None:
         choice = aggregation.aggregator
-        if choice.name in checked.aggregates:  # an aggregate block of the spec
-            return PyCall.of("steps_aggregation_factory", PyRef(f"aggregate_{choice.name}"))
         return AGGREGATOR_BY_NAME[choice.name].build(dict(choice.args))
     if aggregation is not None and aggregation.quantize_bits is not None:
         encoded = PyCall.of("tff.aggregators.EncodedSumFactory.quantize_above_threshold",
@@ -602,7 +605,6 @@ def _sections(checked: CheckedSpec, source: Source) -> dict[str, Section]:
            "train": section(checked.train.lines)}
     for name in ("evaluate", "privacy", "aggregation", "attack"):
         config = getattr(checked, name)
-        quoted_elsewhere = any(config is not None and config.lines == a.lines for a in checked.aggregates.values())
-        if config is not None and config.lines and not quoted_elsewhere:  # a round block is quoted at its code
+        if config is not None and config.lines:
             out[name] = section(config.lines)
     return out

@@ -67,6 +67,7 @@ class AggregateCode:
     param: str
     steps: tuple[AggregateStep, ...]
     source: "Section"
+    is_round: bool = False  # the round block's aggregation steps (the rest of the round is FedAvg's own)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Plan:
     dp_seeded: bool  # DP noise drawn from SEED
     secure_bounds: bool  # the aggregation block's secure bounds(…)
     robust_name: str | None  # the aggregator named in the aggregation block (library or aggregate block)
+    round_block: bool  # a round block's steps are the model aggregator
     quantize_bits: int | None
     dp_accountant: str | None  # rdp or pld when the spec has a privacy block
     secure_aggregation: bool

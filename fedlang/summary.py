@@ -78,11 +78,11 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
                                 f"{target}{seeded} — `fedlang plan` for details"))
     if c.aggregation and c.aggregation.secure:
         rows.append(("aggregation", "secure sum within [{:g}, {:g}] (simulated)".format(*c.aggregation.secure)))
-    if c.aggregation and c.aggregation.aggregator:
+    if c.round is not None:
+        rows.append(("aggregation", "round (round block, unweighted)"))
+    elif c.aggregation and c.aggregation.aggregator:
         choice = c.aggregation.aggregator
-        kind = ("round block" if choice.name == "round" and c.aggregates.get("round") is not None
-                and c.aggregates["round"].frame else
-                "aggregate block" if choice.name in c.aggregates else "library aggregator")
+        kind = "aggregate block" if choice.name in c.aggregates else "library aggregator"
         rows.append(("aggregation", f"{choice.text()} ({kind}, unweighted)"))
     if c.attack is not None:
         rows.append(("attack", f"{c.attack.clients} client(s) (ids 0…{c.attack.clients - 1}) in every round, "
@@ -115,13 +115,12 @@ def summary_lines(c: CheckedSpec, plan: Plan, show_types: bool = False) -> list[
     if show_types:
         d = model.param_count
         for name, config in c.aggregates.items():
-            if config.frame:  # the round block: model and data are FedAvg's own
-                rows.append(("round", "model: float32[{0}]@SERVER, data: {{<x,y>*}}@CLIENTS".format(d)))
-            else:
-                rows.append((f"aggregate {name}", f"{config.param}: {{float32[{d}]}}@CLIENTS -> float32[{d}]@SERVER"))
-            typed = [(s.line, s.target or "return", s.type) for s in config.steps
-                     if not (config.frame and s.target is None)]
-            for line, target, type_ in sorted(typed + list(config.frame), key=lambda t: t[0]):
+            rows.append((f"aggregate {name}", f"{config.param}: {{float32[{d}]}}@CLIENTS -> float32[{d}]@SERVER"))
+            rows.extend((f"  line {s.line}", f"{s.target or 'return'}: {s.type.notation(d)}") for s in config.steps)
+        if c.round is not None:  # model and data are FedAvg's own; its implicit `return delta` is not a line
+            rows.append(("round", "model: float32[{0}]@SERVER, data: {{<x,y>*}}@CLIENTS".format(d)))
+            typed = [(s.line, s.target, s.type) for s in c.round.aggregate.steps if s.target is not None]
+            for line, target, type_ in sorted(typed + list(c.round.frame), key=lambda t: t[0]):
                 rows.append((f"  line {line}", f"{target}: {type_.notation(d)}"))
         if model.has_local_layers:
             signature = fedper_round_signature(model, plan.client_data_type)

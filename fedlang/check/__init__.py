@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from .. import ast
-from ..checked import AggregationConfig, AttackConfig, CheckedSpec, Choice, DataConfig, ModelConfig, TrainConfig
+from ..checked import AggregationConfig, AttackConfig, CheckedSpec, DataConfig, ModelConfig, TrainConfig
 from ..diagnostics import Diagnostics, Source, Span
 from ..registry import ATTACK_SETTINGS, HEADER_SEED
 from .data import check_data
@@ -63,14 +63,8 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
             simulation = check_simulation(blocks["simulation"], data, train, seed, base_dir, diags)
         _warn_unused(model, data, train, evaluate, blocks, diags)
         if round_config is not None:
-            if aggregation and aggregation.aggregator:
-                diags.error("E914", "a round block already aggregates: it cannot also name an aggregator",
-                            aggregation.aggregator.span, "remove `aggregator` from the aggregation block")
-            aggregates = {**aggregates, "round": round_config}
-            aggregation = dataclasses.replace(
-                aggregation or AggregationConfig(None, None, 0, round_config.lines),
-                aggregator=Choice("round", {}, blocks["round"].span), gathers="gather" in round_config.helpers)
-        if (aggregation and aggregation.aggregator) or attack:
+            aggregation = _check_round_alone(aggregation, blocks, diags)
+        if (aggregation and aggregation.aggregator) or round_config or attack:
             train = _check_custom_aggregation(train, aggregation, attack, data, blocks, diags)
         if simulation is not None:
             check_simulation_interplay(simulation, train, aggregation, attack, blocks, diags)
@@ -99,6 +93,8 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
     assert model and data and train
     used = aggregation.aggregator.name if aggregation and aggregation.aggregator else None
     reachable, todo = set(), [used] if used else []
+    if round_config is not None:
+        todo.extend(round_config.aggregate.helpers_called)
     while todo:  # blocks the aggregator uses, directly or through other blocks
         block_name = todo.pop()
         if block_name in aggregates and block_name not in reachable:
@@ -110,7 +106,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                       f"use it with `aggregation {{ aggregator {unused} }}`")
     checked = CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
                           privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
-                          simulation=simulation, personalize=personalize)
+                          simulation=simulation, personalize=personalize, round=round_config)
     if train.execution == "fused":
         _check_fused(checked, blocks["train"], diags)
         diags.raise_if_errors(source)
@@ -144,7 +140,7 @@ def _check_custom_aggregation(train: TrainConfig, aggregation, attack, data: Dat
                       choice.span, f"use more than {2 * choice['byzantine'] + 2} clients per round")
     train_block: ast.TrainBlock = blocks["train"]
     what = (f"aggregator '{aggregation.aggregator.name}'" if aggregation and aggregation.aggregator
-            else "an attack block")
+            else "the round block" if "round" in blocks else "an attack block")
     if train.algorithm != "fedavg":
         diags.error("E815", f"{what} needs `train fedavg`", _head(train_block.span, "train"),
                     "robust aggregation and simulated attacks are implemented for FedAvg")
@@ -161,6 +157,30 @@ def _check_custom_aggregation(train: TrainConfig, aggregation, attack, data: Dat
             diags.error("E916", "an attack block cannot be combined with a privacy block yet",
                         _head(blocks["attack"].span, "attack"), None)
     return dataclasses.replace(train, weighting="uniform")
+
+
+def _check_round_alone(aggregation: AggregationConfig | None, blocks,
+                       diags: Diagnostics) -> AggregationConfig | None:
+    """A round block's steps are the model aggregator: nothing else may aggregate the updates.
+    Returns the aggregation without a rejected aggregator (no follow-on warnings about it)."""
+    if aggregation is not None and aggregation.aggregator is not None:
+        diags.error("E914", "a round block already aggregates: it cannot also name an aggregator",
+                    aggregation.aggregator.span, "remove `aggregator` from the aggregation block")
+        aggregation = dataclasses.replace(aggregation, aggregator=None)
+    elif aggregation is not None and (aggregation.secure or aggregation.quantize_bits or aggregation.sparsify):
+        block: ast.AggregationBlock = blocks["aggregation"]
+        key = "secure" if aggregation.secure else "compress"
+        setting = next(s for s in block.settings if s.key.name == key)
+        what, hint = (("secure aggregation", "sum in the round's steps with `secure_sum(u, lower = …, upper = …)`, "
+                                             "and remove `secure`") if aggregation.secure else
+                      ("compression", "remove `compress`: the round's steps aggregate the float32 updates"))
+        diags.error("E914", f"a round block already aggregates: it cannot be combined with {what}",
+                    setting.span, hint)
+    if "privacy" in blocks:
+        diags.error("E914", "a round block already aggregates: it cannot be combined with a privacy block yet",
+                    _head(blocks["privacy"].span, "privacy"),
+                    "DP replaces the model aggregator; remove the privacy block or the round block")
+    return aggregation
 
 
 def _check_secure_weighting(train: TrainConfig, train_block: ast.TrainBlock,

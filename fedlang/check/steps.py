@@ -9,13 +9,12 @@ a hint, before TensorFlow is ever imported.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span, did_you_mean
-from ..checked import AggregateConfig, FedType, TypedStep
+from ..checked import AggregateConfig, FedType, RoundConfig, TypedStep
 from ..registry import BLOCK_KEYWORDS, Form, Param
 from .values import resolve_args
 
@@ -375,8 +374,9 @@ _ROUND_SHAPE = ("a round is: `w @CLIENTS = broadcast(model)`, `u @CLIENTS = loca
 
 
 def check_round(block: ast.RoundBlock, known: dict[str, AggregateConfig],
-                diags: Diagnostics) -> AggregateConfig | None:
-    """Check a full round. Its aggregation steps become an implicit aggregate named `round`.
+                diags: Diagnostics) -> RoundConfig | None:
+    """Check a full round. Its aggregation steps are typed as an aggregate of the local updates
+    (its emitted function is `aggregate_round`: no aggregate block can be named `round`, E910).
 
     `model` is the global model at SERVER (float32[*]) and `data` each client's examples; the
     broadcast, the local training and the server update are FedAvg's own (TFF's broadcast
@@ -457,4 +457,4 @@ def check_round(block: ast.RoundBlock, known: dict[str, AggregateConfig],
     frame = ((first.span.line, first.target.name, FedType(VECTOR, CLIENTS)),
              (train.span.line, train.target.name, FedType(VECTOR, CLIENTS)),
              (last.span.line, "model", FedType(VECTOR, SERVER)))
-    return dataclasses.replace(config, frame=frame)
+    return RoundConfig(config, frame, (block.span.line, block.span.end_line))

@@ -181,7 +181,7 @@ def hover_text(text: str, line: int, character: int, analysis: Analysis | None) 
             if layer is not None:
                 return (f"**{layer.kind}**: {list(layer.input_shape)} → {list(layer.output_shape)}, "
                         f"{layer.params:,} parameters")
-        for agg in checked.aggregates.values():
+        for agg in checked.all_aggregates:
             for step in agg.steps:
                 if step.line == line_no:
                     size = checked.model.param_count
