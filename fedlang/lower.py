@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import ast as pyast
 import builtins
-import functools
 import keyword
 import math
 import os
-from pathlib import Path
 
 from . import __version__
 from .constructs.layers import LAYER_BY_NAME
+from .constructs.operators import OPERATORS, STEP_NAMES, aggregate_call
 from .constructs.partitions import PARTITION_BY_NAME
 from .constructs.sources import SOURCE_BY_NAME
 from .constructs.training import AGGREGATOR_BY_NAME, OPTIMIZER_BY_SIDE
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
 from .diagnostics import Source
 from .execution import FUSED_GROUPS, execution_path
-from .plan import AggregateCode, AggregateStep, DataSteps, Plan, PyAttr, PyCall, PyOp, PyRef, Section
+from .plan import AggregateCode, AggregateStep, DataSteps, Plan, PyCall, PyOp, PyRef, Section
 
 
 def lower(checked: CheckedSpec, source: Source) -> Plan:
@@ -226,20 +224,16 @@ def _federated_helpers(checked: CheckedSpec) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- Federated Core steps → Python
 
-@functools.lru_cache(maxsize=1)
-def _reserved_names() -> frozenset[str]:
-    """Names a step function may refer to: Python's, the program's modules and every name of
-    fedlang/lib/federated.py (read as text: lowering imports no TensorFlow)."""
-    lib = pyast.parse((Path(__file__).parent / "lib" / "federated.py").read_text())
-    defined = {n.name for n in lib.body if isinstance(n, (pyast.FunctionDef, pyast.ClassDef))}
-    return frozenset(set(keyword.kwlist) | set(dir(builtins)) | defined
-                     | {"tf", "tff", "np", "dim", "collections", "math", "os", "sys", "time"})
+# Names a step function may refer to, or that its definition needs unshadowed: Python's, the
+# program's modules, and every name a lowered operator refers to (fedlang/constructs/operators.py).
+_RESERVED_NAMES = frozenset(set(keyword.kwlist) | set(dir(builtins)) | STEP_NAMES
+                            | {"tf", "tff", "np", "dim", "collections", "math", "os", "sys", "time"})
 
 
 def value_names(config, aggregate_names) -> dict[str, str]:
     """Spec value names → distinct Python names that shadow nothing a step refers to
     (`all` → `all_`; `gathered_steps` → `gathered_steps_`; `aggregate_x` → `aggregate_x_`)."""
-    taken = set(_reserved_names()) | {f"aggregate_{n}" for n in aggregate_names}
+    taken = set(_RESERVED_NAMES) | {f"aggregate_{n}" for n in aggregate_names}
     names = [config.name, config.param] + [s.target for s in config.steps if s.target]
     mapping: dict[str, str] = {}
     for name in names:
@@ -251,50 +245,15 @@ def value_names(config, aggregate_names) -> dict[str, str]:
     return mapping
 
 
-_LOCAL_FUNCTIONS = {  # operator → (lib function of dim and the options, in order)
-    "clip_norm": ("clip_norm_fn", ("clip",)), "zero_large": ("zero_large_fn", ("threshold",)),
-    "scale": ("scale_fn", ("factor",)), "norm": ("norm_fn", ()), "trim_mean": ("trim_mean_fn", ("fraction",)),
-    "median": ("median_fn", ()), "krum": ("krum_fn", ("byzantine",)), "multi_krum": ("multi_krum_fn", ("byzantine", "m")),
-}
-
-
 def _step_value(step, placements: dict[str, str], names: dict[str, str]):
-    """The call tree of one typed step; operands are PyRefs to validated names, options literals."""
+    """The call tree of one typed step (its operator's lowering); operands are PyRefs to validated
+    names, options literals."""
     x = [PyRef(names[n]) for n in step.operands]
-    o = step.options
-    dim = PyRef("dim")
-    op = step.operator
-    at_server = bool(step.operands) and placements[step.operands[0]] == "SERVER"
-
-    def local(name: str) -> PyCall:
-        function, options = _LOCAL_FUNCTIONS[name]
-        return PyCall.of(function, dim, *(o.get(k) for k in options))
-
-    if op == "identity":
+    if step.operator == "identity":
         return x[0]
-    if op == "gather":
-        return PyCall.of("gather", x[0], dim)
-    if op in ("mean", "sum"):
-        return PyCall.of(f"tff.federated_{op}", x[0])
-    if op == "weighted_mean":
-        return PyCall.of("tff.federated_mean", x[0], weight=x[1])
-    if op == "broadcast":
-        return PyCall.of("tff.federated_broadcast", x[0])
-    if op in ("add", "subtract"):
-        return PyCall.of("tff.federated_map", PyCall.of(f"{op}_fn", dim), tuple(x))
-    if op == "secure_sum":
-        return PyCall.of("secure_sum", x[0], dim, lower=o["lower"], upper=o["upper"])
-    if op in ("median", "krum", "multi_krum") and not at_server:
-        return PyCall(PyCall.of("gathered_steps", dim, local(op)), ((None, x[0]),))
-    if op in _LOCAL_FUNCTIONS:
-        return PyCall.of("tff.federated_map", local(op), x[0])
-    if op == "trimmed_mean":
-        return PyCall(PyCall.of("gathered_steps", dim, local("trim_mean")), ((None, x[0]),))
-    if op == "norm_clipped_mean":
-        return PyAttr(PyCall(PyCall.of("clipped_mean_steps", dim, o["clip"]), ((None, x[0]),)), "result")
-    if op == "zeroing_mean":
-        return PyAttr(PyCall(PyCall.of("zeroed_mean_steps", dim, o["threshold"]), ((None, x[0]),)), "result")
-    return PyCall(PyCall.of(f"aggregate_{op}", dim), ((None, x[0]),))  # another aggregate block
+    at_server = bool(step.operands) and placements[step.operands[0]] == "SERVER"
+    operator = OPERATORS.get(step.operator) or aggregate_call(step.operator)  # else another aggregate block
+    return operator.lower(x, step.options, at_server)
 
 
 def aggregate_code(config, source: Source, aggregate_names, is_round: bool = False) -> AggregateCode:

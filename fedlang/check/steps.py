@@ -2,172 +2,20 @@
 
 Every value has a type in TFF's sense: a float32 tensor whose dimensions may mention `*` (the
 model's parameter count d, fixed once the model is known) and `?` (the number of clients), placed
-at CLIENTS or SERVER. Each operator has a placement rule and a type rule (OPERATORS); values move
-between placements only through the federated operators. Mistakes are reported at the token, with
-a hint, before TensorFlow is ever imported.
+at CLIENTS or SERVER. Each operator has a placement rule and a type rule (OPERATORS, defined with
+its lowering in fedlang/constructs/operators.py); values move between placements only through the
+federated operators. Mistakes are reported at the token, with a hint, before TensorFlow is ever
+imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
 from .. import ast
-from ..diagnostics import Diagnostics, Span, did_you_mean
 from ..checked import AggregateConfig, FedType, RoundConfig, TypedStep
-from ..registry import BLOCK_KEYWORDS, Form, Param
+from ..constructs.operators import AGGREGATE_HINT, CLIENTS, OPERATORS, SERVER, VECTOR, RuleError, aggregate_call
+from ..diagnostics import Diagnostics, Span, did_you_mean
+from ..registry import BLOCK_KEYWORDS, Form
 from .values import resolve_args
-
-CLIENTS, SERVER = "CLIENTS", "SERVER"
-VECTOR, MATRIX, SCALAR = ("*",), ("?", "*"), ()
-_AGGREGATE_HINT = "aggregate it (mean, sum, weighted_mean, gather) before using it at SERVER"
-
-
-@dataclass(frozen=True)
-class RuleError:
-    """Why a type rule refuses its operands: the error code, the message and a hint."""
-
-    code: str
-    message: str
-    hint: str | None = None
-
-
-E_PLACEMENT, E_ALREADY_AGGREGATED, E_TYPE = "E901", "E902", "E903"
-
-
-@dataclass(frozen=True)
-class Operator:
-    """An operator: how many operands, its options, its type rule and what it needs from the lib."""
-
-    name: str
-    operands: int
-    rule: Callable[[list[FedType], list[str]], FedType | RuleError]
-    options: tuple[Param, ...] = ()
-    doc: str = ""
-    helpers: tuple[str, ...] = ()
-
-
-def _describe(t: FedType, name: str) -> str:
-    return f"'{name}' is {t.notation()}"
-
-
-def _local(shape_in, shape_out, what: str):
-    """A local computation applied where its operand is placed (lowered to federated_map)."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
-        (t,) = types
-        if t.dims != shape_in:
-            want = FedType(shape_in, t.placement).notation()
-            return RuleError(E_TYPE, f"{what} takes {want}; {_describe(t, names[0])}")
-        return FedType(shape_out, t.placement)
-    return rule
-
-
-def _server_matrix(what: str):
-    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
-        (t,) = types
-        if t.placement == CLIENTS:
-            return RuleError(E_TYPE, f"{what} works on the gathered matrix at SERVER; {_describe(t, names[0])}: "
-                                     f"gather it first, e.g. `all @SERVER = gather({names[0]})`")
-        if t.dims != MATRIX:
-            return RuleError(E_TYPE, f"{what} takes float32[?,*]@SERVER (one row per client); {_describe(t, names[0])}")
-        return FedType(VECTOR, SERVER)
-    return rule
-
-
-def _clients_to_server(shapes=(VECTOR, SCALAR), out=None, what: str = ""):
-    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
-        t = types[0]
-        if t.placement == SERVER:
-            return RuleError(E_ALREADY_AGGREGATED, f"{_describe(t, names[0])}: it is already at SERVER; {what} "
-                                                   f"combines values placed at CLIENTS",
-                             "a SERVER value needs no aggregation: use it directly")
-        if t.dims not in shapes:
-            return RuleError(E_TYPE, f"{what} takes {{float32[*]}}@CLIENTS; {_describe(t, names[0])}")
-        for extra, name in zip(types[1:], names[1:]):
-            if extra.placement != CLIENTS or extra.dims != SCALAR:
-                return RuleError(E_TYPE, f"{what}'s weight must be {{float32}}@CLIENTS; {_describe(extra, name)}")
-        return FedType(out if out is not None else t.dims, SERVER)
-    return rule
-
-
-def _arithmetic(what: str):
-    """add/subtract: two vectors at the same placement."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
-        a, b = types
-        for t, name in zip(types, names):
-            if t.dims != VECTOR:
-                return RuleError(E_TYPE, f"{what} takes two float32[*] vectors; {_describe(t, name)}")
-        if a.placement != b.placement:
-            at_clients = names[0] if a.placement == CLIENTS else names[1]
-            return RuleError(E_PLACEMENT, f"'{at_clients}' is placed at CLIENTS and the other value at SERVER; "
-                                          f"{_AGGREGATE_HINT}")
-        return FedType(VECTOR, a.placement)
-    return rule
-
-
-def _broadcast(types: list[FedType], names: list[str]) -> FedType | RuleError:
-    (t,) = types
-    if t.placement == CLIENTS:
-        return RuleError(E_TYPE, f"{_describe(t, names[0])}: broadcast sends a SERVER value to the clients")
-    return FedType(t.dims, CLIENTS)
-
-
-def _overloaded(matrix_rule, clients_rule):
-    """median/krum/multi_krum: on the gathered matrix at SERVER, or directly on client values."""
-    def rule(types: list[FedType], names: list[str]) -> FedType | RuleError:
-        return clients_rule(types, names) if types[0].placement == CLIENTS else matrix_rule(types, names)
-    return rule
-
-
-_FRACTION = Param("fraction", "float", default=0.1, low=0, high=0.5, high_open=True,
-                  doc="share trimmed at each end")
-_CLIP = Param("clip", "float", low=0, low_open=True, doc="L2 norm bound")
-_THRESHOLD = Param("threshold", "float", low=0, low_open=True, doc="L2 norm above which an update is zeroed")
-_BYZANTINE = Param("byzantine", "int", default=1, low=0, doc="number of Byzantine clients tolerated (f)")
-_SELECT = Param("m", "int", low=1, doc="updates averaged by Multi-Krum")
-_FACTOR = Param("factor", "float", doc="multiplier")
-
-OPERATORS: dict[str, Operator] = {op.name: op for op in (
-    Operator("gather", 1, _clients_to_server((VECTOR,), MATRIX, "gather"),
-             doc="every client's value at the server, one row per client", helpers=("gather",)),
-    Operator("mean", 1, _clients_to_server(what="mean"), doc="unweighted mean of client values"),
-    Operator("sum", 1, _clients_to_server(what="sum"), doc="sum of client values"),
-    Operator("weighted_mean", 2, _clients_to_server(what="weighted_mean"), doc="mean weighted by a client value"),
-    Operator("broadcast", 1, _broadcast, doc="a server value sent to every client"),
-    Operator("clip_norm", 1, _local(VECTOR, VECTOR, "clip_norm"), (_CLIP,),
-             doc="scale a vector down to L2 norm ≤ clip", helpers=("clip_norm_fn",)),
-    Operator("zero_large", 1, _local(VECTOR, VECTOR, "zero_large"), (_THRESHOLD,),
-             doc="zero a vector whose L2 norm exceeds threshold", helpers=("zero_large_fn",)),
-    Operator("scale", 1, _local(VECTOR, VECTOR, "scale"), (_FACTOR,), doc="multiply by a constant",
-             helpers=("scale_fn",)),
-    Operator("norm", 1, _local(VECTOR, SCALAR, "norm"), doc="L2 norm of a vector", helpers=("norm_fn",)),
-    Operator("add", 2, _arithmetic("add"), doc="x + y, where both are placed", helpers=("add_fn",)),
-    Operator("subtract", 2, _arithmetic("subtract"), doc="x − y, where both are placed", helpers=("subtract_fn",)),
-    Operator("secure_sum", 1, _clients_to_server((VECTOR,), VECTOR, "secure_sum"),
-             (Param("lower", "float", doc="smallest value a coordinate may take"),
-              Param("upper", "float", doc="largest value a coordinate may take")),
-             doc="sum by TFF's secure summation, coordinates clipped to [lower, upper]",
-             helpers=("secure_sum",)),
-    Operator("trim_mean", 1, _server_matrix("trim_mean"), (_FRACTION,),
-             doc="coordinate-wise trimmed mean of the rows", helpers=("trim_mean_fn",)),
-    Operator("median", 1, _overloaded(_server_matrix("median"), _clients_to_server((VECTOR,), VECTOR, "median")),
-             doc="coordinate-wise median (of the rows, or of the client values)",
-             helpers=("median_fn", "gathered_steps", "gather")),
-    Operator("krum", 1, _overloaded(_server_matrix("krum"), _clients_to_server((VECTOR,), VECTOR, "krum")),
-             (_BYZANTINE,), doc="Krum: the update closest to its n − f − 2 neighbours",
-             helpers=("krum_fn", "gathered_steps", "gather")),
-    Operator("multi_krum", 1, _overloaded(_server_matrix("multi_krum"),
-                                          _clients_to_server((VECTOR,), VECTOR, "multi_krum")),
-             (_BYZANTINE, _SELECT), doc="Multi-Krum: mean of the m best-scored updates",
-             helpers=("multi_krum_fn", "gathered_steps", "gather")),
-    Operator("trimmed_mean", 1, _clients_to_server((VECTOR,), VECTOR, "trimmed_mean"), (_FRACTION,),
-             doc="library: gather, then coordinate-wise trimmed mean",
-             helpers=("trim_mean_fn", "gathered_steps", "gather")),
-    Operator("norm_clipped_mean", 1, _clients_to_server((VECTOR,), VECTOR, "norm_clipped_mean"), (_CLIP,),
-             doc="library: clip each update's norm, then average", helpers=("clipped_mean_steps",)),
-    Operator("zeroing_mean", 1, _clients_to_server((VECTOR,), VECTOR, "zeroing_mean"), (_THRESHOLD,),
-             doc="library: zero updates with a large norm, then average", helpers=("zeroed_mean_steps",)),
-)}
 
 _DTYPES = ("float32",)
 
@@ -248,7 +96,7 @@ def _check_block(block: ast.AggregateBlock, known: dict[str, AggregateConfig],
             if typed.type != FedType(VECTOR, SERVER):
                 diags.error("E908", f"the aggregate returns {typed.type.notation()}, but its signature says "
                                     f"float32[*]@SERVER", step.value.span,
-                            _AGGREGATE_HINT if typed.type.placement == CLIENTS else None)
+                            AGGREGATE_HINT if typed.type.placement == CLIENTS else None)
         else:
             name = step.target.name
             if name in env:
@@ -295,7 +143,7 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
     option_args = [a for a in value.args if a not in operands]
     operator = OPERATORS.get(op_name)
     if operator is None and op_name in known:
-        operator = Operator(op_name, 1, _clients_to_server((VECTOR,), VECTOR, op_name))
+        operator = aggregate_call(op_name)
     if operator is None:
         diags.error("E904", f"unknown operator '{op_name}'", value.name.span,
                     did_you_mean(op_name, list(OPERATORS) + list(known))
@@ -341,7 +189,7 @@ def _check_step(step: ast.Assign | ast.Return, env: dict[str, tuple[FedType, int
             return None
         if declared != result.placement:
             if declared == SERVER and types and types[0].placement == CLIENTS:
-                diags.error("E901", f"'{names[0]}' is placed at CLIENTS; {_AGGREGATE_HINT}", operands[0].span,
+                diags.error("E901", f"'{names[0]}' is placed at CLIENTS; {AGGREGATE_HINT}", operands[0].span,
                             f"{op_name}(…) runs where its input is, so this value is {result.notation()}")
             else:
                 diags.error("E907", f"{op_name}(…) gives {result.notation()}, but the step declares @{declared}",
@@ -440,7 +288,7 @@ def check_round(block: ast.RoundBlock, known: dict[str, AggregateConfig],
     delta = update[1]
     declared = {s.target.name: s.placement.name for s in middle}
     if declared.get(delta.text, CLIENTS if delta.text == train.target.name else None) == CLIENTS:
-        diags.error("E901", f"'{delta.text}' is placed at CLIENTS; {_AGGREGATE_HINT}", delta.span,
+        diags.error("E901", f"'{delta.text}' is placed at CLIENTS; {AGGREGATE_HINT}", delta.span,
                     f"add an aggregation step, e.g. `delta @SERVER = mean({delta.text})`, and update with delta")
         return None
     implicit = ast.AggregateBlock(

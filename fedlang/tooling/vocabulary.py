@@ -76,8 +76,8 @@ def algorithms() -> dict[str, str]:
 
 
 def step_operators() -> dict[str, str]:
-    """Operators of `aggregate`/`round` steps, with their docs (fedlang/check/steps.py)."""
-    from ..check.steps import OPERATORS
+    """Operators of `aggregate`/`round` steps, with their docs (fedlang/constructs/operators.py)."""
+    from ..constructs.operators import OPERATORS
 
     return {name: op.doc for name, op in OPERATORS.items()}
 

@@ -1,8 +1,8 @@
 """Every registered construct has every hook: a new name cannot be half-added.
 
-Layers, sources, partitions, optimizers, aggregators and blocks are definition objects
-(fedlang/constructs, registry.BLOCK_DEFS); operators and algorithms are checked against the code
-that lowers them.
+Layers, sources, partitions, optimizers, aggregators, step operators and blocks are definition
+objects (fedlang/constructs, registry.BLOCK_DEFS); algorithms are checked against the code that
+lowers them.
 """
 
 import ast as pyast
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from fedlang import ast, checked, registry
-from fedlang.check.steps import OPERATORS
+from fedlang.constructs.operators import OPERATORS, STEP_NAMES, Operator
 from fedlang.constructs.layers import LAYER_DEFS, LayerDef
 from fedlang.constructs.partitions import PARTITION_DEFS, PartitionDef
 from fedlang.constructs.sources import SOURCE_DEFS, SourceDef
 from fedlang.constructs.training import AGGREGATOR_DEFS, OPTIMIZER_BY_SIDE, AggregatorDef, OptimizerDef
 from fedlang.parse import ToAst
-from fedlang.plan import Assign, PyCall, PyRef
+from fedlang.plan import Assign, PyAttr, PyCall, PyRef
 
 from ..conftest import REPO
 
@@ -184,11 +184,45 @@ def test_block_names_its_lowering(block: registry.BlockDef):
     assert callable(block.lowering_hook()), f"fedlang/lower.py has no {block.lowering} for {block.keyword}"
 
 
-def test_operators_name_library_helpers():
-    names = _lib_names("federated.py")
-    for operator in OPERATORS.values():
-        assert callable(operator.rule)
-        assert set(operator.helpers) <= names, operator.name
+def _names_in(value) -> set[str]:
+    """Every function and reference name in a lowered call tree."""
+    if isinstance(value, PyRef):
+        return {value.name}
+    if isinstance(value, PyAttr):
+        return _names_in(value.value)
+    if isinstance(value, PyCall):
+        func = {value.func} if isinstance(value.func, str) else _names_in(value.func)
+        return func | {n for _, a in value.args for n in _names_in(a)}
+    if isinstance(value, tuple):
+        return {n for v in value for n in _names_in(v)}
+    return set()
+
+
+@pytest.mark.parametrize("operator", OPERATORS.values(), ids=lambda o: o.name)
+def test_operator_has_every_hook(operator: Operator):
+    """Its helpers are fedlang/lib/federated.py definitions (the table is checked against the file
+    here; lowering never reads it), and its lowering, at either placement, refers to its operands,
+    `dim`, TFF and its helpers only: the names fedlang/lower.py keeps spec value names clear of."""
+    assert callable(operator.rule) and callable(operator.lower)
+    assert set(operator.helpers) <= _lib_names("federated.py"), operator.name
+    operands = [PyRef("operand_a"), PyRef("operand_b")][:operator.operands]
+    options = {p.name: (p.low if p.low is not None else 1.0) if p.required else p.default for p in operator.options}
+    for at_server in (False, True):
+        value = operator.lower(operands, options, at_server)
+        names = _names_in(value) - {r.name for r in operands}
+        outside = {n for n in names if not n.startswith("tff.") and n not in set(operator.helpers) | {"dim"}}
+        assert not outside, f"{operator.name} lowers to {outside}, which are not among its helpers"
+        assert names - {"dim"} <= {n for n in names if n.startswith("tff.")} | STEP_NAMES
+        literals = [a for _, a in getattr(value, "args", ()) if not isinstance(a, (PyRef, PyCall, PyAttr, tuple))]
+        assert not literals or set(literals) <= set(options.values())
+
+
+def test_lowering_does_not_read_the_lib():
+    """What lowering knows about fedlang/lib/federated.py is the operator table (data), not the file."""
+    import fedlang.lower
+
+    source = inspect.getsource(fedlang.lower)
+    assert "federated.py\")" not in source and "read_text" not in source and "ast.parse" not in source
 
 
 def test_algorithms_lower_to_a_process():
