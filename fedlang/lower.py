@@ -10,7 +10,7 @@ import os
 from . import __version__
 from .constructs.layers import LAYER_BY_NAME
 from .constructs.operators import OPERATORS, STEP_NAMES, aggregate_call
-from .constructs.partitions import PARTITION_BY_NAME
+from .constructs.partitions import PARTITION_BY_NAME, holdout
 from .constructs.sources import SOURCE_BY_NAME
 from .constructs.training import AGGREGATOR_BY_NAME, OPTIMIZER_BY_SIDE
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
@@ -279,7 +279,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     names = [] if checked.simulation is not None else ["sample_clients"]  # else simulate_round samples
     names += [n for module, ns in source.helpers if module == "data.py" for n in ns]
     if not source.streamed:  # a streamed source holds out each file's tail and has one client per file
-        if data.central_test and data.test.name != "split":
+        if holdout(data.test, streamed=False) is not None:
             names.append("holdout_split")
         if data.scale in ("minmax", "standard"):
             names += ["fit_scaler", "apply_scaler"]
@@ -336,15 +336,15 @@ def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
     path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
     partition = PARTITION_BY_NAME[data.partition.name]
     per_client = data.per_client_test  # each client's own test set, beside a central hold-out if any
-    test = data.test.name if per_client is None else ("holdout" if data.central_test else "none")
+    held_out = holdout(data.test, definition.streamed)
+    test = data.test.name if per_client is None else ("holdout" if held_out is not None else "none")
     return DataSteps(
         load=definition.load(source, path),
         streamed=definition.streamed,
         read_args=((source["x"], source["y"], data.facts.stored, list(data.feature_shape))
                    if definition.streamed else None),
         test=test,
-        holdout=data.test.args.get("fraction") if per_client is None else (
-            data.test["holdout"] if data.central_test else None),
+        holdout=held_out,
         scale=data.scale,
         reshape=tuple(data.reshape) if data.reshape else None,
         split=partition.split(data.partition),

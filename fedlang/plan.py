@@ -80,6 +80,29 @@ class Section:
 
 
 @dataclass(frozen=True)
+class HoldOut:
+    """The central test set, held out before partitioning. Two different draws, told apart here:
+
+    - `per_file` False (sources loaded whole): a random `fraction` of all examples,
+      `train_idx, test_idx = holdout_split(len(y), fraction, rng)`, drawn from the run's generator
+      before the partition;
+    - `per_file` True (streamed `files(…)` sources, one client per file): the last `fraction` of each
+      client's file, `train_counts = holdout_tails(counts, fraction)`, no random draw.
+
+    One definition (fedlang/constructs/partitions.py `holdout`): the emitter writes `call`, and
+    check's replay evaluates the same call (fedlang/check/clients.py)."""
+
+    fraction: float
+    per_file: bool
+
+    @property
+    def call(self) -> PyCall:
+        if self.per_file:
+            return PyCall.of("holdout_tails", PyRef("counts"), self.fraction)
+        return PyCall.of("holdout_split", PyCall.of("len", PyRef("y")), self.fraction, PyRef("rng"))
+
+
+@dataclass(frozen=True)
 class DataSteps:
     """What `load_data()` does, in order, with literal arguments: the emitter lays the steps out,
     and `check` evaluates the same split call on the replayed labels (fedlang/check/clients.py)."""
@@ -87,8 +110,8 @@ class DataSteps:
     load: tuple["Assign", ...]  # read the examples: binds x, y (client_ids, x_test, y_test; files if streamed)
     streamed: bool  # one client per file, read by tf.data while training (read_args: read_client_file's options)
     read_args: tuple[Any, ...] | None
-    test: str  # holdout, split (the source's own) or none
-    holdout: float | None  # the fraction held out before partitioning
+    test: str  # the central test set: holdout, split (the source's own) or none
+    holdout: HoldOut | None  # how the central test set is held out (None: no hold-out)
     scale: str | float | None  # minmax, standard (fitted on the training examples) or a factor
     reshape: tuple[int, ...] | None
     split: PyCall  # indices of each client's examples (fedlang/constructs/partitions.py)

@@ -22,6 +22,8 @@ from .. import ast
 from ..checked import DataConfig
 from ..diagnostics import Diagnostics, did_you_mean
 from ..lib import data as datalib
+from ..constructs.partitions import holdout
+from .clients import evaluate
 from .data import resolve_data_path
 
 MAX_VALUES = 64  # one count column per value: a column with thousands of values is not an attribute
@@ -123,8 +125,9 @@ def _column_attribute(call: ast.Call, data: DataConfig, seed: int, base_dir: Pat
         return None
     rng = np.random.default_rng(seed)  # the run's draws: the hold-out, then the natural partition
     rows = np.arange(len(client_ids))
-    if data.test.name == "holdout":
-        rows, _ = datalib.holdout_split(len(rows), data.test["fraction"], rng)
+    held_out = holdout(data.test, streamed=False)  # the statement load_data() writes (csv is loaded whole)
+    if held_out is not None:
+        rows, _ = evaluate(held_out.call, {"y": rows, "rng": rng})
     parts = datalib.partition_natural(client_ids[rows])[:data.partition.args.get("first")]
     per_client = [Counter(cells[i] for i in rows[part]).most_common(1)[0][0] for part in parts]
     values = sorted(set(per_client))

@@ -17,7 +17,7 @@ from ..diagnostics import Diagnostics
 from ..lib import data as datalib
 from ..lib.client_tests import split_client_tests
 from ..lib.files import holdout_tails as files_holdout_tails
-from ..constructs.partitions import PARTITION_BY_NAME
+from ..constructs.partitions import PARTITION_BY_NAME, holdout
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 from ..plan import PyCall, PyRef
 
@@ -42,21 +42,21 @@ def replay_client_sizes(
         return None
     labels, client_ids = replayed
     first = partition.args.get("first")  # natural(first = N)
-    if SOURCE_BY_NAME[source.name].streamed:  # one client per file; a hold-out is each file's tail
+    streamed = SOURCE_BY_NAME[source.name].streamed
+    held_out = holdout(test, streamed)  # the statement load_data() writes before the split
+    if streamed:  # one client per file; a hold-out is each file's tail
         counts = np.bincount(client_ids).tolist()[:first]
-        if test.name != "holdout":
+        if held_out is None:
             return tuple(counts)
         try:
-            return tuple(files_holdout_tails(counts, test["fraction"]))
+            return tuple(evaluate(held_out.call, {"counts": counts}))
         except ValueError as exc:
             diags.error("E507", str(exc), test.span, "hold out a fraction that leaves examples on both sides")
             return None
     labels = labels.astype(np.int64)
-    central = test["fraction"] if test.name == "holdout" else (
-        test["holdout"] if test.name == "per_client" and test["holdout"] > 0 else None)
-    if central is not None:
+    if held_out is not None:
         try:
-            train_idx, _ = datalib.holdout_split(len(labels), central, rng)
+            train_idx, _ = evaluate(held_out.call, {"y": labels, "rng": rng})
         except datalib.DataError as exc:
             diags.error("E507", exc.message, test.span, exc.hint)
             return None
@@ -81,11 +81,15 @@ def replay_client_sizes(
     return tuple(len(p) for p in parts)
 
 
+_NOT_IN_DATA = {"len": len, "holdout_tails": files_holdout_tails}  # a streamed source's hold-out
+
+
 def evaluate(call: PyCall, names: dict[str, object]):
-    """Run a lowered call of fedlang/lib/data.py (or `len`) here, with `names` for its references."""
+    """Run a lowered call of fedlang/lib/data.py (or `len`, `holdout_tails`) here, with `names` for
+    its references."""
     def value(v):
         return names[v.name] if isinstance(v, PyRef) else evaluate(v, names) if isinstance(v, PyCall) else v
 
-    function = len if call.func == "len" else getattr(datalib, call.func)
+    function = _NOT_IN_DATA.get(call.func) or getattr(datalib, call.func)
     return function(*(value(v) for k, v in call.args if k is None),
                     **{k: value(v) for k, v in call.args if k is not None})

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import ast
 from ..checked import Choice, DataConfig, DatasetFacts
 from ..diagnostics import Diagnostics, Span
-from ..constructs.partitions import PARTITION_BY_NAME
+from ..constructs.partitions import PARTITION_BY_NAME, holdout
 from ..constructs.sources import SOURCE_BY_NAME, SourceError, SourceFacts
 from ..registry import DATA_SETTINGS
 from .clients import replay_client_sizes
@@ -80,9 +80,8 @@ def check_data(block: ast.DataBlock, base_dir: Path, seed: int, diags: Diagnosti
         return None
     needed = PARTITION_BY_NAME[partition.name].examples_needed(partition)
     if facts.examples is not None and needed is not None:
-        central = test["fraction"] if test.name == "holdout" else (
-            test["holdout"] if test.name == "per_client" else 0)
-        held_out = round(central * facts.examples)
+        central = holdout(test, definition.streamed)
+        held_out = round(central.fraction * facts.examples) if central is not None else 0
         train_examples = facts.examples - held_out
         count, what, hint = needed
         if count > train_examples:

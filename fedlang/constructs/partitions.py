@@ -9,6 +9,8 @@
   are counted as and how to need fewer (None: any number);
 - `needs_client_ids`: the split reads the source's client ids (the source must have them).
 
+`holdout(test, streamed)` is the statement before the split: the central test set's hold-out.
+
 The lib function a split calls is copied into the program (its name is the call's function).
 """
 
@@ -19,7 +21,7 @@ from typing import Callable
 
 from ..checked import Choice
 from ..forms import Form, Param, forms
-from ..plan import PyCall, PyRef
+from ..plan import HoldOut, PyCall, PyRef
 
 # Upper bound of client counts (issue 8): far above any simulation, far below int64, and each one a
 # size the checker can replay (fedlang/check/clients.py) and TFF can run.
@@ -74,4 +76,14 @@ PARTITION_DEFS: tuple[PartitionDef, ...] = (
 )
 
 PARTITION_BY_NAME: dict[str, PartitionDef] = {d.name: d for d in PARTITION_DEFS}
+
+
+def holdout(test: Choice, streamed: bool) -> HoldOut | None:
+    """The central hold-out a `test` setting makes, before the partition: `holdout(f)`, or
+    `per_client(…, holdout = f)` with f > 0 (None: `split`, `none`, or no central hold-out). A
+    streamed source holds out each file's tail; the others a random share of all examples.
+    lower.py writes it into load_data() and check's replay evaluates the same call."""
+    fraction = test["fraction"] if test.name == "holdout" else (
+        test["holdout"] if test.name == "per_client" and test["holdout"] > 0 else None)
+    return HoldOut(fraction, per_file=streamed) if fraction is not None else None
 PARTITIONS = forms(*(d.form for d in PARTITION_DEFS))

@@ -60,3 +60,39 @@ def test_the_encoder_renders_call_trees_and_refuses_expressions_as_names():
                    PyAttr(call, "__class__.__bases__")):
         with pytest.raises(EmitError):
             literal(unsafe)
+
+
+@pytest.mark.parametrize("spec", sorted(GOLDEN.glob("*.fed")), ids=lambda p: p.stem)
+def test_the_holdout_is_one_typed_statement(spec, in_repo):
+    """The central hold-out is a HoldOut statement: the program writes its call, and check's replay
+    evaluates the same call (so the replayed client sizes are the run's)."""
+    from fedlang.check.clients import evaluate
+    from fedlang.constructs.partitions import holdout
+
+    compiled = compile_file(spec.relative_to(REPO))
+    data, steps = compiled.checked.data, compiled.plan.data_steps
+    assert steps.holdout == holdout(data.test, steps.streamed)
+    if steps.holdout is None:
+        assert "holdout_split(" not in compiled.program().split("def load_data")[1].split("\ndef ")[0]
+        return
+    assert steps.holdout.per_file == steps.streamed and steps.test == "holdout"
+    assert literal(steps.holdout.call) in compiled.program()
+    import numpy as np
+
+    train_idx, test_idx = evaluate(steps.holdout.call, {"y": np.zeros(100), "rng": np.random.default_rng(0)})
+    assert len(test_idx) == round(steps.holdout.fraction * 100) and len(train_idx) + len(test_idx) == 100
+
+
+def test_a_streamed_holdout_is_each_files_tail(tmp_path):
+    from fedlang.diagnostics import Source
+    from fedlang.pipeline import compile_source
+
+    from ..files_support import write_clients
+    from .test_files_source import SPEC
+
+    write_clients(tmp_path / "silos", "csv", [30, 45, 12, 60])
+    compiled = compile_source(Source("s.fed", SPEC.format(pattern="silos/*.csv", extra="test holdout(0.2)")), tmp_path)
+    hold = compiled.plan.data_steps.holdout
+    assert hold.per_file and hold.fraction == 0.2
+    assert f"train_counts = {literal(hold.call)}" in compiled.program()
+    assert compiled.checked.data.client_sizes == tuple(n - round(0.2 * n) for n in (30, 45, 12, 60))
