@@ -24,6 +24,21 @@ on a shared machine are noisy: compare ratios).
 Run: `python bench/simulation_speed.py [--quick] [--clients 20,100,500] [--rounds N] [--repeat R]`
 (--quick: 4 rounds per variant; default 10; --repeat: measure each variant R times, rotating the
 order, and take the median over all their steady rounds).
+
+Per-client vs hand-written, interleaved: `python bench/simulation_speed.py --interleave [--clients
+20,100] [--rounds N] [--variants handwritten,per_client,...]`. One process, one worker: every
+variant's training loop runs in its own thread, and a baton lets exactly one of them run at a time,
+one round each in turn (handwritten round 1, per_client round 1, …, handwritten round 2, …). A
+round is timed from the moment its variant gets the baton to its on_round callback (the whole loop
+body: sampling, datasets, process.next, guard, metrics, monitor), in wall-clock seconds and in CPU
+seconds of the Python process and the worker (less sensitive to other jobs on the machine). Each
+round's time is divided by the hand-written round of the same cycle, so load changes hit both
+sides of every ratio; the table gives the median of these paired ratios over the steady rounds
+(3…N) and their quartiles.
+Variants besides `handwritten` and `per_client` (the emitted program as `fedlang run` runs it)
+switch parts of the emitted program off, to see what they cost: `per_client-norms` without the
+update-norm measurement (measure_update_norms → the bare aggregator), `per_client-guard` without
+guard_round, `per_client-norms-guard` without both.
 """
 
 from __future__ import annotations
@@ -171,6 +186,128 @@ def variant_main(variant: str, clients: int, rounds: int) -> None:
                                   "rss_mb": own, "worker_rss_mb": worker if variant != "keras" else None}))
 
 
+# ------------------------------------------------------------------ interleaved, in one process
+
+
+def fedlang_namespace(clients: int, rounds: int, execution: str, without: tuple[str, ...] = ()) -> dict:
+    """The emitted program of the bench spec, loaded (exec) into a fresh namespace; `without`
+    replaces parts of it by no-ops ("norms": measure_update_norms, "guard": guard_round)."""
+    sys.path.insert(0, str(REPO))
+    from fedlang.diagnostics import Source
+    from fedlang.pipeline import compile_source
+
+    compiled = compile_source(Source("speed.fed", spec_text(clients, rounds, execution)), base_dir=REPO)
+    namespace = {"__name__": "fedlang_program"}
+    exec(compile(compiled.program_bytes(), "speed_program.py", "exec"), namespace)  # noqa: S102 - our own program
+    if "norms" in without:
+        namespace["measure_update_norms"] = lambda inner: inner
+    if "guard" in without:
+        namespace["guard_round"] = lambda process, state, result, *args: (result, [])
+    return namespace
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by this process and by the worker process `pid`."""
+    own = os.times()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return own.user + own.system + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved(clients: int, rounds: int, variants: list[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds of every round of every variant, the variants taking turns round by
+    round (see the module docstring). Returns ({variant: [wall seconds of round 1, 2, …]},
+    {variant: [CPU seconds of round 1, 2, …]})."""
+    import threading
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import handwritten_fedavg
+    import tensorflow_federated as tff
+
+    trains = {}
+    for variant in variants:
+        if variant == "handwritten":
+            trains[variant] = lambda on_round: handwritten_fedavg.train(rounds, clients, POPULATION, on_round=on_round)
+        else:
+            name, *without = variant.split("-")
+            assert name == "per_client", variant
+            namespace = fedlang_namespace(clients, rounds, "per_client", tuple(without))
+            trains[variant] = lambda on_round, train=namespace["train"]: train(rounds, on_round=on_round)
+    pool = fedlang_namespace(clients, rounds, "per_client")["use_tff_workers"](1)
+    context = tff.framework.get_context_stack().current
+    worker_pid = pool.workers[0].pid
+    turns = {v: threading.Event() for v in variants}
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    alive, failures = list(variants), {}
+
+    def pass_baton(variant):
+        if variant in alive and len(alive) > 1:
+            turns[alive[(alive.index(variant) + 1) % len(alive)]].set()
+
+    def run(variant):
+        tff.framework.get_context_stack().set_default_context(context)  # the context stack is per thread
+        turns[variant].wait()
+        turns[variant].clear()
+        began = [time.perf_counter(), cpu_seconds(worker_pid)]
+
+        def on_round(row):
+            seconds[variant].append(time.perf_counter() - began[0])
+            cpu[variant].append(cpu_seconds(worker_pid) - began[1])
+            if len(seconds[variant]) < rounds:  # wait for this variant's next turn
+                pass_baton(variant)
+                turns[variant].wait()
+                turns[variant].clear()
+                began[:] = [time.perf_counter(), cpu_seconds(worker_pid)]
+
+        try:
+            trains[variant](on_round)
+        except BaseException as exc:  # noqa: BLE001 - reported with the table
+            failures[variant] = f"{type(exc).__name__}: {exc}"
+        following = alive[(alive.index(variant) + 1) % len(alive)]
+        alive.remove(variant)
+        if alive:
+            turns[following].set()
+
+    threads = [threading.Thread(target=run, args=(v,), daemon=True) for v in variants]
+    try:
+        for thread in threads:
+            thread.start()
+        turns[variants[0]].set()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.close()
+    for variant, problem in failures.items():
+        print(f"{variant} failed: {problem}", file=sys.stderr)
+    return seconds, cpu
+
+
+def interleaved_main(clients_list: list[int], rounds: int, variants: list[str]) -> None:
+    if "handwritten" not in variants:
+        variants = ["handwritten"] + variants
+    print(f"interleaved in one process (one worker): {', '.join(variants)}; {rounds} rounds each, "
+          f"steady rounds 3..{rounds}; load average at start {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
+    print("\n| clients/round | variant | wall s/round | wall ratio to hand-written (quartiles) | "
+          "CPU s/round (Python + worker) | CPU ratio to hand-written (quartiles) |")
+    print("|---|---|---|---|---|---|")
+
+    def paired(times, variant):
+        steady, base = times[variant][2:], times["handwritten"][2:]
+        ratios = sorted(t / b for t, b in zip(steady, base))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return f"{statistics.median(steady):.3f}", f"{statistics.median(ratios):.3f} ({q[0]:.3f}–{q[2]:.3f})"
+
+    for clients in clients_list:
+        seconds, cpu = interleaved(clients, rounds, variants)
+        for variant in variants:
+            if len(seconds[variant]) > 2:
+                wall, wall_ratio = paired(seconds, variant)
+                used, cpu_ratio = paired(cpu, variant)
+                print(f"| {clients} | {variant} | {wall} | {wall_ratio} | {used} | {cpu_ratio} |", flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (2 cores); goal: per_client / hand-written ≤ 1.05")
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -195,9 +332,16 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure every variant this many times, in rotated order (medians over all)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="per-client vs hand-written, round by round in one process (see above)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args()
     rounds = args.rounds or (4 if args.quick else 10)
+    if args.interleave:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        variants = args.variants.split(",") if args.variants != ",".join(VARIANTS) else ["handwritten", "per_client"]
+        interleaved_main([int(c) for c in args.clients.split(",")], args.rounds or 30, variants)
+        return
     if args.variant:
         variant_main(args.variant, int(args.clients), rounds)
         return

@@ -51,6 +51,16 @@ def all_finite(value):
     return bool(np.isfinite(array).all())
 
 
+def _model_weights(process, state):
+    """The model weights in a round's state. TFF's learning processes keep them in the state as
+    `global_model_weights` (what their get_model_weights computation returns); reading them there
+    saves a call to the TFF worker each round. Other processes: their get_model_weights."""
+    weights = getattr(state, "global_model_weights", None)
+    if hasattr(weights, "trainable") and hasattr(weights, "non_trainable"):
+        return weights
+    return process.get_model_weights(state)
+
+
 def _examples(result):
     """Examples the round's training metrics count (TFF resets a client's metrics when it drops
     its non-finite update), or None when the process reports no count."""
@@ -66,7 +76,7 @@ def guard_round(process, state, result, round_data, sampled, expected, round_num
     to name the culprits: with on_nonfinite "stop" the run stops before applying the round
     (NonFiniteRound); with "skip" the round is redone without them. Returns (result, skipped ids)."""
     def finite(r):
-        return all_finite(process.get_model_weights(r.state)) and all_finite(r.metrics["client_work"])
+        return all_finite(_model_weights(process, r.state)) and all_finite(r.metrics["client_work"])
 
     counted = _examples(result)
     if finite(result) and (counted is None or counted >= sum(expected)):
@@ -102,5 +112,6 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "check_client_data": (),
     "all_finite": (),
     "_examples": (),
-    "guard_round": ("all_finite", "_examples", "NonFiniteRound"),
+    "_model_weights": (),
+    "guard_round": ("all_finite", "_model_weights", "_examples", "NonFiniteRound"),
 }

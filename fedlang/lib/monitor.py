@@ -431,23 +431,29 @@ def describe_alert(event):
 
 
 def _update_norm_measurements(value):
-    """{update_norm_mean, update_norm_max}@SERVER: L2 norms of the clients' model updates."""
-    @tff.tensorflow.computation(value.type_signature.member)
-    def l2_norm(update):
-        return tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tf.nest.flatten(update)])
+    """{update_norm_mean, update_norm_max}@SERVER: L2 norms of the clients' model updates.
 
-    @tff.tensorflow.computation(np.float32, np.float32)
-    def maximum(a, b):
-        return tf.maximum(a, b)
+    One federated_aggregate: each client's update is visited once (its norm added to a sum, a
+    count and a running maximum), so the measurement costs one TF call per client. The numbers
+    are those of federated_mean and a maximum over per-client norms: TFF reduces federated_mean
+    to sum(norm * 1) / sum(1) in float32, accumulated in the same client order."""
+    totals_type = tff.StructType([np.float32, np.float32, np.float32])  # norm sum, client count, norm max
 
-    @tff.tensorflow.computation(np.float32)
-    def identity(x):
-        return x
+    @tff.tensorflow.computation(totals_type, value.type_signature.member)
+    def accumulate(totals, update):
+        norm = tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tf.nest.flatten(update)])
+        return totals[0] + norm, totals[1] + 1.0, tf.maximum(totals[2], norm)
 
-    norms = tff.federated_map(l2_norm, value)
-    return collections.OrderedDict(
-        update_norm_mean=tff.federated_mean(norms),
-        update_norm_max=tff.federated_aggregate(norms, np.float32(0.0), maximum, maximum, identity))
+    @tff.tensorflow.computation(totals_type, totals_type)
+    def merge(a, b):  # partial totals of several workers
+        return a[0] + b[0], a[1] + b[1], tf.maximum(a[2], b[2])
+
+    @tff.tensorflow.computation(totals_type)
+    def report(totals):
+        return collections.OrderedDict(update_norm_mean=totals[0] / totals[1], update_norm_max=totals[2])
+
+    zero = (np.float32(0.0), np.float32(0.0), np.float32(0.0))
+    return tff.federated_aggregate(value, zero, accumulate, merge, report)
 
 
 def measure_update_norms(inner):

@@ -77,3 +77,26 @@ def test_guard_round_stops_or_skips_the_non_finite_clients(process):
     with pytest.raises(NonFiniteRound, match="update of client 4, 7"):  # nobody left: stop even when skipping
         guard_round(process, 0.0, process.next(0.0, [np.nan, np.nan]), [np.nan, np.nan], np.array([4, 7]), [1, 1],
                     3, "skip", messages.append)
+
+
+class StateHeldWeights(PoisonedMean):
+    """Like TFF's composed learning processes: the state holds `global_model_weights`; asking
+    the process for them (a TFF computation, one call to the worker) is not needed."""
+
+    def next(self, state, data):
+        value = float(np.mean(data))
+        weights = SimpleNamespace(trainable=[np.array([value])], non_trainable=[])
+        return SimpleNamespace(state=SimpleNamespace(global_model_weights=weights),
+                               metrics={"client_work": {"train": {"loss": 0.0}}})
+
+    def get_model_weights(self, state):
+        raise AssertionError("guard_round asked the process for weights that the state holds")
+
+
+def test_guard_round_reads_the_model_weights_the_state_holds():
+    process = StateHeldWeights()
+    fine = process.next(None, [1.0, 3.0])
+    assert guard_round(process, None, fine, [1.0, 3.0], np.array([4, 9]), [1, 1], 1, "stop", print) == (fine, [])
+    suspect = process.next(None, [1.0, np.nan])  # the model is NaN, though the metrics are finite
+    with pytest.raises(NonFiniteRound, match="update of client 7 is not finite"):
+        guard_round(process, None, suspect, [1.0, np.nan], np.array([4, 7]), [1, 1], 2, "stop", print)

@@ -226,6 +226,33 @@ def test_update_norms_are_the_clients_update_norms(tff_worker):
     assert norms["update_norm_max"] > norms["update_norm_mean"] > 0
 
 
+def test_update_norms_are_mean_and_max_of_each_clients_norm(tff_worker):
+    """Without dropout a client's update does not depend on who else trains: the norms of three
+    clients, each measured alone (= how far it moves the model at server learning rate 1), give
+    the round's mean and max when the three train together."""
+    text = (TINY % "  alert nan -> stop").replace("  dropout 0.2\n", "").replace(
+        "  server_optimizer sgd(learning_rate = 1.0)\n",
+        "  server_optimizer sgd(learning_rate = 1.0)\n  execution per_client\n")
+    ns = load_program(compile_text(text))
+    process = ns["build_process"]()
+    clients, _ = ns["load_data"]()
+    state = process.initialize()
+    before = process.get_model_weights(state).trainable
+    alone = []
+    for i in range(3):
+        one = process.next(state, [ns["client_dataset"](*clients[i], seed=i)])
+        after = process.get_model_weights(one.state).trainable
+        moved = float(np.sqrt(sum(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+                                  for a, b in zip(after, before))))
+        assert ns["update_norm_report"](one.metrics["aggregator"])["update_norm_mean"] == pytest.approx(moved, rel=1e-5)
+        alone.append(moved)
+    three = process.next(state, [ns["client_dataset"](*clients[i], seed=i) for i in range(3)])
+    norms = ns["update_norm_report"](three.metrics["aggregator"])
+    assert norms["update_norm_mean"] == pytest.approx(np.mean(alone), rel=1e-5)
+    assert norms["update_norm_max"] == pytest.approx(max(alone), rel=1e-5)
+    assert len(set(np.round(alone, 6))) == 3  # three different norms, so mean and max are told apart
+
+
 def test_tensorboard_events_and_report_hold_every_metric(uninterrupted):
     import html
     import html.parser
