@@ -320,13 +320,16 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     budget = checked.monitor is not None and any("adjust" in a for a in checked.monitor.alerts)
     if budget:  # a monitor alert's lower_rate / raise_noise (fedlang/check/budget.py)
         modules["privacy.py"].append("epsilon_per_round_phases")
-    modules["faults.py"] = ["check_client_data", "guard_round"]
-    modules["devices.py"] = ["gpu_note"]
+    # check_client_data needs the examples in memory: streamed files are checked by `fedlang check` only.
+    # FedPer's own process (fedlang/lib/fedper.py) is not guarded and measures its update norms itself.
+    fedper = checked.model.has_local_layers and checked.simulation is None
+    modules["faults.py"] = ([] if source.streamed else ["check_client_data"]) + (
+        [] if fedper else ["guard_round"])
     modules["tff_worker.py"] = ["use_tff_workers"]
-    modules["monitor.py"] = ["save_checkpoint", "load_checkpoint", "Monitor", "describe_alert",
-                             *([] if fused else ["measure_update_norms"]), "update_norm_report", "RunProgress",
-                             "stop_on_sigterm", "RunFiles", "interrupts_checkpointed"] + (
-                                 ["change_dp_mechanism"] if budget else [])
+    alerts = checked.monitor is not None and bool(checked.monitor.alerts)
+    modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
+                             "RunDirectory"] + (
+        ["Monitor", "describe_alert"] if alerts else []) + (["change_dp_mechanism"] if budget else [])
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
 
 

@@ -1,28 +1,24 @@
-"""Checkpoints that survive kill -9, and the alerts of a spec's ``monitor`` block.
+"""The standalone program's run directory and checkpoints, and the alerts of a ``monitor`` block.
 
-Checkpoints: after round ``r`` the program saves ``{"state": <the TFF server state>, "round": r,
-"record": <JSON of the metric rows and alerts so far>}`` with TFF's own
-``tff.program.FileProgramStateManager`` (a SavedModel written to a temporary directory, then
-renamed: a kill mid-write leaves only an ignored ``*_temp*`` directory). A manifest with the
-SHA-256 of every file is written next to it (write, then rename), so a truncated or damaged
-checkpoint is detected and the previous one used. Nothing else needs saving to repeat the run
-exactly: each round's client sample and shuffles come from ``np.random.default_rng([SEED,
-round])``, and seeded DP noise keeps its RNG counter inside the server state.
+RunDirectory: ``python program.py --out DIR`` writes metrics.jsonl, alerts.jsonl and checkpoints
+with TFF's own ``tff.program.FileProgramStateManager``; ``fedlang run`` writes the full run
+directory itself, with SHA-256-checked checkpoints (fedlang/runtime/checkpoints.py). Nothing
+besides the server state and the rows needs saving to repeat a run exactly: each round's client
+sample and shuffles come from ``np.random.default_rng([SEED, round])``, and seeded DP noise keeps
+its RNG counter inside the server state.
 
 Alerts: each alert is a dict (``metric``, ``kind``, ``op``, ``threshold``, ``rounds``, ``by``,
 ``fraction``, ``action``, ``text``); ``Monitor.observe(row)`` returns the alerts that fire after a
 round. An alert fires in the first round its condition holds, and again only after the
 condition has stopped holding in between.
 
-Like the other modules of fedlang/lib, this is copied verbatim into the programs fedlang
-generates (standard library, numpy, TensorFlow and TFF only). ``REQUIRES`` at the bottom maps
-each name to the helpers of this module it uses.
+Like the other modules of fedlang/lib, this is copied into the programs fedlang generates (only
+the definitions a spec uses; standard library, numpy, TensorFlow and TFF only). ``REQUIRES`` at
+the bottom maps each name to the helpers of this module it uses.
 """
 
 import asyncio
 import collections
-import csv
-import hashlib
 import json
 import math
 import os
@@ -36,276 +32,93 @@ import tensorflow_federated as tff
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
+# The standalone program's run directory
 # ---------------------------------------------------------------------------------------------
 
-def _checkpoint_digest(path):
-    """{relative file name: sha256} of every file under a checkpoint directory."""
-    digests = {}
-    for folder, _, files in os.walk(path):
-        for name in sorted(files):
-            full = os.path.join(folder, name)
-            with open(full, "rb") as f:
-                digests[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
-    return digests
+class RunDirectory:
+    """The standalone program's run harness. `on_round` prints each round's row (and with
+    `python program.py --out DIR` appends it to DIR/metrics.jsonl; `add` writes alerts.jsonl).
+    As train()'s `checkpoints` hook it saves TFF's own FileProgramStateManager checkpoints in
+    DIR/checkpoints (each written to a temporary directory, then renamed: kill -9 never leaves
+    half of one) every `every` rounds and when train() says one is due; a second start with the
+    same DIR resumes from the newest checkpoint that loads (one that does not is removed and the
+    previous one used). `with RunDirectory(...):` turns Ctrl-C and SIGTERM into a checkpoint of
+    the last completed round and exit code 130, and a NaN/inf round into exit code 1 (as
+    `fedlang run` does)."""
 
+    def __init__(self, out_dir, every):
+        self.out_dir, self.every, self.last, self.saved, self.stop = out_dir, every, None, None, []
+        self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
+                                                                       keep_total=3, keep_first=False)
 
-def save_checkpoint(directory, round_num, state, record, keep=3):
-    """Save the server state after `round_num` with `record` (JSON-able: metric rows, alerts).
-
-    A checkpoint for `round_num` that already exists is replaced (a resumed run that fell back
-    past a damaged checkpoint writes it again).
-    """
-    manager = tff.program.FileProgramStateManager(directory, prefix="program_state_", keep_total=keep,
-                                                  keep_first=False)
-    path = os.path.join(directory, f"program_state_{round_num}")
-    manifest = path + ".sha256.json"
-    for stale in (manifest, path):
-        if os.path.isdir(stale):
-            shutil.rmtree(stale)
-        elif os.path.exists(stale):
-            os.remove(stale)
-    value = {"state": state, "round": np.int64(round_num), "record": json.dumps(record)}
-    asyncio.run(manager.save(value, round_num))
-    digest = {"round": round_num, "files": _checkpoint_digest(path)}
-    with open(manifest + ".tmp", "w") as f:
-        json.dump(digest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(manifest + ".tmp", manifest)
-    for name in os.listdir(directory):  # manifests of checkpoints the manager removed
-        if name.endswith(".sha256.json") and not os.path.isdir(os.path.join(directory, name[:-len(".sha256.json")])):
-            os.remove(os.path.join(directory, name))
-
-
-def load_checkpoint(directory, structure, report=None):
-    """The newest intact checkpoint in `directory` as (round, state, record), or None.
-
-    `structure` is a state of the same process (e.g. `process.initialize()`). Incomplete,
-    truncated or damaged checkpoints are reported (to `report`, else standard error), moved
-    aside (to `rejected_*`) and skipped.
-    """
-    report = report or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
-    if not os.path.isdir(directory):
-        return None
-    for name in os.listdir(directory):  # a save killed before its rename
-        if name.startswith("program_state_") and "_temp" in name:
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-    manager = tff.program.FileProgramStateManager(directory, prefix="program_state_")
-    versions = asyncio.run(manager.get_versions()) or []
-    for version in sorted(versions, reverse=True):
-        path = os.path.join(directory, f"program_state_{version}")
-        problem = None
-        try:
-            with open(path + ".sha256.json") as f:
-                manifest = json.load(f)
-        except (OSError, ValueError):
-            problem = "it has no complete manifest (the save was cut short)"
-        else:
-            if manifest.get("files") != _checkpoint_digest(path) or manifest.get("round") != version:
-                problem = "its files do not match their SHA-256 manifest (truncated or damaged)"
-        if problem is None:
-            try:
-                loaded = asyncio.run(manager.load(version, {"state": structure, "round": np.int64(0),
-                                                            "record": ""}))
-                record = loaded["record"]
-                record = json.loads(record.decode() if isinstance(record, bytes) else record)
-                if int(loaded["round"]) != version:
-                    raise ValueError(f"it holds round {int(loaded['round'])}")
-                return version, loaded["state"], record
-            except Exception as exc:  # noqa: BLE001 - any failure to read means: use an older one
-                problem = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
-        report(f"checkpoint of round {version} is unusable: {problem}; using the previous one")
-        for moved in (path, path + ".sha256.json"):
-            target = os.path.join(directory, "rejected_" + os.path.basename(moved))
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            if os.path.exists(moved):
-                os.replace(moved, target)
-    return None
-
-
-class RunProgress:
-    """The newest completed round (its server state and the rows so far), so that a run stopped
-    by Ctrl-C or SIGTERM checkpoints the rounds it finished (`save`); `train` updates it after
-    every round. A resumed run then continues exactly as an uninterrupted one."""
-
-    interrupted = False  # set by stop_on_sigterm's handler
-
-    def __init__(self, checkpoint_dir):
-        self.checkpoint_dir = checkpoint_dir
-        self.round, self.state, self.rows = 0, None, []
-
-    def completed(self, round_num, state, rows):
-        self.round, self.state, self.rows = round_num, state, rows
-        if RunProgress.interrupted:  # the signal's KeyboardInterrupt was swallowed (e.g. in a TF finalizer)
+    def on_round(self, row):
+        shown = "  ".join(f"{k} {v:.6f}" for k, v in row.items()
+                          if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up"))
+        print(f"round {row['round']:4d}  {shown}  ({row['seconds']:.2f} s)", flush=True)
+        self.add("metrics.jsonl", row)
+        if self.stop:  # the interrupt was swallowed (TensorFlow runs finalizers): stop after this round
             raise KeyboardInterrupt
 
-    def save(self):
-        """Checkpoint the newest completed round unless it has a checkpoint; returns that round
-        (None when there is no checkpoint directory or no round finished)."""
-        if not self.checkpoint_dir or self.state is None:
+    def add(self, name, item):
+        if self.out_dir:
+            with open(os.path.join(self.out_dir, name), "a") as f:
+                f.write(json.dumps(item) + "\n")
+
+    def restore(self, state):
+        """(round, state, rows) of the newest checkpoint that loads, or None; the files keep its rounds."""
+        if not self.out_dir:
             return None
-        if not os.path.exists(os.path.join(self.checkpoint_dir, f"program_state_{self.round}.sha256.json")):
-            rows = [row for row in self.rows if row["round"] <= self.round]
-            save_checkpoint(self.checkpoint_dir, self.round, self.state, {"rows": rows})
-        return self.round
+        found = None
+        for version in sorted(asyncio.run(self.manager.get_versions()) or [], reverse=True):
+            try:
+                saved = asyncio.run(self.manager.load(version, {"state": state, "rows": ""}))
+            except Exception as exc:  # noqa: BLE001 - unreadable: remove it, use the previous one
+                print(f"warning: checkpoint of round {version} is unusable ({type(exc).__name__}); using the "
+                      "previous one", file=sys.stderr, flush=True)
+                shutil.rmtree(os.path.join(self.out_dir, "checkpoints", f"program_state_{version}"))
+                continue
+            found, self.saved = (version, saved["state"], json.loads(saved["rows"])), version
+            print(f"resumed from the checkpoint of round {version}", flush=True)
+            break
+        os.makedirs(self.out_dir, exist_ok=True)
+        for name in ("metrics.jsonl", "alerts.jsonl"):  # drop what a stopped run wrote after its checkpoint
+            path = os.path.join(self.out_dir, name)
+            lines = open(path).readlines() if os.path.exists(path) else []
+            with open(path, "w") as f:
+                f.writelines(line for line in lines if found and json.loads(line)["round"] <= found[0])
+        return found
 
+    def completed(self, round_num, state, rows, due):
+        self.last = (round_num, state, rows)
+        if self.out_dir and (due or round_num % self.every == 0):
+            self.save()
 
-def stop_on_sigterm():
-    """SIGTERM (`kill`, a scheduler preempting the job) raises KeyboardInterrupt, as Ctrl-C does,
-    so the program checkpoints its last completed round before it exits. Both are also noted, so
-    an interrupt that TensorFlow swallows stops the run after the round (RunProgress.completed)."""
-    def interrupt(signum, frame):
-        RunProgress.interrupted = True
+    def save(self):
+        """Checkpoint the newest completed round (once); returns the newest checkpoint's round or None."""
+        if self.out_dir and self.last is not None and self.last[0] != self.saved:
+            round_num, state, rows = self.last
+            asyncio.run(self.manager.save({"state": state, "rows": json.dumps(rows)}, round_num))
+            self.saved = round_num
+        return self.saved
+
+    def _interrupt(self, signum, frame):
+        self.stop.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-
-
-class RunFiles:
-    """The standalone program's run directory (`--out DIR`): the files `fedlang run` writes from
-    the same rows and alerts: metrics.jsonl, metrics.csv, alerts.jsonl, summary.json (status,
-    alert counts, the alert that stopped the run), TensorBoard events in tensorboard/ and
-    checkpoints in checkpoints/. (`fedlang report DIR` adds report.html.)"""
-
-    def __init__(self, out_dir, experiment, seed, rounds):
-        os.makedirs(out_dir, exist_ok=True)
-        self.out_dir, self.experiment, self.seed, self.rounds = out_dir, experiment, seed, rounds
-        self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
-        self.rows, self.alerts, self.stopped_by, self.finished = [], [], None, False
-        self.writer = None
-        self._rewrite()
-
-    def _path(self, name):
-        return os.path.join(self.out_dir, name)
-
-    def _rewrite(self):
-        for name, items in (("metrics.jsonl", self.rows), ("alerts.jsonl", self.alerts)):
-            with open(self._path(name), "w") as f:
-                f.writelines(json.dumps(item) + "\n" for item in items)
-        self._write_csv()
-        if self.writer is not None:
-            self.writer.close()
-        shutil.rmtree(self._path("tensorboard"), ignore_errors=True)  # a resumed run writes its rounds again
-        self.writer = tf.summary.create_file_writer(self._path("tensorboard"))
-        for row in self.rows:
-            self._scalars(row)
-
-    def _write_csv(self):
-        columns = []
-        for row in self.rows:
-            columns.extend(k for k in row if k not in columns)
-        with open(self._path("metrics.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-
-    def _scalars(self, row):
-        with self.writer.as_default():
-            for key, value in row.items():
-                if key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    tf.summary.scalar(key, float(value), step=row["round"])
-        self.writer.flush()
-
-    def add_row(self, row):
-        self.rows.append(row)
-        with open(self._path("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
-        self._write_csv()
-        self._scalars(row)
-
-    def add_alert(self, event):
-        self.alerts.append(event)
-        with open(self._path("alerts.jsonl"), "a") as f:
-            f.write(json.dumps(event) + "\n")
-        if event["action"] == "stop" and self.stopped_by is None:
-            self.stopped_by = event
-
-    def resume(self, done, rows, alerts):
-        """A run continued from its checkpoint of round `done`: the files hold its rounds and alerts."""
-        self.rows, self.alerts = list(rows), list(alerts)
-        self.stopped_by = next((a for a in alerts if a["action"] == "stop"), None)
-        self._rewrite()
-
-    def callbacks(self, print_round):
-        """train()'s on_round, on_alert and on_resume: print as the program does, and record."""
-        def on_round(row):
-            print_round(row)
-            self.add_row(row)
-
-        def on_alert(event):
-            print(describe_alert(event), flush=True)
-            self.add_alert(event)
-
-        def on_resume(done, rows, alerts):
-            print(f"resumed from the checkpoint of round {done}", flush=True)
-            self.resume(done, rows, alerts)
-
-        return {"on_round": on_round, "on_alert": on_alert, "on_resume": on_resume}
-
-    def finish(self, status, reason=None):
-        """summary.json: status (completed, stopped, interrupted, failed), rounds, alerts and stop reason."""
-        if self.finished:
-            return
-        self.finished = True
-        if self.stopped_by is not None and status == "completed":
-            status = "stopped"
-        summary = {
-            "experiment": self.experiment, "seed": self.seed, "status": status,
-            "rounds_planned": self.rounds, "rounds_completed": len(self.rows),
-            "final": self.rows[-1] if self.rows else None,
-            "bytes_down_total": sum(r.get("bytes_down", 0) for r in self.rows),
-            "bytes_up_total": sum(r.get("bytes_up", 0) for r in self.rows),
-            "alerts": {"fired": len(self.alerts),
-                       "by_alert": dict(collections.Counter(e["alert"] for e in self.alerts)),
-                       "by_action": dict(collections.Counter(e["action"] for e in self.alerts))},
-        }
-        if self.stopped_by is not None:
-            summary["stop_reason"] = f"alert `{self.stopped_by['alert']}` fired after round {self.stopped_by['round']}"
-            summary["stopped_by"] = self.stopped_by
-        elif reason is not None:
-            summary["stop_reason"] = reason
-        summary["checkpoints"] = sorted(
-            (n for n in os.listdir(self.checkpoint_dir) if n.startswith("program_state_") and "_temp" not in n
-             and os.path.isdir(os.path.join(self.checkpoint_dir, n))),
-            key=lambda n: int(n.rsplit("_", 1)[1])) if os.path.isdir(self.checkpoint_dir) else []
-        with open(self._path("summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
-        if self.writer is not None:
-            self.writer.close()
-
-
-class interrupts_checkpointed:
-    """`with interrupts_checkpointed(progress, files):` around the program's training. Ctrl-C or
-    SIGTERM: the last completed round is checkpointed, summary.json says `interrupted`, and the
-    program exits with code 130; otherwise summary.json gets the run's status."""
-
-    def __init__(self, progress, files=None):
-        self.progress, self.files = progress, files
-
     def __enter__(self):
+        signal.signal(signal.SIGINT, self._interrupt)
+        signal.signal(signal.SIGTERM, self._interrupt)  # a scheduler preempting the job, like Ctrl-C
         return self
 
     def __exit__(self, kind, error, traceback):
-        if kind is None:
-            if self.files is not None:
-                self.files.finish("completed")
+        if kind is not None and kind.__name__ == "NonFiniteRound":  # fedlang/lib/faults.py: exit 1 saying why
+            raise SystemExit(f"stopped: {error}") from None
+        if kind is None or not issubclass(kind, KeyboardInterrupt):
             return False
-        if issubclass(kind, KeyboardInterrupt):
-            saved = self.progress.save()
-            if self.files is not None:
-                self.files.finish("interrupted")
-            where = (f"; the checkpoint of round {saved} is in {self.progress.checkpoint_dir}: run again with the "
-                     "same options to resume") if saved else ""
-            print(f"interrupted after {self.progress.round} completed round(s){where}", file=sys.stderr, flush=True)
-            raise SystemExit(130)
-        if self.files is not None:
-            self.files.finish("stopped" if issubclass(kind, SystemExit) else "failed",
-                              reason=str(error) if issubclass(kind, SystemExit) else None)
-        return False
+        saved = self.save()
+        print("interrupted" + (f"; the checkpoint of round {saved} is in {self.out_dir}: run again to resume"
+                               if saved else ""), file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,13 +293,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "_update_norm_measurements": (),
     "measure_update_norms": ("_update_norm_measurements",),
     "update_norm_report": (),
-    "_checkpoint_digest": (),
-    "save_checkpoint": ("_checkpoint_digest",),
-    "load_checkpoint": ("_checkpoint_digest",),
-    "RunProgress": ("save_checkpoint",),
-    "stop_on_sigterm": ("RunProgress",),
-    "RunFiles": ("describe_alert",),
-    "interrupts_checkpointed": (),
+    "RunDirectory": (),
     "lower_is_better": (),
     "Monitor": ("lower_is_better",),
     "describe_alert": (),

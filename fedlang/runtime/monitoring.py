@@ -39,11 +39,11 @@ def read_run_settings(out: Path) -> dict[str, Any]:
 class AlertLog:
     """alerts.jsonl, one event per fired alert, and a line under the round in the console table."""
 
-    def __init__(self, out: Path, console: Console):
+    def __init__(self, out: Path, console: Console, append: bool = False):
         self.path = out / "alerts.jsonl"
         self.console = console
         self.events: list[dict[str, Any]] = []
-        self.file = open(self.path, "w")
+        self.file = open(self.path, "a" if append else "w")  # a resumed run keeps its alerts (restart_from)
         self.stopped_by: dict[str, Any] | None = None
 
     def add(self, event: dict[str, Any], show: bool = True) -> None:
@@ -56,12 +56,15 @@ class AlertLog:
             style = "red" if event["action"] == "stop" else "yellow"
             self.console.print(f"[{style}]  ! {escape(describe(event))}[/]", highlight=False)
 
-    def restart_from(self, events: list[dict[str, Any]]) -> None:
-        self.file.seek(0)
-        self.file.truncate()
+    def restart_from(self, done: int) -> None:
+        """A resumed run: the alerts of the checkpoint's rounds (written before it was saved) stay."""
+        self.file.close()
+        events = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        self.file = open(self.path, "w")
         self.events, self.stopped_by = [], None
         for event in events:
-            self.add(event, show=False)
+            if event["round"] <= done:
+                self.add(event, show=False)
 
     def close(self) -> None:
         self.file.close()

@@ -172,18 +172,20 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
     recorder = RunRecorder(out)
-    alerts = AlertLog(out, console)
+    alerts = AlertLog(out, console, append=resume)
     tensorboard = TensorBoardLog(out)
-    status, code, worker, reason, namespace, progress = "failed", EXIT_FAILED, None, None, {}, None
+    status, code, worker, reason, namespace, checkpoints = "failed", EXIT_FAILED, None, None, {}, None
     client_log = ClientLog(out, append=resume) if plan.personal and plan.personal["evaluates"] else None
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
-        progress = namespace["RunProgress"](str(out / "checkpoints"))  # checkpointed on Ctrl-C / SIGTERM
         if "privacy_note" in namespace:  # the program says what its epsilon means
             console.print(namespace["privacy_note"]())
-        gpu = namespace["gpu_note"](fused=plan.execution[0] == "fused") if "gpu_note" in namespace else None
-        if gpu:  # a resumed run's older program.py may not have it
+        from .checkpoints import RunCheckpoints  # these import TensorFlow, loaded by now
+        from .devices import gpu_note
+
+        gpu = gpu_note(fused=plan.execution[0] == "fused")
+        if gpu:
             console.print(f"gpu: {shown(gpu)}")
         if plan.secure_aggregation:
             console.print("[yellow]note:[/] secure aggregation is simulated: TFF's test context replaces the "
@@ -201,20 +203,24 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                 if stop.requested:  # the KeyboardInterrupt was swallowed (say, in a finalizer)
                     raise KeyboardInterrupt
 
-            def on_resume(done: int, rows: list[dict[str, Any]], fired: list[dict[str, Any]]) -> None:
+            def on_restore(done: int, rows: list[dict[str, Any]]) -> None:
                 recorder.restart_from(rows)
                 if client_log is not None:
                     client_log.restart_from(done)
                 tensorboard.restart_from(rows)
-                alerts.restart_from(fired)
+                alerts.restart_from(done)
                 table.progress.update(table.task, completed=done)
                 console.print(f"resumed from the checkpoint of round {done}")
 
-            keras_model = namespace["train"](rounds, on_round=on_round, on_status=table.status,
-                                             checkpoint_dir=str(out / "checkpoints"),
-                                             checkpoint_every=checkpoint_every, on_alert=alerts.add,
-                                             on_resume=on_resume, progress=progress,
-                                             **({"on_clients": client_log.add} if client_log else {}))
+            # The program's entry contract (docs/language.md, "The emitted program"): train() with the
+            # hooks its spec uses; checkpoints on Ctrl-C/SIGTERM are saved below (_checkpoint_interrupted).
+            checkpoints = RunCheckpoints(str(out / "checkpoints"), checkpoint_every, on_restore)
+            hooks = {"on_round": on_round, "on_status": table.status, "checkpoints": checkpoints}
+            if plan.monitor.alerts:
+                hooks["on_alert"] = alerts.add
+            if client_log is not None:
+                hooks["on_clients"] = client_log.add
+            keras_model = namespace["train"](rounds, **hooks)
         _save_model(namespace, keras_model, out / "model.keras")
         status, code = ("stopped", 0) if alerts.stopped_by else ("completed", 0)
     except KeyboardInterrupt:
@@ -237,7 +243,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         stop.finishing = True  # a second Ctrl-C must not cut the summary short
         if worker is not None:
             worker.close()
-        saved = _checkpoint_interrupted(progress, err) if status == "interrupted" else None
+        saved = _checkpoint_interrupted(checkpoints, err) if status == "interrupted" else None
         recorder.close()
         if client_log is not None:
             client_log.close()
@@ -300,12 +306,12 @@ def _build_report(out: Path, err: Console) -> None:
         err.print(f"[yellow]warning:[/] report.html not written: {type(exc).__name__}: {shown(exc)}")
 
 
-def _checkpoint_interrupted(progress, err: Console) -> int | None:
-    """Ctrl-C or SIGTERM: checkpoint the last completed round (the program's RunProgress)."""
-    if progress is None:
+def _checkpoint_interrupted(checkpoints, err: Console) -> int | None:
+    """Ctrl-C or SIGTERM: checkpoint the last completed round (RunCheckpoints)."""
+    if checkpoints is None:
         return None
     try:
-        return progress.save()
+        return checkpoints.save()
     except Exception as exc:  # noqa: BLE001 - the earlier checkpoints stay usable
         err.print(f"[yellow]warning:[/] no checkpoint of the last round: {type(exc).__name__}: {shown(exc)}")
         return None

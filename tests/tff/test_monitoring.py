@@ -1,5 +1,5 @@
-"""Checkpoints, resume after kill -9, and monitor-block alerts (fedlang/lib/monitor.py,
-fedlang/runtime/monitoring.py), on a tiny MLP over 20 digits clients for 6 rounds."""
+"""Checkpoints, resume after kill -9, and monitor-block alerts (fedlang/runtime/checkpoints.py,
+fedlang/lib/monitor.py, fedlang/runtime/monitoring.py), on a tiny MLP over 20 digits clients for 6 rounds."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_metrics(uni
 
 
 def test_damaged_or_incomplete_checkpoints_fall_back_to_the_previous(tmp_path):
-    from fedlang.lib.monitor import load_checkpoint, save_checkpoint
+    from fedlang.runtime.checkpoints import load_checkpoint, save_checkpoint
 
     structure = {"w": np.zeros(3, np.float32), "step": np.int64(0)}
     for r in (2, 4, 6):
@@ -195,7 +195,10 @@ def test_a_stop_alert_stops_after_the_round_it_first_holds(uninterrupted, tmp_pa
     namespace = load_program(compiled)
     events = []
     rows = []
-    namespace["train"](6, on_round=rows.append, on_alert=events.append, checkpoint_dir=str(tmp_path / "ckpt"))
+    from fedlang.runtime.checkpoints import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ckpt"), 10, on_restore=None)
+    namespace["train"](6, on_round=rows.append, on_alert=events.append, checkpoints=checkpoints)
     reference = read_jsonl(uninterrupted[1] / "metrics.jsonl")
     first = _first_round(reference, lambda r: r["train_loss"] < 2.15)
     assert first is not None and first < 6

@@ -1,4 +1,4 @@
-"""What the run header says about accelerators (copied verbatim into emitted programs).
+"""What `fedlang run`'s header says about accelerators (the emitted program does not print it).
 
 There is no GPU on the machines fedlang is developed on, so nothing here claims a speed-up; the
 header only says what TensorFlow sees and where each part of a run executes.
@@ -20,7 +20,3 @@ def gpu_note(fused, list_gpus=None):
             f"in this process; training runs in the TFF worker_binary, whose TensorFlow places ops on a GPU it "
             f"sees ({path}); not measured by fedlang")
 
-
-REQUIRES: dict[str, tuple[str, ...]] = {
-    "gpu_note": (),
-}
