@@ -10,7 +10,7 @@ import os
 from . import __version__
 from .constructs.layers import LAYER_BY_NAME
 from .constructs.operators import OPERATORS, STEP_NAMES, aggregate_call
-from .constructs.partitions import PARTITION_BY_NAME, holdout
+from .constructs.partitions import PARTITION_BY_NAME, client_tests, holdout
 from .constructs.sources import SOURCE_BY_NAME
 from .constructs.training import AGGREGATOR_BY_NAME, OPTIMIZER_BY_SIDE
 from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
@@ -356,6 +356,7 @@ def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
         shuffle=data.shuffle > 0,
         evaluates=evaluates and test != "none",
         per_client=per_client,
+        client_tests=client_tests(data.test),
     )
 
 

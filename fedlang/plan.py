@@ -120,6 +120,7 @@ class DataSteps:
     shuffle: bool
     evaluates: bool
     per_client: float | None = None  # test per_client(f): each client keeps this fraction as its test set
+    client_tests: PyCall | None = None  # …by this call after the split (fedlang/constructs/partitions.py)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ..diagnostics import Diagnostics
 from ..lib import data as datalib
 from ..lib.client_tests import split_client_tests
 from ..lib.files import holdout_tails as files_holdout_tails
-from ..constructs.partitions import PARTITION_BY_NAME, holdout
+from ..constructs.partitions import PARTITION_BY_NAME, client_tests, holdout
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 from ..plan import PyCall, PyRef
 
@@ -68,9 +68,10 @@ def replay_client_sizes(
     except datalib.DataError as exc:
         diags.error("E506", f"the {partition.name} partition fails: {exc.message}", partition.span, exc.hint)
         return None
-    if test.name == "per_client":  # after the partition, with the same generator (as load_data does)
+    own_tests = client_tests(test)  # after the partition, with the same generator (as load_data does)
+    if own_tests is not None:
         try:
-            parts, test_parts = split_client_tests(parts, test["fraction"], rng)
+            parts, test_parts = evaluate(own_tests, {"parts": parts, "rng": rng})
         except ValueError as exc:
             diags.error("E530", str(exc), test.span,
                         "keep a larger fraction for testing, or give clients more examples (fewer clients, a "
@@ -81,12 +82,13 @@ def replay_client_sizes(
     return tuple(len(p) for p in parts)
 
 
-_NOT_IN_DATA = {"len": len, "holdout_tails": files_holdout_tails}  # a streamed source's hold-out
+# Calls of the data statements that are not fedlang/lib/data.py functions.
+_NOT_IN_DATA = {"len": len, "holdout_tails": files_holdout_tails, "split_client_tests": split_client_tests}
 
 
 def evaluate(call: PyCall, names: dict[str, object]):
-    """Run a lowered call of fedlang/lib/data.py (or `len`, `holdout_tails`) here, with `names` for
-    its references."""
+    """Run a lowered data statement's call (fedlang/lib/data.py, or one of _NOT_IN_DATA) here, with
+    `names` for its references."""
     def value(v):
         return names[v.name] if isinstance(v, PyRef) else evaluate(v, names) if isinstance(v, PyCall) else v
 

@@ -9,7 +9,8 @@
   are counted as and how to need fewer (None: any number);
 - `needs_client_ids`: the split reads the source's client ids (the source must have them).
 
-`holdout(test, streamed)` is the statement before the split: the central test set's hold-out.
+`holdout(test, streamed)` is the statement before the split (the central test set's hold-out) and
+`client_tests(test)` the one after it (each client's own test set).
 
 The lib function a split calls is copied into the program (its name is the call's function).
 """
@@ -86,4 +87,13 @@ def holdout(test: Choice, streamed: bool) -> HoldOut | None:
     fraction = test["fraction"] if test.name == "holdout" else (
         test["holdout"] if test.name == "per_client" and test["holdout"] > 0 else None)
     return HoldOut(fraction, per_file=streamed) if fraction is not None else None
+
+
+def client_tests(test: Choice) -> PyCall | None:
+    """`test per_client(f, …)`: the statement after the split that keeps a random f of each client's
+    examples as its own test set (`parts, test_parts = split_client_tests(parts, f, rng)`), written
+    by lower.py and evaluated by check's replay. None without per-client test sets."""
+    if test.name != "per_client":
+        return None
+    return PyCall.of("split_client_tests", PyRef("parts"), test["fraction"], _RNG)
 PARTITIONS = forms(*(d.form for d in PARTITION_DEFS))

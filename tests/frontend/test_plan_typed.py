@@ -96,3 +96,14 @@ def test_a_streamed_holdout_is_each_files_tail(tmp_path):
     assert hold.per_file and hold.fraction == 0.2
     assert f"train_counts = {literal(hold.call)}" in compiled.program()
     assert compiled.checked.data.client_sizes == tuple(n - round(0.2 * n) for n in (30, 45, 12, 60))
+
+
+def test_per_client_test_sets_are_one_statement(in_repo):
+    """`test per_client(f)`: the program writes the client_tests call after the split, and check's
+    replay evaluated the same call (its client_test_sizes)."""
+    compiled = compile_file("examples/personalize_shards.fed")
+    steps, data = compiled.plan.data_steps, compiled.checked.data
+    assert steps.client_tests == PyCall.of("split_client_tests", PyRef("parts"), data.per_client_test, PyRef("rng"))
+    assert f"parts, test_parts = {literal(steps.client_tests)}" in compiled.program()
+    assert len(data.client_test_sizes) == data.num_clients and min(data.client_test_sizes) >= 1
+    assert compile_file(GOLDEN.relative_to(REPO) / "mlp_dirichlet.fed").plan.data_steps.client_tests is None
