@@ -191,7 +191,6 @@ class AggregationConfig:
     quantize_threshold: int
     lines: tuple[int, int]
     aggregator: Choice | None = None  # a library aggregator, or an `aggregate` block (no args)
-    gathers: bool = False  # the aggregator needs every client's update at the server
     sparsify: float | None = None  # compress topk(fraction): share of each tensor's entries sent
 
 

@@ -78,7 +78,6 @@ def check_aggregation(block: ast.AggregationBlock, aggregates: dict, diags: Diag
         quantize_threshold=compress["threshold"] if compress else 0,
         lines=(block.span.line, block.span.end_line),
         aggregator=aggregator,
-        gathers=gathers,
         sparsify=float(compress["fraction"]) if compress and compress.name == "topk" else None,
     )
 

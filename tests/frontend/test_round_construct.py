@@ -99,3 +99,17 @@ def test_nothing_else_aggregates_beside_a_round(extra, what):
     (error,) = [d for d in raised.value.diagnostics if d.severity == "error"]
     assert error.code == "E914" and what in error.message
     assert error.span.line == 14 and error.hint
+
+
+def test_aggregate_function_names_cannot_clash():
+    """`aggregate_<name>` is a block's function: no copied helper and no other program global starts
+    with `aggregate_`, and the round's `aggregate_round` is free because `round` is a keyword."""
+    from fedlang.emit import LIB
+
+    for path in LIB.glob("*.py"):
+        tree = pyast.parse(path.read_text())
+        names = {n.name for n in tree.body if isinstance(n, (pyast.FunctionDef, pyast.ClassDef))}
+        assert not {n for n in names if n.startswith("aggregate_")}, path.name
+    program = _compile("delta @SERVER = clipped(update)", extra=CLIPPED).program()
+    defined = {n for n in _functions(program) if n.startswith("aggregate_")}
+    assert defined == {"aggregate_clipped", "aggregate_round"}
