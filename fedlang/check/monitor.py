@@ -216,6 +216,20 @@ def _check_budget_action(item: ast.Alert, alert: dict, checked, earlier: list[di
         diags.error("E978", "a monitor block has one alert that changes the DP mechanism", where,
                     f"keep one of `{earlier[0]['text']} -> {earlier[0]['action']}` and this one")
         return None
+    if p.accountant == "pld":
+        from .accounting import epsilon_function
+        from .budget import MAX_BUDGET_PLD_POINTS
+
+        points, _ = epsilon_function(p.noise_multiplier, p.sampling_rate, p.delta, "pld").points(  # type: ignore[attr-defined]
+            checked.train.rounds)
+        if points > MAX_BUDGET_PLD_POINTS:
+            diags.error("E820", f"`{action}` with `accountant pld`: the privacy loss distribution of the "
+                                f"{checked.train.rounds} rounds has ~{points:,.0f} points, and finding the change "
+                                f"composes it about 15 times; the limit for budget actions is "
+                                f"{MAX_BUDGET_PLD_POINTS:,}", where,
+                        "use `accountant rdp` (it plans budget actions at any number of rounds), fewer rounds, "
+                        "or more noise")
+            return None
     adjust, problem = plan_budget_action(checked, alert)
     if adjust is None:
         diags.error("E979", f"`{action}` cannot keep ε within the target: {problem}", where,

@@ -124,10 +124,9 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     noise = s["noise"]
     try:
         if noise == "auto":
-            if accountant == "pld":
-                check_pld_solvable(target, rounds, q, delta)
+            guess = check_pld_solvable(target, rounds, q, delta) if accountant == "pld" else None
             try:
-                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant)
+                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant, first_guess=guess)
             except ValueError:
                 most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
                 diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "
@@ -162,7 +161,8 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                     "use `accountant rdp`, fewer rounds, or more noise (`noise auto` with an epsilon target)")
         return None
     except (ValueError, ArithmeticError) as exc:  # dp-accounting's own limits, past ours
-        diags.error("E819", f"the {accountant.upper()} accountant cannot compute ε for noise {noise:g}, "
+        noise_text = "auto" if noise == "auto" else f"{noise:g}"
+        diags.error("E819", f"the {accountant.upper()} accountant cannot compute ε for noise {noise_text}, "
                             f"q = {q:.4g}, δ = {delta:g} over {rounds} rounds: {exc}",
                     s.span("noise"),
                     "use a noise multiplier around 0.5 to 10 and a population within a few orders of "

@@ -230,6 +230,10 @@ def test_last_round_within_pld():
         (0.5, 500, 0.01, "rdp"),
         (1.0, 200, 0.01, "pld"),
         (3.0, 50, 1.0, "pld"),
+        # fractional RDP orders decide (the integer-order first guess is 30% too high)
+        (500.0, 3000, 0.2, "rdp"),
+        (10_000.0, 1000, 0.2, "rdp"),  # the search once stepped one grid value at a time here
+        (50.0, 3000, 0.2, "pld"),  # started from a PLD 8 times coarser
     ],
 )
 def test_solve_noise_multiplier_is_the_smallest_3_significant_figure_z(target, rounds, q,
