@@ -11,7 +11,9 @@ trains a small MLP. Then:
    both at rounds 1, 50, 100, 500 and the last, and the ratio RSS(last) / RSS(50).
 
 Run: `python bench/large_population.py [--rounds 1000] [--execution auto|per_client]
-[--population 100000]` (the default, fused, takes ~10 minutes on 2 loaded cores).
+[--population 100000]` (the default, fused, takes ~10 minutes on 2 loaded cores). The worker runs
+with MALLOC_ARENA_MAX=2 (fedlang/lib/tff_worker.py); `MALLOC_ARENA_MAX=16 python bench/…` measures
+it with glibc's default arena count on 2 cores instead.
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def main() -> None:
         compiled = compile_file(spec)
         namespace = {"__name__": "fedlang_program", "__file__": str(folder / "program.py")}
         exec(compile(compiled.program_bytes(), str(folder / "program.py"), "exec"), namespace)  # noqa: S102
-        pool = namespace["use_tff_workers"](1, log_dir=str(folder))  # one local worker, as `fedlang run` starts it
-        worker = pool.workers[0]
+        # one local worker, as `fedlang run` starts it (MALLOC_ARENA_MAX=16 in the environment: glibc's default
+        # on 2 cores, which the worker used before fedlang set 2)
+        worker = pool = namespace["use_local_tff_worker"](log_path=str(folder / "worker.log"))
         samples: dict[int, tuple[float, float, float]] = {}
         marks = {1, 50, 100, 500, args.rounds}
 

@@ -108,7 +108,7 @@ def run_fedlang(clients: int, rounds: int, execution: str) -> list[float]:
     assert compiled.plan.execution[0] == ("fused" if execution == "auto" else "per_client"), compiled.plan.execution
     namespace = {"__name__": "fedlang_program"}
     exec(compile(compiled.program_bytes(), "speed_program.py", "exec"), namespace)  # noqa: S102 - our own program
-    worker = namespace["use_tff_workers"](1)  # one local worker_binary, as `fedlang run` starts it
+    worker = namespace["use_local_tff_worker"]()  # one local worker_binary, as `fedlang run` starts it
     seconds: list[float] = []
     try:
         namespace["train"](rounds, on_round=lambda row: seconds.append(row["seconds"]))

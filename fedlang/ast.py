@@ -210,6 +210,14 @@ class PersonalizeBlock:
 
 
 @dataclass(frozen=True)
+class RuntimeBlock:
+    """Where the rounds run: local TFF workers or running ones on other machines (check/runtime.py)."""
+
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class FedTypeSyntax:
     """`float32[*] @CLIENTS` as written: dtype name, dims (int, "*" = model size, "?"), placement."""
 
@@ -289,7 +297,8 @@ class MonitorBlock:
 
 
 Item = Union[RoundBlock, MonitorBlock, Experiment, Seed, ModelBlock, DataBlock, TrainBlock, EvaluateBlock, PrivacyBlock,
-             AggregationBlock, AttackBlock, AggregateBlock, SimulationBlock, PersonalizeBlock]
+             AggregationBlock, AttackBlock, AggregateBlock, SimulationBlock, PersonalizeBlock,
+             RuntimeBlock]
 
 
 @dataclass(frozen=True)

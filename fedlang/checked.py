@@ -297,6 +297,7 @@ class CheckedSpec:
     monitor: MonitorConfig | None = None  # None without a monitor block
     personalize: "PersonalizeConfig | None" = None  # None without a personalize block
     round: RoundConfig | None = None  # None without a round block
+    runtime: "RuntimeConfig | None" = None  # None without a runtime block (one local worker)
 
     @property
     def step_aggregate(self) -> AggregateConfig | None:
@@ -311,6 +312,21 @@ class CheckedSpec:
     def all_aggregates(self) -> tuple[AggregateConfig, ...]:
         """Every block of steps the program defines: the aggregate blocks, then the round's."""
         return tuple(self.aggregates.values()) + ((self.round.aggregate,) if self.round is not None else ())
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where the rounds run: `workers` local TFF workers, or the running ones at `remote`."""
+
+    workers: int = 1
+    remote: tuple[str, ...] = ()  # "HOST:PORT" of running workers (then workers is 1)
+    timeout: float = 600.0  # seconds a worker may take to answer one call
+    lines: tuple[int, int] | None = None  # the runtime block's lines (None: from the command line)
+
+    @property
+    def pooled(self) -> bool:
+        """More than one local worker, or remote ones: the program needs the worker pool."""
+        return self.workers > 1 or bool(self.remote)
 
 
 @dataclass(frozen=True)

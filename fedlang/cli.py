@@ -151,20 +151,23 @@ def emit(spec: str, output: str | None) -> None:
               help="Rounds between checkpoints (default: the monitor block's, else 10).")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue the run in this directory from its newest intact checkpoint (no SPEC).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Local TFF worker processes that share each round's clients.")
+@click.option("--workers", type=click.IntRange(min=1, max=64),
+              help="Local TFF worker processes that share each round's clients (replaces the runtime block's).")
 @click.option("--worker", "worker_addresses", multiple=True, metavar="HOST:PORT",
-              help="Run on the TFF worker at HOST:PORT (started there with `fedlang worker --port PORT`); repeat.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
-              help="Seconds a worker may take to answer one call before the run fails naming it.")
+              help="Run on the TFF worker at HOST:PORT (started there with `fedlang worker --port PORT`); repeat. "
+                   "Replaces the runtime block's workers.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1, max=86_400),
+              help="Seconds a worker may take to answer one call before the run fails naming it (default: the "
+                   "runtime block's timeout, else 600).")
 def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
-        seeds: int | None, checkpoint_every: int | None, resume_dir: str | None, workers: int,
-        worker_addresses: tuple[str, ...], worker_timeout: float) -> None:
+        seeds: int | None, checkpoint_every: int | None, resume_dir: str | None, workers: int | None,
+        worker_addresses: tuple[str, ...], worker_timeout: float | None) -> None:
     """Run SPEC on TFF's runtime: per-round table, metrics files, checkpoints, final model.
 
     With --set or --seeds, run a sweep: every cell checked first, then run one by one.
     With --resume RUN_DIR, continue a run from its newest intact checkpoint.
-    With --workers N or --worker HOST:PORT…, spread each round's clients over several TFF workers."""
+    With --workers N or --worker HOST:PORT…, spread each round's clients over several TFF workers
+    (instead of where the spec's runtime block says)."""
     from .runtime.worker_service import check_worker_options
 
     check_worker_options(workers, worker_addresses, sweep=bool(sets or seeds))
@@ -187,6 +190,11 @@ def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, 
         sys.exit(run_sweep(spec, sets, seeds or 1, rounds=rounds, out_dir=out_dir))
     else:
         compiled = _compile_or_exit(spec)
+        from .runtime.worker_service import with_worker_options
+
+        # The program that runs is the one emitted for these workers; only a resumed run passes them on.
+        compiled = with_worker_options(compiled, workers, worker_addresses, worker_timeout)
+        workers, worker_addresses, worker_timeout = None, (), None
     from .runtime.runner import run_compiled  # imports TensorFlow lazily, after the spec is known good
 
     sys.exit(run_compiled(compiled, rounds=rounds, out_dir=resume_dir or out_dir, quiet=quiet,

@@ -18,7 +18,8 @@ REQUIRED = _Required()
 class Param:
     """One option of a form or one setting of a block, with its type and valid range.
 
-    type: int | float | bool | str | name | shape | names | size (int or [int, int]) |
+    type: int | float | bool | str | name | shape | names | addresses ("HOST:PORT" strings) |
+          size (int or [int, int]) |
           scale (minmax, standard or a positive number) | form (one of `forms`)
     """
 

@@ -13,7 +13,7 @@ from .constructs.operators import OPERATORS, STEP_NAMES, aggregate_call
 from .constructs.partitions import PARTITION_BY_NAME, client_tests, holdout
 from .constructs.sources import SOURCE_BY_NAME
 from .constructs.training import AGGREGATOR_BY_NAME, OPTIMIZER_BY_SIDE
-from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, TrainConfig
+from .checked import CheckedSpec, DataConfig, ModelConfig, MonitorConfig, RuntimeConfig, TrainConfig
 from .diagnostics import Source
 from .execution import FUSED_GROUPS, execution_path
 from .plan import AggregateCode, AggregateStep, DataSteps, Plan, PyCall, PyOp, PyRef, Section
@@ -79,6 +79,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         skips_nonfinite=train.on_nonfinite == "skip",
         personal=_personal(checked),
         execution=execution,
+        runtime=_runtime(checked),
     )
 
 
@@ -111,6 +112,11 @@ def _model_layers(model: ModelConfig) -> tuple[PyCall, ...]:
 def _monitor(checked: CheckedSpec) -> MonitorConfig:
     """The monitor block's checkpoint interval and alerts (the defaults without one)."""
     return checked.monitor if checked.monitor is not None else MonitorConfig()
+
+
+def _runtime(checked: CheckedSpec) -> RuntimeConfig:
+    """Where the rounds run: the runtime block (or `fedlang run --workers/--worker`), else one local worker."""
+    return checked.runtime if checked.runtime is not None else RuntimeConfig()
 
 
 def _simulation(checked: CheckedSpec) -> dict | None:
@@ -325,7 +331,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     fedper = checked.model.has_local_layers and checked.simulation is None
     modules["faults.py"] = ([] if source.streamed else ["check_client_data"]) + (
         [] if fedper else ["guard_round"])
-    modules["tff_worker.py"] = ["use_tff_workers"]
+    modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"]
     alerts = checked.monitor is not None and bool(checked.monitor.alerts)
     modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
                              "RunDirectory"] + (
@@ -566,7 +572,7 @@ def _sections(checked: CheckedSpec, source: Source) -> dict[str, Section]:
 
     out = {"model": section(checked.model.lines), "data": section(checked.data.lines),
            "train": section(checked.train.lines)}
-    for name in ("evaluate", "privacy", "aggregation", "attack"):
+    for name in ("evaluate", "privacy", "aggregation", "attack", "runtime"):
         config = getattr(checked, name)
         if config is not None and config.lines:
             out[name] = section(config.lines)

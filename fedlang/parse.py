@@ -358,6 +358,9 @@ class ToAst(Transformer):
     def personalize(self, meta, children):
         return ast.PersonalizeBlock(tuple(children), _span(meta))
 
+    def runtime(self, meta, children):
+        return ast.RuntimeBlock(tuple(children), _span(meta))
+
     def aggregate(self, meta, children):
         name, *rest = children
         params = tuple(c for c in rest if isinstance(c, ast.FedParam))

@@ -6,13 +6,14 @@ Nothing here imports TensorFlow; `fedlang.runtime` is the only place that does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import ast
 from .check import check
-from .checked import CheckedSpec
+from .checked import CheckedSpec, RuntimeConfig
 from .diagnostics import Source
 from .emit import emit, emit_bytes
 from .lower import lower
@@ -34,6 +35,11 @@ class Compiled:
     def program_bytes(self) -> bytes:
         """The emitted program as written to disk and executed by `fedlang run` (UTF-8, checked)."""
         return emit_bytes(self.plan)
+
+    def with_runtime(self, runtime: RuntimeConfig) -> "Compiled":
+        """The same experiment on other workers (`fedlang run --workers/--worker` replace a runtime block)."""
+        checked = dataclasses.replace(self.checked, runtime=runtime)
+        return dataclasses.replace(self, checked=checked, plan=lower(checked, self.source))
 
 
 def compile_source(source: Source, base_dir: Path | None = None) -> Compiled:

@@ -167,6 +167,7 @@ class Plan:
     personal: dict | None = None  # per-client test sets: federated evaluation, fine-tuning (fedlang/lib/personal.py)
     execution: tuple[str, str] = ("per_client", "")  # the simulation path and why (fedlang/execution.py)
     sparsify: float | None = None  # compress topk(fraction): share of each update tensor's entries sent
+    runtime: Any = None  # the RuntimeConfig: one local worker, several, or remote ones (pooled: the pool is copied)
 
 
 @dataclass(frozen=True)

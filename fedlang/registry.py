@@ -275,6 +275,19 @@ SIMULATION_SETTINGS = (
           doc="clients with fewer examples run proportionally fewer local epochs (at least one)"),
 )
 
+# ---------------------------------------------------------------- where the rounds run
+# (fedlang/check/runtime.py; fedlang/lib/tff_worker.py starts or connects the workers)
+
+RUNTIME_SETTINGS = (
+    Param("workers", "int", default=1, low=1, high=64,
+          doc="local TFF worker_binary processes that share each round's clients"),
+    Param("remote", "addresses", default=(),
+          doc='running TFF workers on other machines, "HOST:PORT" each (started there with `fedlang worker '
+              '--port PORT`); they share each round\'s clients'),
+    Param("timeout", "float", default=600.0, low=1, high=86_400,
+          doc="seconds a worker may take to answer one call before the run fails naming it"),
+)
+
 HEADER_SEED = Param("seed", "int", low=0, high=2**31 - 1, doc="seeds data, partition, sampling and weights")
 
 
@@ -342,6 +355,9 @@ BLOCK_DEFS: tuple[BlockDef, ...] = (
              example="personalize {\n  epochs 5\n  optimizer sgd(learning_rate = 0.001)\n}", lowering="_personal"),
     BlockDef("monitor", _ast.MonitorBlock, "monitor:check_monitor", _checked.MonitorConfig, "The monitor block",
              lowering="_monitor"),
+    BlockDef("runtime", _ast.RuntimeBlock, "runtime:check_runtime", _checked.RuntimeConfig,
+             "The runtime block: where the rounds run", RUNTIME_SETTINGS,
+             example='runtime {\n  remote ["10.0.0.5:8000", "10.0.0.6:8000"]\n}', lowering="_runtime"),
 )
 BLOCK_BY_KEYWORD: dict[str, BlockDef] = {b.keyword: b for b in BLOCK_DEFS}
 BLOCK_KEYWORDS = tuple(BLOCK_BY_KEYWORD)  # every top-level keyword, lines and blocks

@@ -22,6 +22,7 @@ from .model import check_model
 from .monitor import check_monitor
 from .local_layers import check_local_layers
 from .personalize import check_client_evaluation, check_personalize
+from .runtime import check_runtime
 from .structure import blocks_by_kind
 from .train import check_evaluate, check_train
 from .values import INVALID, resolve
@@ -55,6 +56,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                    if "aggregation" in blocks else None)
     attack = check_attack(blocks["attack"], diags) if "attack" in blocks else None
     personalize = check_personalize(blocks["personalize"], diags) if "personalize" in blocks else None
+    runtime = check_runtime(blocks["runtime"], diags) if "runtime" in blocks else None
     privacy = simulation = None
 
     if model and data and train:
@@ -106,7 +108,7 @@ def check(spec: ast.Spec, source: Source, base_dir: Path | None = None) -> Check
                       f"use it with `aggregation {{ aggregator {unused} }}`")
     checked = CheckedSpec(source.name, name, seed, model, data, train, evaluate, tuple(diags.warnings),
                           privacy=privacy, aggregation=aggregation, aggregates=aggregates, attack=attack,
-                          simulation=simulation, personalize=personalize, round=round_config)
+                          simulation=simulation, personalize=personalize, round=round_config, runtime=runtime)
     if train.execution == "fused":
         _check_fused(checked, blocks["train"], diags)
         diags.raise_if_errors(source)

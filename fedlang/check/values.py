@@ -48,6 +48,7 @@ _TYPE_WORDS = {
     "shape": "a list of positive integers, e.g. [8, 8, 1]",
     "names": "a list of names, e.g. [accuracy]",
     "size": "an integer or a pair [h, w]",
+    "addresses": 'a list of "HOST:PORT" strings, e.g. ["10.0.0.5:8000"]',
     "scale": "minmax, standard or a positive number",
     "noise": "a noise multiplier (a number >= 0) or auto",
     "clip": "a positive clip norm, or adaptive(…)",
@@ -148,6 +149,12 @@ def resolve(param: Param, value: ast.Value, diags: Diagnostics, owner: str,
         if isinstance(value, ast.ListValue) and all(isinstance(i, ast.Name) for i in value.items):
             return tuple(i.text for i in value.items)
         return _type_error(param, value, diags, owner, None, context)
+    if kind == "addresses":  # "HOST:PORT" strings (check/runtime.py checks their form)
+        items = value.items if isinstance(value, ast.ListValue) else (value,)
+        if all(isinstance(i, ast.String) for i in items):
+            return tuple(i.value for i in items)
+        hint = 'quote each address: ["10.0.0.5:8000", "10.0.0.6:8000"]'
+        return _type_error(param, value, diags, owner, hint, context)
     if kind == "size":
         if isinstance(value, ast.Number) and isinstance(value.value, int):
             if not 1 <= value.value <= MAX_DIMENSION:

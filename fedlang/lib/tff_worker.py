@@ -1,8 +1,9 @@
-"""Run TFF computations on a local worker_binary whose lifetime this program owns.
+"""Run TFF computations on worker_binary processes whose lifetime this program owns.
 
-TFF's default context starts `worker_binary` itself and leaves it running (and
-holding our stdout) after Python exits. Here we start it ourselves: it dies
-with this process, even on SIGKILL, and its output goes to a log file.
+TFF's default context starts `worker_binary` itself and leaves it running (and holding our stdout)
+after Python exits. Here we start it ourselves: it dies with this process, even on SIGKILL, and its
+output goes to a log file. `use_local_tff_worker` runs on one such worker; `use_tff_workers` spreads
+each round over several, local or on other machines (a spec's `runtime` block).
 """
 import atexit
 import ctypes
@@ -24,25 +25,52 @@ class WorkerExitedError(RuntimeError):
 
 
 class LocalWorker:
-    """Handle on a local TFF worker process; `close()` stops it (idempotent)."""
+    """TFF's worker_binary on a free local port, tied to this process; `close()` stops it (idempotent).
 
-    calls = 0  # gRPC calls made to this worker through a NamedWorkerStub
+    It dies with us even on SIGKILL (PR_SET_PDEATHSIG), in its own session (a terminal's Ctrl-C
+    reaches us, and we stop it), its output in `log_path` (never our stdout: safe to pipe).
+    """
 
-    def __init__(self, process: subprocess.Popen, channel: grpc.Channel, port: int, log_path: str | None = None):
-        self.process, self.channel, self.port, self.log_path = process, channel, port, log_path
+    def __init__(self, log_path: str | None = None, start_timeout: float = 60.0):
+        binary = os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
+        with socket.socket() as s:  # ask the OS for a free port
+            s.bind(("localhost", 0))
+            self.port = s.getsockname()[1]
+        self.address, self.log_path = f"localhost:{self.port}", log_path
+        libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        def die_with_parent():  # runs in the child between fork and exec
+            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent already died before prctl
+                os._exit(1)
 
-    @property
-    def address(self) -> str:
-        return f"localhost:{self.port}"
-
-    def kill(self) -> None:
-        """Stop the worker at once (a signal handler's way to make a running computation fail)."""
-        if self.process.poll() is None:
-            self.process.kill()
+        # Two malloc arenas: with glibc's default (8 per core) the worker's RSS grows with every call.
+        env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+        log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen([binary, f"--port={self.port}"], stdin=subprocess.DEVNULL, stdout=log, env=env,
+                                        stderr=subprocess.STDOUT, preexec_fn=die_with_parent, start_new_session=True)
+        if log_path:
+            log.close()
+        self.pid, self.channel = self.process.pid, grpc.insecure_channel(self.address)
+        atexit.register(self.close)
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # exit through atexit
+        deadline = time.monotonic() + start_timeout
+        while True:  # wait until the worker listens
+            try:
+                socket.create_connection(("localhost", self.port), timeout=1).close()
+                return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                state = "not listening" if self.process.poll() is None else f"exited ({self.process.returncode})"
+                self.close()
+                tail = "(no log_path)"
+                if log_path:
+                    with open(log_path, errors="replace") as f:
+                        tail = f.read()[-2000:]
+                raise RuntimeError(f"TFF worker_binary {state} on port {self.port}; log tail:\n{tail}")
+            time.sleep(0.05)
 
     def check_alive(self) -> None:
         """Raise WorkerExitedError if the worker process has ended."""
@@ -51,6 +79,11 @@ class LocalWorker:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
             log = f"; its log is {self.log_path}" if self.log_path else ""
             raise WorkerExitedError(f"the TFF worker_binary (pid {self.pid}) {how} (it served {self.address}){log}")
+
+    def kill(self) -> None:
+        """Stop the worker at once (a signal handler's way to make a running computation fail)."""
+        if self.process.poll() is None:
+            self.process.kill()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the channel, then terminate the worker (kill it if it lingers)."""
@@ -63,25 +96,18 @@ class LocalWorker:
                 self.process.kill()
                 self.process.wait(timeout)
 
-    def __enter__(self) -> "LocalWorker":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-class WorkerUnreachableError(RuntimeError):
-    """A worker could not be reached, stopped answering, or failed a call; the message names it."""
-
-
 class FailFastStub:
-    """A TFF executor stub that raises WorkerExitedError once the worker has ended.
+    """A worker's TFF executor stub that raises WorkerExitedError once the worker has ended (TFF
+    retries a computation forever while its worker is unavailable: a crash would hang the run)."""
 
-    TFF retries a computation forever while its worker is unavailable, so
-    without this a worker that crashed (or was stopped) hangs the program.
-    """
-
-    def __init__(self, stub, worker: LocalWorker):
+    def __init__(self, stub, worker):
         self._stub, self._worker = stub, worker
 
     def __getattr__(self, name):
@@ -95,62 +121,13 @@ class FailFastStub:
         return checked
 
 
-class HideUnusedOpErrors(logging.Filter):
-    """Drops TF's "Object was never used" reports about the assert ops of TFF's simulated secure
-    sum: dozens of ERROR lines per run about TFF internals, nothing a user can act on."""
+def worker_context(stub, secure_aggregation: bool = False, context=None):
+    """TFF's execution context (SyncExecutionContext unless `context`) on one worker's executor stub,
+    compiled with TFF's native lowering. With `secure_aggregation`, secure sums are replaced by their
+    plain bodies, as in TFF's test context: simulated, not cryptographically secure."""
+    if secure_aggregation:  # TF reports the simulated secure sum's unused assert ops as errors
+        logging.getLogger("tensorflow").addFilter(lambda record: "Object was never used" not in record.getMessage())
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Object was never used" not in record.getMessage()
-
-
-def start_local_worker(log_path: str | None = None, start_timeout: float = 60.0) -> LocalWorker:
-    """Start worker_binary on a free local port, tied to this process; return once it listens."""
-    binary = os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
-    with socket.socket() as s:  # ask the OS for a free port
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()
-
-    def die_with_parent():  # runs in the child between fork and exec
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent already died before prctl
-            os._exit(1)
-
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [binary, f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log,
-        stderr=subprocess.STDOUT if log_path else log, preexec_fn=die_with_parent,
-        start_new_session=True)  # a terminal's Ctrl-C reaches us, and we stop the worker
-    if log_path:
-        log.close()
-    channel = grpc.insecure_channel(f"localhost:{port}")
-    worker = LocalWorker(process, channel, port, log_path)
-    atexit.register(worker.close)
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
-        # Exit through atexit on SIGTERM so the worker is stopped and reaped.
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    deadline = time.monotonic() + start_timeout
-    while True:  # wait until the worker listens
-        try:
-            socket.create_connection(("localhost", port), timeout=1).close()
-            break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            state = "not listening" if process.poll() is None else f"exited ({process.returncode})"
-            worker.close()
-            tail = "(no log_path)"
-            if log_path:
-                with open(log_path, errors="replace") as f:
-                    tail = f.read()[-2000:]
-            raise RuntimeError(f"TFF worker_binary {state} on port {port}; log tail:\n{tail}")
-        time.sleep(0.05)
-    return worker
-
-
-def worker_executor_factory(stub):
-    """TFF's executor factory for one worker: a RemoteExecutor on `stub`, clients cardinality set."""
     def stack_fn(cardinalities):
         if cardinalities.get(tff.CLIENTS) is None:
             cardinalities[tff.CLIENTS] = 0  # as TFF's default context does
@@ -158,40 +135,27 @@ def worker_executor_factory(stub):
         executor.set_cardinalities(cardinalities)
         return executor
 
-    return tff.framework.ResourceManagingExecutorFactory(stack_fn)
-
-
-def worker_compiler(secure_aggregation: bool):
-    """The compiler of one worker's context: TFF's native lowering (secure sums replaced by plain
-    ones with `secure_aggregation`, as TFF's test context does)."""
-    if secure_aggregation:
-        logging.getLogger("tensorflow").addFilter(HideUnusedOpErrors())
-
     def compile_fn(comp):
         if secure_aggregation:
             comp = tff.backends.test.replace_secure_intrinsics_with_bodies(comp)
         return tff.backends.native.desugar_and_transform_to_native(comp)
 
-    return compile_fn
+    return (context or tff.framework.SyncExecutionContext)(
+        executor_fn=tff.framework.ResourceManagingExecutorFactory(stack_fn), compiler_fn=compile_fn,
+        transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result)
 
 
-def use_local_tff_worker(
-    log_path: str | None = None, secure_aggregation: bool = False, start_timeout: float = 60.0
-) -> LocalWorker:
-    """Start worker_binary, make it TFF's default context, and return its handle.
-
-    With `secure_aggregation=True`, secure intrinsics (secure_sum, ...) are
-    replaced by their plain bodies, as in TFF's test context: secure
-    aggregation is simulated, not cryptographically secure.
-    """
-    worker = start_local_worker(log_path, start_timeout)
+def use_local_tff_worker(log_path: str | None = None, secure_aggregation: bool = False,
+                         start_timeout: float = 60.0) -> LocalWorker:
+    """Start worker_binary, make it TFF's default context, and return its handle."""
+    worker = LocalWorker(log_path, start_timeout)
     stub = FailFastStub(tff.framework.RemoteExecutorGrpcStub(worker.channel), worker)
-    tff.framework.set_default_context(tff.framework.SyncExecutionContext(
-        executor_fn=worker_executor_factory(stub),
-        compiler_fn=worker_compiler(secure_aggregation),
-        transform_args=tff.tensorflow.transform_args,
-        transform_result=tff.tensorflow.transform_result))
+    tff.framework.set_default_context(worker_context(stub, secure_aggregation))
     return worker
+
+
+class WorkerUnreachableError(RuntimeError):
+    """A worker could not be reached, stopped answering, or failed a call; the message names it."""
 
 
 class RemoteWorker:
@@ -252,7 +216,7 @@ class NamedWorkerStub(FailFastStub):
 
         def checked(*args, **kwargs):
             self._worker.check_alive()
-            self._worker.calls += 1
+            self._worker.calls = getattr(self._worker, "calls", 0) + 1  # how many calls it took part in
             try:
                 return attribute(*args, **kwargs)
             except grpc.RpcError as exc:
@@ -335,11 +299,10 @@ def use_tff_workers(workers: int = 1, addresses=(), log_dir: str | None = None, 
         else:
             for i in range(workers):
                 name = "worker.log" if workers == 1 else f"worker-{i + 1}.log"
-                pool.workers.append(start_local_worker(os.path.join(log_dir, name) if log_dir else None))
+                pool.workers.append(LocalWorker(os.path.join(log_dir, name) if log_dir else None))
     except BaseException:
         pool.close()
         raise
-    compiler = worker_compiler(secure_aggregation)
     stubs = []
     for worker in pool.workers:
         if len(pool.workers) == 1 and worker.pid is not None:
@@ -348,14 +311,9 @@ def use_tff_workers(workers: int = 1, addresses=(), log_dir: str | None = None, 
             channel = grpc.intercept_channel(worker.channel, CallDeadline(timeout))
             stubs.append(NamedWorkerStub(tff.framework.RemoteExecutorGrpcStub(channel), worker, timeout))
     if len(stubs) == 1:
-        tff.framework.set_default_context(tff.framework.SyncExecutionContext(
-            executor_fn=worker_executor_factory(stubs[0]), compiler_fn=compiler,
-            transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result))
+        tff.framework.set_default_context(worker_context(stubs[0], secure_aggregation))
         return pool
-    contexts = [tff.framework.AsyncExecutionContext(
-        executor_fn=worker_executor_factory(stub), compiler_fn=compiler,
-        transform_args=tff.tensorflow.transform_args, transform_result=tff.tensorflow.transform_result)
-        for stub in stubs]
+    contexts = [worker_context(stub, secure_aggregation, tff.framework.AsyncExecutionContext) for stub in stubs]
 
     def split_at_the_aggregation(comp):
         if not secure_aggregation:
@@ -377,19 +335,15 @@ def use_tff_workers(workers: int = 1, addresses=(), log_dir: str | None = None, 
 REQUIRES: dict[str, tuple[str, ...]] = {
     "WorkerExitedError": (),
     "LocalWorker": ("WorkerExitedError",),
+    "FailFastStub": (),
+    "worker_context": (),
+    "use_local_tff_worker": ("FailFastStub", "LocalWorker", "worker_context"),
     "WorkerUnreachableError": (),
-    "FailFastStub": ("LocalWorker",),
-    "HideUnusedOpErrors": (),
-    "start_local_worker": ("LocalWorker",),
-    "worker_executor_factory": (),
-    "worker_compiler": ("HideUnusedOpErrors",),
-    "use_local_tff_worker": ("FailFastStub", "LocalWorker", "start_local_worker", "worker_compiler",
-                             "worker_executor_factory"),
     "RemoteWorker": (),
     "CallDeadline": (),
     "NamedWorkerStub": ("FailFastStub", "WorkerUnreachableError"),
     "connect_worker": ("RemoteWorker", "WorkerUnreachableError"),
     "WorkerPool": (),
-    "use_tff_workers": ("CallDeadline", "FailFastStub", "NamedWorkerStub", "WorkerPool", "connect_worker",
-                        "start_local_worker", "worker_compiler", "worker_executor_factory"),
+    "use_tff_workers": ("CallDeadline", "FailFastStub", "LocalWorker", "NamedWorkerStub", "WorkerPool",
+                        "connect_worker", "worker_context"),
 }

@@ -133,11 +133,12 @@ def _width(column: str) -> int:
 
 def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | Path | None = None,
                  quiet: bool = False, resume: bool = False, checkpoint_every: int | None = None,
-                 workers: int = 1, worker_addresses: tuple[str, ...] = (), worker_timeout: float = 600.0) -> int:
+                 workers: int | None = None, worker_addresses: tuple[str, ...] = (),
+                 worker_timeout: float | None = None) -> int:
     """Run a compiled spec; returns the process exit code. Never leaves a TFF worker behind.
 
-    `workers` local worker_binary processes (or the running ones at `worker_addresses`) share
-    each round's clients (fedlang/lib/tff_worker.py: use_tff_workers).
+    The program runs where its plan's runtime says (fedlang/lib/tff_worker.py); `workers` local
+    worker_binary processes or the running ones at `worker_addresses` replace that for a resumed run.
 
     With `resume`, `out_dir` is an earlier run's directory: its program.py continues from the
     newest intact checkpoint (see fedlang/runtime/monitoring.py) with the rounds it was started with.
@@ -192,7 +193,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                           "secure sum with a plain sum of the clipped values (same numbers, no cryptography)")
         worker = stop.worker = _start_workers(namespace, out, plan.secure_aggregation, workers, worker_addresses,
                                               worker_timeout)
-        if worker_addresses or workers > 1:
+        if hasattr(worker, "addresses"):  # a pool: several workers, or remote ones
             console.print(describe_workers(worker))
         evaluates = namespace["EVAL_EVERY"] > 0 and plan.data_steps.evaluates  # central: every EVAL_EVERY rounds
         with RoundTable(console, rounds, quiet) as table:
@@ -250,7 +251,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
         alerts.close()
         tensorboard.close()
         _write_summary(out, compiled, namespace, rounds, recorder.rows, status, time.time() - started, reason,
-                       workers=getattr(worker, "addresses", None))
+                       workers=getattr(worker, "addresses", None) or (worker and [worker.address]))
         add_monitoring_summary(out, alerts)
         _build_report(out, err)
         if recorder.rows:
@@ -272,14 +273,18 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     return code
 
 
-def _start_workers(namespace: dict[str, Any], out: Path, secure_aggregation: bool, workers: int,
-                   addresses: tuple[str, ...], timeout: float):
-    """The program's workers (use_tff_workers); a resumed program.py from before it has one worker."""
+def _start_workers(namespace: dict[str, Any], out: Path, secure_aggregation: bool, workers: int | None,
+                   addresses: tuple[str, ...], timeout: float | None):
+    """The program's workers: the pool its runtime asks for (WORKERS or WORKER_ADDRESSES, replaced by
+    `workers`/`addresses` when given: a resumed run), else one local worker."""
     if "use_tff_workers" in namespace:
-        return namespace["use_tff_workers"](workers, addresses, log_dir=str(out),
-                                            secure_aggregation=secure_aggregation, timeout=timeout)
-    if workers != 1 or addresses:
-        raise RuntimeError("this run's program.py predates --workers/--worker: resume it without them")
+        local, remote = ((workers or 1, addresses) if workers or addresses else
+                         (namespace.get("WORKERS", 1), namespace.get("WORKER_ADDRESSES", ())))
+        return namespace["use_tff_workers"](local, remote, log_dir=str(out), secure_aggregation=secure_aggregation,
+                                            timeout=timeout or namespace.get("WORKER_TIMEOUT", 600.0))
+    if (workers or 1) != 1 or addresses:
+        raise RuntimeError("this run's program.py runs on one local TFF worker (its spec has no runtime block): "
+                           "resume it without --workers/--worker")
     return namespace["use_local_tff_worker"](log_path=str(out / "worker.log"), secure_aggregation=secure_aggregation)
 
 

@@ -85,7 +85,8 @@ def serve(port: int, log_path: Path, echo=None, start_timeout: float = 60.0) -> 
             os._exit(1)
 
     with log:
-        process = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log,
+        env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}  # flat memory (tff_worker.py)
+        process = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log, env=env,
                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent, start_new_session=True)
     stopping = []
 
@@ -129,15 +130,32 @@ def serve(port: int, log_path: Path, echo=None, start_timeout: float = 60.0) -> 
 
 
 
-def check_worker_options(workers: int, addresses: tuple[str, ...], sweep: bool) -> None:
+def with_worker_options(compiled, workers: int | None, addresses: tuple[str, ...], timeout: float | None):
+    """The compiled spec `fedlang run` executes: --workers N / --worker HOST:PORT… replace the runtime block's
+    workers (and --worker-timeout its timeout), and the program is lowered again for them."""
+    if not (workers or addresses or timeout):
+        return compiled
+    from ..checked import RuntimeConfig
+
+    given = compiled.checked.runtime or RuntimeConfig()
+    replaced = bool(workers or addresses)
+    return compiled.with_runtime(RuntimeConfig(workers=(workers or 1) if replaced else given.workers,
+                                               remote=tuple(addresses) if replaced else given.remote,
+                                               timeout=timeout or given.timeout))
+
+
+def check_worker_options(workers: int | None, addresses: tuple[str, ...], sweep: bool) -> None:
     """`fedlang run`'s --workers/--worker: one or the other, addresses HOST:PORT, not in sweeps."""
     import click
 
-    if addresses and workers != 1:
+    from ..check.runtime import address_problem
+
+    if addresses and workers is not None:
         raise click.UsageError("--workers N starts local workers, --worker HOST:PORT uses running ones: not both")
-    if sweep and (addresses or workers != 1):
-        raise click.UsageError("--workers and --worker apply to one run, not to a sweep (--set/--seeds)")
+    if sweep and (addresses or workers is not None):
+        raise click.UsageError("--workers and --worker apply to one run, not to a sweep (--set/--seeds); "
+                               "a runtime block in the spec applies to every run of a sweep")
     for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise click.UsageError(f"--worker takes HOST:PORT (e.g. 10.0.0.5:8000), not {address!r}")
+        problem = address_problem(address)
+        if problem is not None:
+            raise click.UsageError(f"--worker takes HOST:PORT (e.g. 10.0.0.5:8000), not {address!r}: {problem}")

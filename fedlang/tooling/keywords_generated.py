@@ -20,6 +20,7 @@ KEYWORD_LISTS = {
         "privacy",
         "return",
         "round",
+        "runtime",
         "seed",
         "simulation",
         "train"
@@ -72,6 +73,7 @@ KEYWORD_LISTS = {
         "over_select",
         "partition",
         "population",
+        "remote",
         "rounds",
         "scale",
         "secure",
@@ -83,7 +85,9 @@ KEYWORD_LISTS = {
         "straggler_fraction",
         "stragglers",
         "test",
-        "weighting"
+        "timeout",
+        "weighting",
+        "workers"
     ],
     "builtins": [
         "accuracy",

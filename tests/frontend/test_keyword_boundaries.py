@@ -35,6 +35,7 @@ aggregation { x 1 }
 attack { x 1 }
 simulation { x 1 }
 personalize { x 1 }
+runtime { x 1 }
 monitor {
   checkpoint every 5
   alert loss not improving by 0.1 for 3 rounds -> stop

@@ -1,20 +1,29 @@
-"""`fedlang run --workers N / --worker HOST:PORT` and `fedlang worker --port P`, without TensorFlow:
-bad combinations are usage errors (exit 2) before anything starts, the emitted program carries
-the same options, and `fedlang worker` refuses a port in use."""
+"""Where the rounds run, without TensorFlow: the runtime block, `fedlang run --workers N / --worker
+HOST:PORT` (usage errors, exit 2, before anything starts) and `fedlang worker --port P`. The emitted
+program copies only the launcher its runtime needs: one local worker by default, the worker pool
+(several local workers, or remote ones) only when asked for; `fedlang run --workers N` executes the
+program emitted for the spec with that runtime."""
 
+import ast
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from fedlang.checked import RuntimeConfig
 from fedlang.cli import main
-from fedlang.pipeline import compile_file
+from fedlang.diagnostics import Source
+from fedlang.pipeline import compile_file, compile_source
+from fedlang.runtime.worker_service import with_worker_options
 
 from ..conftest import REPO
 
 QUICKSTART = "examples/quickstart.fed"
+POOL_ONLY = {"use_tff_workers", "WorkerPool", "connect_worker", "RemoteWorker", "NamedWorkerStub", "CallDeadline",
+             "WorkerUnreachableError"}
 
 
 @pytest.fixture
@@ -37,11 +46,59 @@ def test_bad_worker_options_are_usage_errors(cli, args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_emitted_program_takes_the_worker_options(in_repo):
+def _defined(program: str) -> set[str]:
+    tree = ast.parse(program)
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def _with_runtime(block: str) -> str:
+    text = (REPO / QUICKSTART).read_text() + "\n" + block + "\n"
+    return compile_source(Source(QUICKSTART, text), base_dir=REPO / "examples").program()
+
+
+def test_one_local_worker_copies_only_the_launcher(in_repo):
     program = compile_file(QUICKSTART).program()
+    defined = _defined(program)
+    assert {"LocalWorker", "use_local_tff_worker", "FailFastStub", "WorkerExitedError"} <= defined
+    assert not defined & POOL_ONLY and "MergeableCompExecutionContext" not in program
+    assert "with use_local_tff_worker():" in program
+    assert '"--workers"' not in program and '"--worker"' not in program and "WORKERS" not in program
+    # the launcher that stays is small: the worker code of the quickstart program
+    start = min(program.index(f"class {name}") for name in ("WorkerExitedError", "LocalWorker"))
+    end = program.index("\n\n\n", program.index("def use_local_tff_worker("))
+    assert program[start:end].count("\n") < 150
+
+
+def test_a_runtime_block_with_local_workers_copies_the_pool(in_repo):
+    program = _with_runtime("runtime {\n  workers 3\n}")
+    assert POOL_ONLY <= _defined(program) and "tff.framework.MergeableCompExecutionContext(" in program
+    assert "# examples/quickstart.fed:32:   workers 3\n# examples/quickstart.fed:33: }\nWORKERS = 3  #" in program
+    assert "WORKERS = 3  #" in program and "WORKER_ADDRESSES = []  #" in program and "WORKER_TIMEOUT = 600.0  #" in program
     assert 'parser.add_argument("--workers"' in program and 'parser.add_argument("--worker"' in program
-    assert "with use_tff_workers(args.workers, args.worker, timeout=args.worker_timeout):" in program
-    assert "def use_tff_workers(" in program and "tff.framework.MergeableCompExecutionContext(" in program
+    assert "with use_tff_workers(workers, addresses, timeout=args.worker_timeout):" in program
+
+
+def test_a_runtime_block_with_remote_workers(in_repo):
+    program = _with_runtime('runtime {\n  remote ["10.0.0.5:8000", "host-b:8001"]\n  timeout 30\n}')
+    assert "WORKERS = 1  #" in program and "WORKER_ADDRESSES = ['10.0.0.5:8000', 'host-b:8001']  #" in program
+    assert "WORKER_TIMEOUT = 30.0  #" in program and POOL_ONLY <= _defined(program)
+
+
+def test_run_with_workers_executes_the_program_emitted_for_that_runtime(in_repo):
+    """`fedlang run --workers 2` runs what `fedlang emit` writes for the spec with `runtime { workers 2 }`
+    (the same program, less the quoted block lines); the flags replace a runtime block's workers."""
+    compiled = compile_file(QUICKSTART)
+    assert with_worker_options(compiled, None, (), None) is compiled
+    overridden = with_worker_options(compiled, 2, (), None)
+    assert overridden.plan.runtime == RuntimeConfig(workers=2)
+    by_block = _with_runtime("runtime {\n  workers 2\n}")
+    block_lines = ("# examples/quickstart.fed:31: ", "# examples/quickstart.fed:32: ", "# examples/quickstart.fed:33: ")
+    strip = lambda p: [l for l in p.splitlines() if not l.startswith(block_lines)]
+    assert strip(overridden.program()) == strip(by_block)
+    remote = with_worker_options(overridden, None, ("127.0.0.1:9000",), 5.0).plan.runtime
+    assert remote == RuntimeConfig(workers=1, remote=("127.0.0.1:9000",), timeout=5.0)
+    timeout_only = with_worker_options(overridden, None, (), 7.0).plan.runtime
+    assert (timeout_only.workers, timeout_only.timeout) == (2, 7.0)
 
 
 def test_fedlang_worker_refuses_a_port_in_use(tmp_path):

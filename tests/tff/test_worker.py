@@ -17,7 +17,7 @@ pytestmark = pytest.mark.tff
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     import numpy as np
     import tensorflow_federated as tff
     from fedlang.lib.tff_worker import WorkerExitedError, use_local_tff_worker
@@ -41,6 +41,15 @@ SCRIPT = textwrap.dedent("""
         raise ValueError("boom")
     if mode == "sleep":
         time.sleep(120)
+    if mode == "memory":  # many calls: the worker's resident memory must not grow with them
+        def rss():
+            with open(f"/proc/{worker.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        for i in range(1, 401):
+            total([float(i)] * 20)
+            if i == 50:
+                print("RSS50", rss(), flush=True)
+        print("RSS400", rss(), flush=True)
     if mode == "crash":  # the worker dies under us: the next computation must fail, not hang
         import os, signal
         os.kill(worker.pid, signal.SIGKILL)
@@ -152,6 +161,40 @@ def test_worker_runs_in_its_own_session_so_a_terminal_ctrl_c_reaches_only_its_ow
     proc, pid = _start_sleeping_script(start_new_session=True)
     try:
         assert os.getsid(pid) == pid != os.getsid(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    _assert_worker_gone(pid)
+
+
+def test_worker_memory_stays_flat_over_many_calls():
+    """glibc's default of 8 malloc arenas per core let the worker's RSS grow with every call
+    (measured: +4.4 MiB from call 50 to 500 of a 100-client sum, +43 MiB over 1000 fused rounds);
+    fedlang starts it with MALLOC_ARENA_MAX=2 (measured: +0.1 MiB). Same numbers: SUM is exact."""
+    result = subprocess.run(_command("memory"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, timeout=300, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SUM 6.5" in result.stdout
+    values = dict(line.split() for line in result.stdout.splitlines() if line.startswith("RSS"))
+    assert float(values["RSS400"]) - float(values["RSS50"]) < 2.0, values
+    _assert_worker_gone(_pid_from(result.stdout))
+
+
+def test_worker_gets_two_malloc_arenas_unless_the_user_chose():
+    proc, pid = _start_sleeping_script()
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            assert b"MALLOC_ARENA_MAX=2" in f.read().split(b"\0")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    _assert_worker_gone(pid)
+    env = dict(_env(), MALLOC_ARENA_MAX="4")
+    proc = subprocess.Popen(_command("sleep"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        pid = _pid_from(proc.stdout.readline())
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            assert b"MALLOC_ARENA_MAX=4" in f.read().split(b"\0")
     finally:
         proc.kill()
         proc.wait(timeout=10)

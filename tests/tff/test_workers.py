@@ -81,20 +81,23 @@ def _start_fedlang_worker(port: int, log):
 
 
 def test_emitted_program_on_three_fedlang_workers_over_loopback(quickstart_run, tmp_path):
-    """`fedlang worker --port P` ×3, the emitted program with --worker 127.0.0.1:P ×3: the numbers of
-    one local worker; then SIGTERM stops each worker cleanly (exit 0, its own log)."""
+    """`fedlang worker --port P` ×3, a spec whose runtime block names them (`remote ["127.0.0.1:P", …]`),
+    its emitted program run as is: the numbers of one local worker; then SIGTERM stops each worker
+    cleanly (exit 0, its own log)."""
     spec, one_worker, _ = quickstart_run
     program = tmp_path / "program.py"
-    emitted = run_fedlang("emit", spec, "-o", program)
-    assert emitted.returncode == 0, emitted.stderr
     workers = []
     try:
         for i in range(3):
             port = _free_port()
             proc, lines = _start_fedlang_worker(port, tmp_path / f"w{i}.log")
             workers.append((proc, lines, port))
-        args = [a for _, _, port in workers for a in ("--worker", f"127.0.0.1:{port}")]
-        result = subprocess.run([sys.executable, str(program), "--rounds", "3", *args], cwd=tmp_path,
+        remote = ", ".join(f'"127.0.0.1:{port}"' for _, _, port in workers)
+        remote_spec = tmp_path / "remote.fed"
+        remote_spec.write_text(spec.read_text() + f"\nruntime {{\n  remote [{remote}]\n}}\n")
+        emitted = run_fedlang("emit", remote_spec, "-o", program)
+        assert emitted.returncode == 0, emitted.stderr
+        result = subprocess.run([sys.executable, str(program), "--rounds", "3"], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300,
                                 env=subprocess_env())
         assert result.returncode == 0, result.stderr[-3000:]
