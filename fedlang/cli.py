@@ -102,13 +102,36 @@ def plan(spec: str) -> None:
     click.echo(f"  {'warnings':<{width}}  " + ("none" if not warnings else f"{len(warnings)} (shown above)"))
 
 
+def _worker_options(command):
+    """--workers / --worker / --worker-timeout: where the rounds run, instead of the runtime block."""
+    for option in reversed([
+        click.option("--workers", type=click.IntRange(min=1, max=64),
+                     help="Local TFF worker processes that share each round's clients (replaces the runtime block's)."),
+        click.option("--worker", "worker_addresses", multiple=True, metavar="HOST:PORT",
+                     help="Run on the TFF worker at HOST:PORT (started there with `fedlang worker --port PORT`); "
+                          "repeat. Replaces the runtime block's workers."),
+        click.option("--worker-timeout", type=click.FloatRange(min=1, max=86_400),
+                     help="Seconds a worker may take to answer one call before the run fails naming it (default: "
+                          "the runtime block's timeout, else 600)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
 @_spec_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the program to this file instead of standard output.")
-def emit(spec: str, output: str | None) -> None:
-    """Print SPEC as a standalone TFF Python program (no fedlang needed to run it)."""
-    compiled = _compile_or_exit(spec)
+@_worker_options
+def emit(spec: str, output: str | None, workers: int | None, worker_addresses: tuple[str, ...],
+         worker_timeout: float | None) -> None:
+    """Print SPEC as a standalone TFF Python program (no fedlang needed to run it).
+
+    With --workers N or --worker HOST:PORT…, the program `fedlang run` would execute with them."""
+    from .runtime.worker_service import check_worker_options, with_worker_options
+
+    check_worker_options(workers, worker_addresses, sweep=False)
+    compiled = with_worker_options(_compile_or_exit(spec), workers, worker_addresses, worker_timeout)
     try:
         program = compiled.program_bytes()  # UTF-8, checked to compile from these bytes as rendered
     except EmitError as exc:  # the emitter refused its own output: a fedlang bug, never run it
@@ -151,14 +174,7 @@ def emit(spec: str, output: str | None) -> None:
               help="Rounds between checkpoints (default: the monitor block's, else 10).")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue the run in this directory from its newest intact checkpoint (no SPEC).")
-@click.option("--workers", type=click.IntRange(min=1, max=64),
-              help="Local TFF worker processes that share each round's clients (replaces the runtime block's).")
-@click.option("--worker", "worker_addresses", multiple=True, metavar="HOST:PORT",
-              help="Run on the TFF worker at HOST:PORT (started there with `fedlang worker --port PORT`); repeat. "
-                   "Replaces the runtime block's workers.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1, max=86_400),
-              help="Seconds a worker may take to answer one call before the run fails naming it (default: the "
-                   "runtime block's timeout, else 600).")
+@_worker_options
 def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, sets: tuple[str, ...],
         seeds: int | None, checkpoint_every: int | None, resume_dir: str | None, workers: int | None,
         worker_addresses: tuple[str, ...], worker_timeout: float | None) -> None:

@@ -101,6 +101,16 @@ def test_run_with_workers_executes_the_program_emitted_for_that_runtime(in_repo)
     assert (timeout_only.workers, timeout_only.timeout) == (2, 7.0)
 
 
+def test_emit_takes_the_worker_options_of_run(cli):
+    """`fedlang emit --workers 2` prints the program `fedlang run --workers 2` executes."""
+    result = cli("emit", QUICKSTART, "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output == with_worker_options(compile_file(QUICKSTART), 2, (), None).program()
+    assert "WORKERS = 2  #" in result.output and "def use_tff_workers(" in result.output
+    refused = cli("emit", QUICKSTART, "--workers", "2", "--worker", "h:1")
+    assert refused.exit_code == 2 and "not both" in refused.output
+
+
 def test_fedlang_worker_refuses_a_port_in_use(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
