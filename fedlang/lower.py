@@ -152,13 +152,16 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
          None if train.clients_per_round != data.num_clients else "all clients"),
         ("LOCAL_EPOCHS", train.local_epochs, None),
         ("BATCH_SIZE", data.batch, None),
-        ("SHUFFLE_BUFFER", data.shuffle, None),
-        ("EVAL_EVERY", checked.evaluate.every if checked.evaluate else 0, None if checked.evaluate else "no evaluate block"),
+        *([("SHUFFLE_BUFFER", data.shuffle, None)] if data.shuffle > 0 else []),
+        *([("EVAL_EVERY", checked.evaluate.every, None)]  # on the central test set or the clients' own
+          if checked.evaluate and (data.central_test or data.per_client_test is not None) else []),
         ("BYTES_DOWN_PER_CLIENT", comm["down"], "the float32 model, per sampled client per round"),
         ("BYTES_UP_PER_CLIENT", comm["up"], f"its update{' ' + weighted if weighted else ''}"
          + (f", {checked.aggregation.quantize_bits}-bit quantized" if checked.aggregation and checked.aggregation.quantize_bits
             else f", top {checked.aggregation.sparsify:g} of each tensor" if comm["up"] != comm["up_uncompressed"] else "")),
-        ("ON_NONFINITE", train.on_nonfinite, None),
+        # FedPer's process is not guarded (fedlang/lib/fedper.py), so it has no use for ON_NONFINITE.
+        *([] if checked.model.has_local_layers and checked.simulation is None else
+          [("ON_NONFINITE", train.on_nonfinite, None)]),
     ]
     if uses_secure_intrinsics(checked):
         constants.append(("SECURE_AGGREGATION", True, "simulated: TFF runs the secure sum as a plain sum"))
@@ -169,7 +172,7 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
                           None if checked.evaluate and checked.evaluate.clients else "all clients"))
         p = checked.personalize
         constants += [("FINETUNE_EPOCHS", p.epochs if p else None, None if p else "no personalize block"),
-                      ("FINETUNE_BATCH", p.batch if p else None, None),
+                      *([("FINETUNE_BATCH", p.batch, None)] if p and not checked.model.has_local_layers else []),
                       ("FINETUNE_EVERY", p.every if p else None, None)]
     if execution_path(checked)[0] == "fused":
         constants.append(("FUSED_GROUPS", FUSED_GROUPS, "clients per round are trained in this many TFF client computations"))

@@ -195,7 +195,7 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
                                               worker_timeout)
         if hasattr(worker, "addresses"):  # a pool: several workers, or remote ones
             console.print(describe_workers(worker))
-        evaluates = namespace["EVAL_EVERY"] > 0 and plan.data_steps.evaluates  # central: every EVAL_EVERY rounds
+        evaluates = plan.data_steps.evaluates  # on the central test set (every EVAL_EVERY rounds)
         with RoundTable(console, rounds, quiet) as table:
             def on_round(row: dict[str, Any]) -> None:
                 recorder.add(row)

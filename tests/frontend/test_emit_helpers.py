@@ -15,6 +15,7 @@ from ..conftest import REPO
 from ..files_support import write_clients
 
 EXAMPLES = sorted((REPO / "examples").rglob("*.fed"))
+GOLDEN = sorted((REPO / "tests" / "fixtures" / "golden").glob("*.fed"))
 FILES_SPEC = """\
 seed 1
 model m {
@@ -83,6 +84,17 @@ def test_data_checks_and_round_guard_only_where_they_run(in_repo, tmp_path):
     assert "check_client_data" not in streamed and "guard_round" in streamed
     assert "guard_round" not in fedper and "measure_update_norms" not in fedper and "model_fn" not in fedper
     assert {"check_client_data", "guard_round", "measure_update_norms", "model_fn"} <= quickstart
+
+
+@pytest.mark.parametrize("spec", EXAMPLES + GOLDEN, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_constant_is_read(spec: Path, in_repo):
+    """No unused constants (SHUFFLE_BUFFER without shuffling, EVAL_EVERY without an evaluation,
+    ON_NONFINITE without a guarded round, …). EXPERIMENT names the run and is kept."""
+    tree = ast.parse(_program(spec))
+    assigned = [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                if isinstance(t, ast.Name)]
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert [name for name in assigned if name not in read] == ["EXPERIMENT"]
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
