@@ -205,6 +205,7 @@ def test_operator_has_every_hook(operator: Operator):
     `dim`, TFF and its helpers only: the names fedlang/lower.py keeps spec value names clear of."""
     assert callable(operator.rule) and callable(operator.lower)
     assert set(operator.helpers) <= _lib_names("federated.py"), operator.name
+    assert f"`{operator.name}(" in LANGUAGE, f"docs/language.md does not document operator {operator.name}"
     operands = [PyRef("operand_a"), PyRef("operand_b")][:operator.operands]
     options = {p.name: (p.low if p.low is not None else 1.0) if p.required else p.default for p in operator.options}
     for at_server in (False, True):
