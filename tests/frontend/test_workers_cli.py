@@ -121,3 +121,24 @@ def test_fedlang_worker_refuses_a_port_in_use(tmp_path):
                                 timeout=60)
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
+
+
+def test_the_runner_starts_the_workers_its_program_names(tmp_path):
+    """`fedlang run` starts what the executed program's runtime says; a resumed run's --workers/--worker
+    replace a pooled program's workers, and are refused by a one-worker program (it has no pool)."""
+    from fedlang.runtime.runner import _start_workers
+
+    calls = []
+    pooled = {"use_tff_workers": lambda *a, **k: calls.append(("pool", a, k)), "WORKERS": 3,
+              "WORKER_ADDRESSES": [], "WORKER_TIMEOUT": 30.0}
+    _start_workers(pooled, tmp_path, False, None, (), None)
+    _start_workers(pooled, tmp_path, True, None, ("h:1",), 5.0)
+    single = {"use_local_tff_worker": lambda **k: calls.append(("one", (), k))}
+    _start_workers(single, tmp_path, False, None, (), None)
+    assert calls == [
+        ("pool", (3, []), {"log_dir": str(tmp_path), "secure_aggregation": False, "timeout": 30.0}),
+        ("pool", (1, ("h:1",)), {"log_dir": str(tmp_path), "secure_aggregation": True, "timeout": 5.0}),
+        ("one", (), {"log_path": str(tmp_path / "worker.log"), "secure_aggregation": False}),
+    ]
+    with pytest.raises(RuntimeError, match="one local TFF worker"):
+        _start_workers(single, tmp_path, False, 2, (), None)
