@@ -119,6 +119,9 @@ def spec_cases() -> dict[str, str]:
                                                    'clients = 100000, min_examples = 1)',
                                               input_shape="[4]", classes=3, train="rounds 1000 clients_per_round 100"),
         "900 KB of blank lines": spec().replace("seed 1\n", "seed 1\n" + "\n" * 900_000),
+        "900 KB of comments": spec() + ("# " + "x" * 98 + "\n") * 9_000,
+        "a 900 KB string (experiment name)": spec(head='seed 1\nexperiment "' + "x " * 450_000 + '"'),
+        "a 900 KB line of spaces": spec().replace("seed 1\n", "seed 1" + " " * 900_000 + "\n"),
         "40,000 diagnostics (440 KB)": spec().replace(
             "  input [64]\n", "  input [64]\n" + "  dence 10\n" * 40_000),
         "3,300 diagnostics under the token cap": spec().replace(

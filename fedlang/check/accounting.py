@@ -59,7 +59,8 @@ def check_pld_solvable(target: float, rounds: int, q: float, delta: float) -> fl
     from ..lib import privacy as dp
 
     try:
-        z = dp.solve_noise_multiplier(target, rounds, q, delta, "rdp", orders=INTEGER_ORDERS)
+        z = dp.solve_noise_multiplier(target, rounds, q, delta, "rdp", orders=INTEGER_ORDERS,
+                                      rdp_cache=RDP_ROUNDS)
     except ValueError:
         return None  # PLD may still meet it (its search starts at 1); else E813 says so
     low = max(z / 2, 0.01)
@@ -110,6 +111,20 @@ class Accounted:
     last_within: int | None  # last round with ε ≤ target (None: no target)
 
 
+class _Kept(dict):
+    """A dict that forgets everything past 256 entries (the language server checks again and again)."""
+
+    def __setitem__(self, key, value):
+        if len(self) >= 256:
+            self.clear()
+        super().__setitem__(key, value)
+
+
+# One round's RDP (orders, values) per (noise, sampling rate, orders or None for dp-accounting's):
+# `noise auto`'s search (solve_noise_multiplier's rdp_cache) and the accounting that follows share it.
+RDP_ROUNDS: dict = _Kept()
+
+
 @functools.lru_cache(maxsize=8)
 def epsilon_function(noise: float, q: float, delta: float, accountant: str) -> Callable[[int], float]:
     """ε after t rounds, as the run computes it; each call is one accountant evaluation (the PLD's
@@ -119,9 +134,11 @@ def epsilon_function(noise: float, q: float, delta: float, accountant: str) -> C
     from ..lib import privacy as dp
 
     if accountant == "rdp":
-        one_round = rdp.RdpAccountant()
-        one_round.compose(dp.dp_event(noise, q, 1))
-        orders, per_round = one_round.orders, one_round.rdp
+        if (noise, q, None) not in RDP_ROUNDS:
+            one_round = rdp.RdpAccountant()
+            one_round.compose(dp.dp_event(noise, q, 1))
+            RDP_ROUNDS[noise, q, None] = (one_round.orders, one_round.rdp)
+        orders, per_round = RDP_ROUNDS[noise, q, None]
         return lambda t: dp._rdp_epsilon(orders, t * per_round, delta)
     one_round = pld.privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=noise,

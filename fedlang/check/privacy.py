@@ -112,7 +112,8 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       f"use delta < {1 / population:.1e}")
 
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
-    from .accounting import MAX_PLD_POINTS, MAX_PLD_SOLVE_POINTS, PLDTooCostly, account, check_pld_solvable
+    from .accounting import (MAX_PLD_POINTS, MAX_PLD_SOLVE_POINTS, RDP_ROUNDS, PLDTooCostly, account,
+                             check_pld_solvable)
 
     q = dp.sampling_rate(train.clients_per_round, population)
     if simulated_rate is not None:
@@ -126,7 +127,8 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
         if noise == "auto":
             guess = check_pld_solvable(target, rounds, q, delta) if accountant == "pld" else None
             try:
-                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant, first_guess=guess)
+                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant, first_guess=guess,
+                                                  rdp_cache=RDP_ROUNDS)
             except ValueError:
                 most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
                 diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "

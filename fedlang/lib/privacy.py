@@ -203,7 +203,7 @@ def last_round_within(target_epsilon, rounds, noise_multiplier, sampling_rate, d
 
 
 def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, accountant="rdp",
-                           first_guess=None, orders=None):
+                           first_guess=None, orders=None, rdp_cache=None):
     """The smallest noise multiplier z, to 3 significant figures, with epsilon <= the target.
 
     z is searched on the grid 0.0100, 0.0101, ..., 9.99, 10.0, 10.1, ..., 1000 and rounded UP,
@@ -214,7 +214,8 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
     ``orders``: RDP orders (``"rdp"`` only; default: dp_accounting's). ``first_guess`` only
     speeds up the search; the default is the answer of RDP at the integer orders alone (an
     upper bound on RDP's epsilon at a tenth of the cost). PLD then searches a PLD 8 times
-    coarser from there, and finally the exact one from the coarse answer.
+    coarser from there, and finally the exact one from the coarse answer. ``rdp_cache``: a dict
+    keeping one round's RDP per (z, sampling rate, orders), e.g. for the accounting that follows.
     """
     rounds, _, sampling_rate, delta, accountant = _check_inputs(
         rounds, 1.0, sampling_rate, delta, accountant
@@ -284,7 +285,17 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
         return z_at(high)
 
     def rdp_epsilon(z, orders=None):
-        return epsilon_after(rounds, z, sampling_rate, delta, "rdp", orders)
+        if rdp_cache is None:
+            return epsilon_after(rounds, z, sampling_rate, delta, "rdp", orders)
+        # epsilon_after's arithmetic (the accountant scales one round's RDP by the rounds), with
+        # one round's RDP kept in rdp_cache
+        key = (z, sampling_rate, None if orders is None else tuple(orders))
+        if key not in rdp_cache:
+            one_round = rdp.RdpAccountant(None if orders is None else list(orders))
+            one_round.compose(dp_event(z, sampling_rate, 1))
+            rdp_cache[key] = (one_round.orders, one_round.rdp)
+        kept_orders, per_round = rdp_cache[key]
+        return _rdp_epsilon(kept_orders, rounds * per_round, delta)
 
     def accountant_epsilon(z):
         if accountant == "rdp":
@@ -310,7 +321,7 @@ def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, account
         # fractional orders 1.1 ... 10.9 is the slow part), and an upper bound on RDP's epsilon.
         try:
             first_guess = solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, "rdp",
-                                                 orders=whole)
+                                                 orders=whole, rdp_cache=rdp_cache)
         except ValueError:
             first_guess = 1.0
     if accountant == "rdp":
@@ -414,7 +425,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "epsilon_after": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
     "epsilon_per_round": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
     "last_round_within": ("_check_inputs", "epsilon_after"),
-    "solve_noise_multiplier": ("_check_inputs", "epsilon_after", "_pld_discretization", "dp_event"),
+    "solve_noise_multiplier": ("_check_inputs", "epsilon_after", "_pld_discretization", "dp_event",
+                               "_rdp_epsilon"),
     "_pld_round": ("_pld_discretization",),
     "_checked_phases": ("_check_inputs", "_pld_discretization"),
     "epsilon_per_round_phases": ("_checked_phases", "dp_event", "_rdp_epsilon", "_pld_round"),
