@@ -233,9 +233,9 @@ def interleaved(clients: int, rounds: int, variants: list[str]) -> tuple[dict[st
             assert name == "per_client", variant
             namespace = fedlang_namespace(clients, rounds, "per_client", tuple(without))
             trains[variant] = lambda on_round, train=namespace["train"]: train(rounds, on_round=on_round)
-    pool = fedlang_namespace(clients, rounds, "per_client")["use_tff_workers"](1)
+    worker = fedlang_namespace(clients, rounds, "per_client")["use_local_tff_worker"]()  # as `fedlang run` starts it
     context = tff.framework.get_context_stack().current
-    worker_pid = pool.workers[0].pid
+    worker_pid = worker.pid
     turns = {v: threading.Event() for v in variants}
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
@@ -277,7 +277,7 @@ def interleaved(clients: int, rounds: int, variants: list[str]) -> tuple[dict[st
         for thread in threads:
             thread.join()
     finally:
-        pool.close()
+        worker.close()
     for variant, problem in failures.items():
         print(f"{variant} failed: {problem}", file=sys.stderr)
     return seconds, cpu
