@@ -186,7 +186,7 @@ def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, 
     (instead of where the spec's runtime block says)."""
     from .runtime.worker_service import check_worker_options
 
-    check_worker_options(workers, worker_addresses, sweep=bool(sets or seeds))
+    check_worker_options(workers, worker_addresses, sweep=bool(sets or seeds), timeout=worker_timeout)
     if resume_dir:
         if spec or rounds or out_dir or checkpoint_every or sets or seeds:
             raise click.UsageError("--resume RUN_DIR takes no SPEC, --rounds, --out, --checkpoint-every, --set or "

@@ -48,6 +48,9 @@ def check_runtime(block: ast.RuntimeBlock, diags: Diagnostics) -> RuntimeConfig 
             diags.error("E981", "`workers` starts local workers and `remote` uses running ones: not both",
                         s.key_span("workers"),
                         "remote workers share the round among themselves: remove `workers`")
+    if s.given("timeout") and not (s.given("remote") or (s.given("workers") and s["workers"] > 1)):
+        diags.warning("W981", "`timeout` applies to a pool of workers; with one local worker it is not used",
+                      s.key_span("timeout"), "add `workers N` (N > 1) or `remote [...]`, or remove `timeout`")
     if len(diags.errors) > before:
         return None
     return RuntimeConfig(workers=s["workers"], remote=tuple(s["remote"]), timeout=s["timeout"],

@@ -89,8 +89,8 @@ class RunDirectory:
         return found
 
     def completed(self, round_num, state, rows, due):
-        self.last = (round_num, state, rows)
-        if self.out_dir and (due or round_num % self.every == 0):
+        self.last = (round_num, state, list(rows))  # a copy: train() appends the next row before on_round
+        if self.out_dir and (due or (self.every and round_num % self.every == 0)):
             self.save()
 
     def save(self):

@@ -38,7 +38,7 @@ def _checkpoint_digest(path):
 
 
 def save_checkpoint(directory, round_num, state, record, keep=3):
-    """Save the server state after `round_num` with `record` (JSON-able: metric rows, alerts).
+    """Save the server state after `round_num` with `record` (JSON-able: the metric rows).
 
     A checkpoint for `round_num` that already exists is replaced (a resumed run that fell back
     past a damaged checkpoint writes it again).

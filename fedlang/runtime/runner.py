@@ -12,9 +12,7 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import signal
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -180,6 +178,9 @@ def run_compiled(compiled: Compiled, rounds: int | None = None, out_dir: str | P
     started = time.time()
     try:
         namespace = _load_program(program, out / "program.py")
+        if resume and "RunProgress" in namespace:  # train(checkpoint_dir=…, progress=…) of before the entry contract
+            raise RuntimeError("this run's program.py was written by an earlier fedlang, whose train() takes other "
+                               "hooks: resume it with that version, or start the run again")
         if "privacy_note" in namespace:  # the program says what its epsilon means
             console.print(namespace["privacy_note"]())
         from .checkpoints import RunCheckpoints  # these import TensorFlow, loaded by now

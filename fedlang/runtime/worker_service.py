@@ -137,23 +137,29 @@ def with_worker_options(compiled, workers: int | None, addresses: tuple[str, ...
         return compiled
     from ..checked import RuntimeConfig
 
+    import click
+
     given = compiled.checked.runtime or RuntimeConfig()
     replaced = bool(workers or addresses)
-    return compiled.with_runtime(RuntimeConfig(workers=(workers or 1) if replaced else given.workers,
-                                               remote=tuple(addresses) if replaced else given.remote,
-                                               timeout=timeout or given.timeout))
+    runtime = RuntimeConfig(workers=(workers or 1) if replaced else given.workers,
+                            remote=tuple(addresses) if replaced else given.remote, timeout=timeout or given.timeout)
+    if timeout and not runtime.pooled:
+        raise click.UsageError("--worker-timeout applies to a pool of workers (--workers N with N > 1, --worker "
+                               "HOST:PORT, or the spec's runtime block); one local worker does not use it")
+    return compiled.with_runtime(runtime)
 
 
-def check_worker_options(workers: int | None, addresses: tuple[str, ...], sweep: bool) -> None:
-    """`fedlang run`'s --workers/--worker: one or the other, addresses HOST:PORT, not in sweeps."""
+def check_worker_options(workers: int | None, addresses: tuple[str, ...], sweep: bool,
+                         timeout: float | None = None) -> None:
+    """`fedlang run`'s --workers/--worker(-timeout): one or the other, addresses HOST:PORT, not in sweeps."""
     import click
 
     from ..check.runtime import address_problem
 
     if addresses and workers is not None:
         raise click.UsageError("--workers N starts local workers, --worker HOST:PORT uses running ones: not both")
-    if sweep and (addresses or workers is not None):
-        raise click.UsageError("--workers and --worker apply to one run, not to a sweep (--set/--seeds); "
+    if sweep and (addresses or workers is not None or timeout):
+        raise click.UsageError("--workers, --worker and --worker-timeout apply to one run, not to a sweep (--set/--seeds); "
                                "a runtime block in the spec applies to every run of a sweep")
     for address in addresses:
         problem = address_problem(address)

@@ -120,7 +120,13 @@ CASES = {
                                                  ^
           hint: use fewer than 5 rounds
         """),
-    # An aggregate block that no aggregation block uses.
+    # A worker timeout with one local worker: nothing uses it.
+    "W981": (HEAD + TRAIN + "runtime { timeout 120 }\n", """\
+        w.fed:14:11: warning[W981]: `timeout` applies to a pool of workers; with one local worker it is not used
+            runtime { timeout 120 }
+                      ^^^^^^^
+          hint: add `workers N` (N > 1) or `remote [...]`, or remove `timeout`
+        """),
     # A daily pattern whose swing leaves [0, 1]: availability is clipped at the ends of the day.
     "W620": (HEAD + TRAIN + "simulation { available daily(mean = 0.5, amplitude = 0.6) }\n", """\
         w.fed:14:24: warning[W620]: daily(mean = 0.5, amplitude = 0.6) leaves [0, 1]: availability is clipped at the ends of the day

@@ -39,6 +39,8 @@ def cli(in_repo):
     (["--worker", "10.0.0.5:70000"], "HOST:PORT"),
     (["--workers", "0"], "--workers"),
     (["--workers", "2", "--set", "train.rounds=1,2"], "not to a sweep"),
+    (["--worker-timeout", "30", "--seeds", "2"], "not to a sweep"),
+    (["--worker-timeout", "30"], "one local worker does not use it"),
 ])
 def test_bad_worker_options_are_usage_errors(cli, args, message):
     result = cli("run", QUICKSTART, *args)
