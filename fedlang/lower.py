@@ -175,7 +175,11 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
                       *([("FINETUNE_BATCH", p.batch, None)] if p and not checked.model.has_local_layers else []),
                       ("FINETUNE_EVERY", p.every if p else None, None)]
     if execution_path(checked)[0] == "fused":
-        constants.append(("FUSED_GROUPS", FUSED_GROUPS, "clients per round are trained in this many TFF client computations"))
+        runtime = _runtime(checked)
+        pool = (len(runtime.remote) or runtime.workers) if runtime.pooled else 1
+        constants.append(("FUSED_GROUPS", max(FUSED_GROUPS, pool),
+                          "clients per round are trained in this many TFF client computations"
+                          + (" (one per worker of the runtime's pool)" if pool > 1 else "")))
     schedules = _schedules(checked)
     if schedules is not None:  # learning-rate schedules over rounds (fedlang/lib/schedules.py)
         constants += [("CLIENT_LEARNING_RATE", schedules["client"], None),

@@ -86,6 +86,19 @@ def test_a_runtime_block_with_remote_workers(in_repo):
     assert "WORKER_TIMEOUT = 30.0  #" in program and POOL_ONLY <= _defined(program)
 
 
+def test_the_fused_path_trains_one_group_per_worker_of_the_pool(in_repo):
+    fused = (REPO / QUICKSTART).read_text().replace("  dropout 0.2\n", "")
+    assert fused != (REPO / QUICKSTART).read_text()
+
+    def groups(extra: str) -> str:
+        program = compile_source(Source(QUICKSTART, fused + extra), base_dir=REPO / "examples").program()
+        return next(line for line in program.splitlines() if line.startswith("FUSED_GROUPS ="))
+
+    assert groups("").startswith("FUSED_GROUPS = 1  #")
+    assert groups("runtime { workers 3 }\n").startswith("FUSED_GROUPS = 3  #")
+    assert groups('runtime { remote ["a:1", "b:2"] }\n').startswith("FUSED_GROUPS = 2  #")
+
+
 def test_run_with_workers_executes_the_program_emitted_for_that_runtime(in_repo):
     """`fedlang run --workers 2` runs what `fedlang emit` writes for the spec with `runtime { workers 2 }`
     (the same program, less the quoted block lines); the flags replace a runtime block's workers."""

@@ -57,6 +57,49 @@ def test_two_local_workers_give_the_numbers_of_one(quickstart_run, tmp_path):
     _assert_close_rows(rows, reference)
 
 
+FUSED_SPEC = """\
+experiment "fused-over-workers"
+seed 3
+model mlp {
+  input [64]
+  dense 32 relu
+  dense 10 softmax
+  loss sparse_categorical_crossentropy
+  metrics [accuracy]
+}
+data digits {
+  source sklearn.digits
+  scale 0.0625
+  partition iid(clients = 12)
+  test holdout(0.25)
+  batch 20
+}
+train fedavg {
+  rounds 3  clients_per_round 6  local_epochs 1
+  client_optimizer sgd(learning_rate = 0.05)
+  execution fused
+}
+evaluate { every 3 }
+"""
+
+
+def test_the_fused_path_spreads_its_groups_over_the_pool(tmp_path):
+    """With a pool the fused path trains one group of clients per worker (FUSED_GROUPS = workers), and
+    the round's numbers are those of one worker training them all in one group."""
+    spec = tmp_path / "fused.fed"
+    spec.write_text(FUSED_SPEC)
+    one = run_fedlang("run", spec, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_fedlang("run", spec, "--workers", 2, "--out", tmp_path / "two")
+    assert_no_worker_left()
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "FUSED_GROUPS = 1  #" in (tmp_path / "one" / "program.py").read_text()
+    assert "FUSED_GROUPS = 2  #" in (tmp_path / "two" / "program.py").read_text()
+    rows, reference = read_jsonl(tmp_path / "two" / "metrics.jsonl"), read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    assert "eval_accuracy" in rows[-1]
+    _assert_close_rows(rows, reference)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
