@@ -166,3 +166,26 @@ def test_the_harness_turns_interrupts_and_nonfinite_rounds_into_exit_codes(tmp_p
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_checkpoint_holds_the_rows_of_its_own_round(tmp_path, capsys):
+    """train() appends the next round's row before that round is complete: an interrupt in between
+    checkpoints round k with k's rows only. `--checkpoint-every 0` saves only when a round is due."""
+    from fedlang.lib.monitor import RunDirectory
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run = RunDirectory(str(tmp_path / "out"), every=0)
+        run.restore({"w": np.zeros(2, np.float32)})
+        rows = [{"round": 1}]
+        with pytest.raises(SystemExit), run:
+            run.completed(1, {"w": np.ones(2, np.float32)}, rows, due=False)
+            assert run.saved is None  # every 0, not due: nothing saved yet
+            rows.append({"round": 2})  # round 2 under way when the interrupt comes
+            raise KeyboardInterrupt
+        capsys.readouterr()
+        done, _, saved_rows = RunDirectory(str(tmp_path / "out"), every=0).restore({"w": np.zeros(2, np.float32)})
+        assert (done, saved_rows) == (1, [{"round": 1}])
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
