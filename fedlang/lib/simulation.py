@@ -206,7 +206,8 @@ def examples_in_steps(steps, size, batch):
 
 def steps_within(examples, size, batch):
     """The most steps whose examples (as ``examples_in_steps`` counts them) fit in ``examples``."""
-    examples = np.floor(np.asarray(examples, dtype=np.float64)).astype(np.int64)
+    # Clipped below 2**53 (exact in float64, safe in int64): a deadline of 1e40 s is "no cut", not an overflow.
+    examples = np.floor(np.clip(np.asarray(examples, dtype=np.float64), 0, 2.0**53)).astype(np.int64)
     size = np.asarray(size, dtype=np.int64)
     per_epoch = -(-size // batch)
     epochs, rest = np.divmod(np.maximum(examples, 0), np.maximum(size, 1))

@@ -129,6 +129,18 @@ def test_partial_steps_count_the_short_last_batch():
         assert np.array_equal(sim.steps_within(ex, size, batch), steps)
 
 
+
+def test_a_huge_deadline_is_no_cut_not_an_overflow():
+    """Found by bench/fuzz.py (seed s16, case 70638): `deadline 1e40` made the examples within it
+    overflow int64 (a RuntimeWarning on stderr and a garbage step count)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steps = sim.steps_within(np.array([1e40, np.inf, -1e40]), 25, 10)
+    assert steps[0] == steps[1] > 10**14 and steps[2] == 0
+
+
 def test_over_selection_keeps_the_first_to_finish():
     sizes = np.array([10, 20, 30, 40, 50, 60])  # constant speed: smaller clients finish first
     cfg = config(speed=("constant", 0.01), over_select=1.5)
