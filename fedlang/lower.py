@@ -160,7 +160,7 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
          + (f", {checked.aggregation.quantize_bits}-bit quantized" if checked.aggregation and checked.aggregation.quantize_bits
             else f", top {checked.aggregation.sparsify:g} of each tensor" if comm["up"] != comm["up_uncompressed"] else "")),
         # FedPer's process is not guarded (fedlang/lib/fedper.py), so it has no use for ON_NONFINITE.
-        *([] if checked.model.has_local_layers and checked.simulation is None else
+        *([] if checked.model.has_local_layers else
           [("ON_NONFINITE", train.on_nonfinite, None)]),
     ]
     if uses_secure_intrinsics(checked):
@@ -335,7 +335,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         modules["privacy.py"].append("epsilon_per_round_phases")
     # check_client_data needs the examples in memory: streamed files are checked by `fedlang check` only.
     # FedPer's own process (fedlang/lib/fedper.py) is not guarded and measures its update norms itself.
-    fedper = checked.model.has_local_layers and checked.simulation is None
+    fedper = checked.model.has_local_layers  # local layers never come with a simulation block (E707)
     modules["faults.py"] = ([] if source.streamed else ["check_client_data"]) + (
         [] if fedper else ["guard_round"])
     modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"]
