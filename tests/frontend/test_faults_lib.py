@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from fedlang.lib.faults import NonFiniteRound, all_finite, check_client_data, guard_round
+
+
+ModelWeights = namedtuple("ModelWeights", "trainable non_trainable")  # tff.learning.models.ModelWeights is a NamedTuple
 
 
 def clients_ok():
@@ -32,13 +36,18 @@ def test_client_data_problems_name_the_client_and_example():
     binary = [(np.ones((2, 1), np.float32), np.array([[0.0], [2.0]], np.float32))]
     with pytest.raises(ValueError, match=r"label outside 0…1"):
         check_client_data(binary, None, 1, binary=True)
+    for label in (0.5, np.nan, -1.0):  # not a class index
+        odd = [(np.ones((2, 1), np.float32), np.array([1.0, label]))]
+        with pytest.raises(ValueError, match=r"^client 0: example 1 has a label outside 0…2,.*\(1 such examples\)"):
+            check_client_data(odd, None, 3, binary=False)
 
 
 def test_all_finite_walks_nested_values():
-    weights = SimpleNamespace(trainable=[np.ones(3)], non_trainable=[])
-    assert all_finite({"a": [1.0, np.float32(2)], "w": weights, "name": "x"})
+    weights = ModelWeights(trainable=[np.ones(3)], non_trainable=[])
+    assert all_finite({"a": [1.0, np.float32(2), 3, True], "w": weights, "name": "x", "none": None})
     assert not all_finite({"a": [1.0, {"b": np.array([0.0, np.nan])}]})
-    assert not all_finite(SimpleNamespace(trainable=[np.array([np.inf])], non_trainable=[]))
+    assert not all_finite(ModelWeights(trainable=[np.array([np.inf])], non_trainable=[]))
+    assert not all_finite(ModelWeights(trainable=[], non_trainable=[np.float32(-np.inf)]))
 
 
 class PoisonedMean:
@@ -49,7 +58,7 @@ class PoisonedMean:
         return SimpleNamespace(state=value, metrics={"client_work": {"train": {"loss": value}}})
 
     def get_model_weights(self, state):
-        return SimpleNamespace(trainable=[np.array([state])], non_trainable=[])
+        return ModelWeights(trainable=[np.array([state])], non_trainable=[])
 
 
 class DroppingMean(PoisonedMean):
@@ -85,7 +94,7 @@ class StateHeldWeights(PoisonedMean):
 
     def next(self, state, data):
         value = float(np.mean(data))
-        weights = SimpleNamespace(trainable=[np.array([value])], non_trainable=[])
+        weights = ModelWeights(trainable=[np.array([value])], non_trainable=[])
         return SimpleNamespace(state=SimpleNamespace(global_model_weights=weights),
                                metrics={"client_work": {"train": {"loss": 0.0}}})
 
@@ -100,3 +109,18 @@ def test_guard_round_reads_the_model_weights_the_state_holds():
     suspect = process.next(None, [1.0, np.nan])  # the model is NaN, though the metrics are finite
     with pytest.raises(NonFiniteRound, match="update of client 7 is not finite"):
         guard_round(process, None, suspect, [1.0, np.nan], np.array([4, 7]), [1, 1], 2, "stop", print)
+
+
+class OverflowingSum(PoisonedMean):
+    """Each client alone is finite, together they overflow: nobody to name, and the round still stops."""
+
+    def next(self, state, data):
+        with np.errstate(over="ignore"):
+            value = float(np.sum(np.array(data, np.float32)))
+        return SimpleNamespace(state=value, metrics={"client_work": {"train": {"loss": 0.0}}})
+
+
+def test_guard_round_stops_a_non_finite_aggregate_without_a_culprit():
+    process, data = OverflowingSum(), [3e38, 3e38]
+    with pytest.raises(NonFiniteRound, match=r"round 4: the aggregated model \(no single client's update\) is not finite"):
+        guard_round(process, 0.0, process.next(0.0, data), data, np.array([0, 1]), [1, 1], 4, "skip", print)
