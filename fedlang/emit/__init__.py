@@ -43,23 +43,42 @@ def emit_bytes(plan: Plan) -> bytes:
 
 
 def _render(plan: Plan) -> str:
+    """The template rendered twice: first to learn which names the program part (before the copied
+    helpers) uses, then with the imports split: those on top, the helpers' other imports with them."""
     snippets = [helper_source(LIB / module, names) for module, names in plan.helper_modules]
     imports = set(_PROGRAM_IMPORTS) | set(plan.imports) | {"import tensorflow as tf",
                                                             "import tensorflow_federated as tff"}
     for snippet in snippets:
         imports |= set(snippet.imports)
-    stdlib, third_party, tensorflow = _group_imports(imports)
-    text = _env().get_template("program.py.j2").render(
-        plan=plan,
-        process=plan.process if plan.execution[0] == "fused" else with_update_norms(plan.process),
-        requirements=_requirements(imports),
-        steps=plan.data_steps,
-        stdlib_imports=stdlib,
-        third_party_imports=third_party,
-        tensorflow_imports=tensorflow,
-        helpers="\n\n\n".join(s.source for s in snippets),
-    )
-    return text.rstrip() + "\n"
+
+    def render(top: set[str]) -> str:
+        stdlib, third_party, tensorflow = _group_imports(top)
+        return _env().get_template("program.py.j2").render(
+            plan=plan,
+            process=plan.process if plan.execution[0] == "fused" else with_update_norms(plan.process),
+            requirements=_requirements(imports),
+            steps=plan.data_steps,
+            stdlib_imports=stdlib,
+            third_party_imports=third_party,
+            tensorflow_imports=tensorflow,
+            helper_imports="\n\n".join("\n".join(group) for group in _group_imports(imports - top) if group),
+            helpers="\n\n\n".join(s.source for s in snippets),
+        )
+
+    draft = render(set())
+    part = draft[:draft.index(HELPERS_BANNER)]
+    used = {node.id for node in pyast.walk(pyast.parse(part)) if isinstance(node, pyast.Name)}
+    return render({line for line in imports if _bound_name(line) in used}).rstrip() + "\n"
+
+
+# The comment that opens the copied helpers (tests split programs there).
+HELPERS_BANNER = "# Helpers (copied verbatim from fedlang.lib"
+
+
+def _bound_name(line: str) -> str:
+    """The name an import line binds: `import a.b` → a, `import a as b` / `from a import b` → b."""
+    words = line.split()
+    return words[-1] if words[0] == "from" or " as " in line else words[1].split(".")[0]
 
 
 def with_update_norms(process: PyCall) -> PyCall:

@@ -55,11 +55,34 @@ def test_copied_helpers_are_verbatim_lib_definitions(in_repo):
     for spec in SPECS:
         _, helpers = split_program(compile_file(spec.relative_to(REPO)).program())
         tree = ast.parse(helpers)
-        for node in tree.body:
+        body = list(tree.body)
+        while body and isinstance(body[0], (ast.Import, ast.ImportFrom)):  # the imports only helpers need
+            body.pop(0)
+        for node in body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 assert ast.get_source_segment(helpers, node) == lib.get(node.name), (spec.name, node.name)
             else:  # only the entry-point guard may follow the helpers
                 assert isinstance(node, ast.If) and "__main__" in ast.unparse(node.test), (spec.name, ast.unparse(node))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_the_program_part_imports_what_it_uses_and_the_helpers_the_rest(spec: Path, in_repo):
+    """Imports on top bind names the program part reads; those after the banner, names only helpers read."""
+    part, helpers = split_program(compile_file(spec.relative_to(REPO)).program())
+
+    def bound(tree):
+        return {alias.asname or alias.name.split(".")[0] for node in tree.body
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+
+    def read(tree, skip=()):
+        return {n.id for node in tree.body if not isinstance(node, skip) for n in ast.walk(node)
+                if isinstance(n, ast.Name)}
+
+    part_tree, helper_tree = ast.parse(part), ast.parse(helpers)
+    assert bound(part_tree) <= read(part_tree), spec.name
+    helper_only = bound(helper_tree)
+    assert not helper_only & read(part_tree), spec.name
+    assert helper_only <= read(helper_tree, skip=(ast.Import, ast.ImportFrom)), spec.name
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
