@@ -291,9 +291,10 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     source = SOURCE_BY_NAME[data.source.name]
     names = [] if checked.simulation is not None else ["sample_clients"]  # else simulate_round samples
     names += [n for module, ns in source.helpers if module == "data.py" for n in ns]
-    if not source.streamed:  # a streamed source holds out each file's tail and has one client per file
-        if holdout(data.test, streamed=False) is not None:
-            names.append("holdout_split")
+    held_out = holdout(data.test, source.streamed)
+    if held_out is not None:  # holdout_split, or holdout_tails for a streamed source (each file's tail)
+        names.append(held_out.call.func)
+    if not source.streamed:  # a streamed source has one client per file and scales as it streams
         if data.scale in ("minmax", "standard"):
             names += ["fit_scaler", "apply_scaler"]
         names.append(PARTITION_BY_NAME[data.partition.name].split(data.partition).func)

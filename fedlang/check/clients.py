@@ -16,7 +16,6 @@ from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
 from ..lib.client_tests import split_client_tests
-from ..lib.files import holdout_tails as files_holdout_tails
 from ..constructs.partitions import PARTITION_BY_NAME, client_tests, holdout
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 from ..plan import PyCall, PyRef
@@ -83,15 +82,17 @@ def replay_client_sizes(
 
 
 # Calls of the data statements that are not fedlang/lib/data.py functions.
-_NOT_IN_DATA = {"len": len, "holdout_tails": files_holdout_tails, "split_client_tests": split_client_tests}
+_NOT_IN_DATA = {"len": len, "split_client_tests": split_client_tests}
 
 
 def evaluate(call: PyCall, names: dict[str, object]):
-    """Run a lowered data statement's call (fedlang/lib/data.py, or one of _NOT_IN_DATA) here, with
-    `names` for its references."""
+    """Run a lowered data statement's call here, with `names` for its references: a fedlang/lib/data.py
+    call through its `checked_` wrapper (the same draws as the program's copied core, with DataErrors
+    that say what is wrong), or one of _NOT_IN_DATA."""
     def value(v):
         return names[v.name] if isinstance(v, PyRef) else evaluate(v, names) if isinstance(v, PyCall) else v
 
-    function = _NOT_IN_DATA.get(call.func) or getattr(datalib, call.func)
+    function = _NOT_IN_DATA.get(call.func) or getattr(datalib, "checked_" + call.func, None) \
+        or getattr(datalib, call.func)
     return function(*(value(v) for k, v in call.args if k is None),
                     **{k: value(v) for k, v in call.args if k is not None})

@@ -394,7 +394,7 @@ SOURCE_DEFS: tuple[SourceDef, ...] = (
              doc="one client per file, streamed with tf.data as the client trains",
              example='source files("silos/*.tfrecord")'),
         facts=_files_facts, replay=_file_replay, load=_files_load,
-        helpers=(("files.py", ("client_files", "count_examples", "holdout_tails")),
+        helpers=(("files.py", ("client_files", "count_examples")),
                  ("streams.py", ("read_client_file",))),
         path_option="pattern", streamed=True),
     SourceDef(

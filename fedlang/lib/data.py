@@ -4,6 +4,11 @@ Everything here uses only numpy and the standard library, so the fedlang compile
 these functions verbatim into the standalone programs it generates. All randomness comes from
 an explicit ``rng: np.random.Generator`` argument, so a run is reproducible for a given seed.
 
+Each draw is written once, as a short unchecked core (``partition_dirichlet``, ``holdout_split``,
+…): that is what programs copy, since `fedlang check` has already proved the arguments a program
+passes. Its ``checked_`` wrapper tests the arguments and then calls the core; check's replay of
+the run's split and other callers use the wrappers, so both make the same draws.
+
 Errors are raised as ``ValueError`` (``FileNotFoundError`` for a missing file) with a message
 naming the file, the key, column or line, and what was expected; the ones a spec can cause are
 ``DataError``s, whose fields say what is wrong without anyone reading the message.
@@ -110,11 +115,40 @@ def _encode_client_ids(values, source):
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic data
+# Synthetic data (unchecked cores, which programs copy, and checked_ wrappers)
 # ---------------------------------------------------------------------------------------------
 
 
-def synthetic_fedprox(
+def synthetic_fedprox(alpha, beta, num_devices=30, num_features=60, num_classes=10, iid=False, rng=None):
+    """The FedProx paper's Synthetic(alpha, beta) (Li et al., 2020): (x float32, y int64, client ids int64).
+
+    Device k has int(lognormal(4, 2)) + 50 examples x ~ N(v_k, Sigma), Sigma_jj = j^-1.2, labelled
+    argmax(W_k x + b_k). Its model W_k, b_k ~ N(u_k, 1) with u_k ~ N(0, alpha) (alpha: how much models
+    differ) and v_k ~ N(B_k, 1) with B_k ~ N(0, beta) (beta: how much inputs differ). With iid, every
+    device shares one W, b ~ N(0, 1) and the input mean 0.
+    """
+    samples_per_device = rng.lognormal(4, 2, num_devices).astype(np.int64) + 50
+    model_means = rng.normal(0, alpha, num_devices)  # u_k, used for both W_k and b_k
+    input_centres = rng.normal(0, beta, num_devices)  # B_k
+    feature_std = np.arange(1, num_features + 1, dtype=np.float64) ** (-1.2 / 2)  # sqrt(Sigma_jj)
+    if iid:
+        shared_w, shared_b = rng.normal(0, 1, (num_features, num_classes)), rng.normal(0, 1, num_classes)
+    xs, ys = [], []
+    for k in range(num_devices):
+        if iid:
+            w, b, mean_x = shared_w, shared_b, np.zeros(num_features)
+        else:
+            w = rng.normal(model_means[k], 1, (num_features, num_classes))
+            b = rng.normal(model_means[k], 1, num_classes)
+            mean_x = rng.normal(input_centres[k], 1, num_features)
+        x = mean_x + feature_std * rng.standard_normal((samples_per_device[k], num_features))
+        ys.append(np.argmax(x @ w + b, axis=1))  # softmax is monotone: its argmax is the logits' argmax
+        xs.append(x)
+    client_ids = np.repeat(np.arange(num_devices, dtype=np.int64), samples_per_device)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64), client_ids
+
+
+def checked_synthetic_fedprox(
     alpha: float,
     beta: float,
     num_devices: int = 30,
@@ -123,18 +157,7 @@ def synthetic_fedprox(
     iid: bool = False,
     rng=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Generate the Synthetic(alpha, beta) data set of the FedProx paper (Li et al., 2020).
-
-    Device k gets int(lognormal(4, 2)) + 50 examples. Its model is W_k ~ N(u_k, 1),
-    b_k ~ N(u_k, 1) with u_k ~ N(0, alpha); its inputs are x ~ N(v_k, Sigma) with
-    v_k ~ N(B_k, 1), B_k ~ N(0, beta) and Sigma diagonal, Sigma_jj = j^-1.2; the label is
-    argmax(softmax(W_k x + b_k)). So alpha controls how much the devices' models differ and
-    beta how much their inputs differ. With ``iid=True`` every device shares one W, b ~ N(0, 1)
-    and the input mean 0 (alpha and beta are then unused).
-
-    ``rng`` is a numpy Generator (an int seed is also accepted; None means unseeded).
-    Returns (x float32 [n, num_features], y int64 [n], client_ids int64 [n]).
-    """
+    """synthetic_fedprox, after checking its arguments; ``rng`` may also be an int seed or None."""
     where = "synthetic_fedprox"
     num_devices = _check_int(num_devices, "num_devices", where, 1)
     num_features = _check_int(num_features, "num_features", where, 1)
@@ -142,39 +165,33 @@ def synthetic_fedprox(
     for name, value in (("alpha", alpha), ("beta", beta)):
         if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{where}: {name} must be a number >= 0, got {value!r}")
-    rng = np.random.default_rng(rng)
-
-    samples_per_device = rng.lognormal(4, 2, num_devices).astype(np.int64) + 50
-    model_means = rng.normal(0, alpha, num_devices)  # u_k, used for both W_k and b_k
-    input_centres = rng.normal(0, beta, num_devices)  # B_k
-    feature_std = np.arange(1, num_features + 1, dtype=np.float64) ** (-1.2 / 2)  # sqrt(Sigma_jj)
-
-    if iid:
-        shared_w = rng.normal(0, 1, (num_features, num_classes))
-        shared_b = rng.normal(0, 1, num_classes)
-
-    xs, ys = [], []
-    for k in range(num_devices):
-        if iid:
-            w, b = shared_w, shared_b
-            mean_x = np.zeros(num_features)
-        else:
-            w = rng.normal(model_means[k], 1, (num_features, num_classes))
-            b = rng.normal(model_means[k], 1, num_classes)
-            mean_x = rng.normal(input_centres[k], 1, num_features)
-        # Sigma is diagonal, so N(mean_x, Sigma) is mean_x + sqrt(diag(Sigma)) * N(0, 1).
-        x = mean_x + feature_std * rng.standard_normal((samples_per_device[k], num_features))
-        # softmax is monotone, so argmax(softmax(z)) == argmax(z).
-        ys.append(np.argmax(x @ w + b, axis=1))
-        xs.append(x)
-
-    x = np.concatenate(xs).astype(np.float32)
-    y = np.concatenate(ys).astype(np.int64)
-    client_ids = np.repeat(np.arange(num_devices, dtype=np.int64), samples_per_device)
-    return x, y, client_ids
+    return synthetic_fedprox(alpha, beta, num_devices, num_features, num_classes, iid, np.random.default_rng(rng))
 
 
-def markov_sequences(
+def markov_sequences(vocab, clients, length, window=8, skew=0.8, concentration=0.1, rng=None):
+    """Next-token data where each client's text follows its own Markov chain (non-IID by construction):
+    (x int32 [n, window], y int64 [n], client ids int64 [n]), n = clients * (length - window).
+
+    A shared transition matrix S and one C_k per client have Dirichlet(concentration) rows; client k
+    writes `length` tokens from P_k = (1 - skew) S + skew C_k, starting anywhere. Every window of
+    `window` tokens is an example labelled with the token that follows it.
+    """
+    shared = rng.dirichlet(np.full(vocab, float(concentration)), size=vocab)
+    own = rng.dirichlet(np.full(vocab, float(concentration)), size=(clients, vocab))
+    cumulative = np.cumsum((1 - skew) * shared + skew * own, axis=2)  # [clients, from, to]
+    cumulative[:, :, -1] = 1.0  # guard against rounding: every draw lands on a token
+    text = np.empty((clients, length), dtype=np.int64)
+    text[:, 0] = rng.integers(vocab, size=clients)
+    for t in range(1, length):
+        rows = cumulative[np.arange(clients), text[:, t - 1]]  # [clients, vocab]
+        text[:, t] = (rows < rng.random(clients)[:, None]).sum(axis=1)
+    starts = np.arange(length - window)
+    x = text[:, starts[:, None] + np.arange(window)].reshape(-1, window).astype(np.int32)
+    client_ids = np.repeat(np.arange(clients, dtype=np.int64), length - window)
+    return x, text[:, starts + window].reshape(-1).astype(np.int64), client_ids
+
+
+def checked_markov_sequences(
     vocab: int,
     clients: int,
     length: int,
@@ -183,18 +200,7 @@ def markov_sequences(
     concentration: float = 0.1,
     rng=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Next-token data where each client's text follows its own Markov chain (non-IID by construction).
-
-    A shared transition matrix S and one matrix C_k per client have rows drawn from
-    Dirichlet(concentration) (small = peaked, predictable rows). Client k's chain is
-    P_k = (1 - skew) S + skew C_k, so skew 0 is IID text and skew 1 fully client-specific.
-    Each client writes `length` tokens from a uniformly random first token; every window of
-    `window` tokens is an example whose label is the token that follows it.
-
-    ``rng`` is a numpy Generator (an int seed is also accepted). Returns
-    (x int32 [n, window], y int64 [n], client_ids int64 [n]) with n = clients * (length - window),
-    client by client.
-    """
+    """markov_sequences, after checking its arguments; ``rng`` may also be an int seed or None."""
     where = "markov_sequences"
     vocab = _check_int(vocab, "vocab", where, 2)
     clients = _check_int(clients, "clients", where, 1)
@@ -204,23 +210,7 @@ def markov_sequences(
         raise ValueError(f"{where}: skew must be between 0 and 1, got {skew!r}")
     if not (isinstance(concentration, (int, float, np.number)) and concentration > 0):
         raise ValueError(f"{where}: concentration must be a positive number, got {concentration!r}")
-    rng = np.random.default_rng(rng)
-
-    shared = rng.dirichlet(np.full(vocab, float(concentration)), size=vocab)
-    own = rng.dirichlet(np.full(vocab, float(concentration)), size=(clients, vocab))
-    cumulative = np.cumsum((1 - skew) * shared + skew * own, axis=2)  # [clients, from, to]
-    cumulative[:, :, -1] = 1.0  # guard against rounding: every draw lands on a token
-    text = np.empty((clients, length), dtype=np.int64)
-    text[:, 0] = rng.integers(vocab, size=clients)
-    everyone = np.arange(clients)
-    for t in range(1, length):
-        rows = cumulative[everyone, text[:, t - 1]]  # [clients, vocab]
-        text[:, t] = (rows < rng.random(clients)[:, None]).sum(axis=1)
-    starts = np.arange(length - window)
-    x = text[:, starts[:, None] + np.arange(window)]  # [clients, length - window, window]
-    y = text[:, starts + window]
-    client_ids = np.repeat(np.arange(clients, dtype=np.int64), length - window)
-    return x.reshape(-1, window).astype(np.int32), y.reshape(-1).astype(np.int64), client_ids
+    return markov_sequences(vocab, clients, length, window, skew, concentration, np.random.default_rng(rng))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,14 +453,23 @@ def load_csv(
 
 # ---------------------------------------------------------------------------------------------
 # Splitting and partitioning
+#
+# Each split is an unchecked core, which emitted programs copy (`fedlang check` has proved their
+# arguments), and a `checked_` wrapper that tests the arguments, raises a DataError saying what
+# is wrong, and calls the core: check's split replay and library callers use the wrapper, so
+# both make the same draws with the same code.
 # ---------------------------------------------------------------------------------------------
 
 
-def holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly hold out round(fraction * num_examples) examples for testing.
+def holdout_split(num_examples, fraction, rng):
+    """Hold out round(fraction * num_examples) random examples: (train indices, test indices), sorted."""
+    num_test = int(round(fraction * num_examples))
+    order = rng.permutation(num_examples)
+    return np.sort(order[num_test:]), np.sort(order[:num_test])
 
-    Returns (train_indices, test_indices), each sorted.
-    """
+
+def checked_holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """holdout_split, after checking that both sets get examples."""
     where = "holdout_split"
     if isinstance(num_examples, (int, np.integer)) and not isinstance(num_examples, bool) and 0 <= num_examples < 2:
         raise DataError(
@@ -488,15 +487,27 @@ def holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.ndarray, 
             f"holding out {fraction} of {n} examples leaves the {part} set empty", "empty_split",
             hint="hold out a fraction that leaves examples on both sides", where=where,
         )
-    order = rng.permutation(n)
-    return np.sort(order[num_test:]), np.sort(order[:num_test])
+    return holdout_split(n, fraction, rng)
 
 
-def partition_iid(num_examples: int, num_clients: int, rng) -> list[np.ndarray]:
-    """Shuffle the examples and deal them into num_clients nearly equal parts (IID split).
+def holdout_tails(counts, fraction: float) -> list:
+    """Training examples per client when the last round(fraction · n) of each file are held out."""
+    train = [n - int(round(fraction * n)) for n in counts]
+    if min(train) < 1:
+        empty = train.index(min(train))
+        raise ValueError(f"holding out {fraction} of client {empty}'s {counts[empty]} examples leaves it none")
+    if sum(train) == sum(counts):
+        raise ValueError(f"holding out {fraction} of each file leaves the test set empty")
+    return train
 
-    Sizes differ by at most one. Returns one sorted index array per client.
-    """
+
+def partition_iid(num_examples, num_clients, rng):
+    """Shuffle the examples and deal them to the clients (sizes differ by at most one): sorted indices per client."""
+    return [np.sort(part).astype(np.int64) for part in np.array_split(rng.permutation(num_examples), num_clients)]
+
+
+def checked_partition_iid(num_examples: int, num_clients: int, rng) -> list[np.ndarray]:
+    """partition_iid, after checking that every client gets an example."""
     where = "partition_iid"
     n = _check_int(num_examples, "num_examples", where, 1)
     num_clients = _check_int(num_clients, "num_clients", where, 1)
@@ -504,20 +515,29 @@ def partition_iid(num_examples: int, num_clients: int, rng) -> list[np.ndarray]:
     if num_clients > n:
         raise DataError(f"cannot split {n} examples among {num_clients} clients", "too_few_examples",
                         hint="use fewer clients", where=where)
-    parts = np.array_split(rng.permutation(n), num_clients)
-    return [np.sort(part).astype(np.int64) for part in parts]
+    return partition_iid(n, num_clients, rng)
 
 
-def partition_dirichlet(
+def partition_dirichlet(labels, num_clients, alpha, rng, min_examples=1):
+    """Label skew: each class is shared among the clients in Dirichlet(alpha) proportions (small alpha:
+    few classes per client), redrawn until every client has min_examples. Sorted indices per client."""
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]  # shuffled once
+    tries = max(10, min(1000, 20_000_000 // (len(by_class) * num_clients)))  # a hopeless split fails in seconds
+    for _ in range(tries):
+        proportions = [rng.dirichlet(np.full(num_clients, float(alpha))) for _ in by_class]
+        cuts = [(np.cumsum(p)[:-1] * len(ix)).astype(np.int64) for p, ix in zip(proportions, by_class)]
+        sizes = sum(np.diff(c, prepend=0, append=len(ix)) for c, ix in zip(cuts, by_class))
+        if sizes.min() >= min_examples:  # count first: a rejected draw builds no index arrays
+            shares = zip(*(np.split(ix, c) for ix, c in zip(by_class, cuts)))
+            return [np.sort(np.concatenate(parts)).astype(np.int64) for parts in shares]
+    raise ValueError(f"after {tries} draws some client still had fewer than {min_examples} examples")
+
+
+def checked_partition_dirichlet(
     labels, num_clients: int, alpha: float, rng, min_examples: int = 1
 ) -> list[np.ndarray]:
-    """Label-skewed split: each class is divided among the clients in proportions drawn from
-    Dirichlet(alpha, ..., alpha). Small alpha (e.g. 0.1) gives each client few classes;
-    large alpha (e.g. 100) approaches an IID split.
-
-    The draw is repeated (up to 1000 times) until every client has at least min_examples.
-    Returns one sorted index array per client.
-    """
+    """partition_dirichlet, after checking its arguments; a split the bounded redraws cannot make
+    is a DataError of kind "draws_exhausted"."""
     where = "partition_dirichlet"
     labels = _check_labels(labels, where)
     num_clients = _check_int(num_clients, "num_clients", where, 1)
@@ -535,34 +555,26 @@ def partition_dirichlet(
             f"{num_clients * min_examples} examples, but there are only {n}", "too_few_examples",
             hint="use fewer clients or a smaller min_examples", where=where,
         )
-
-    # Shuffle each class once; each attempt only redraws the proportions.
-    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-    # Up to 1000 draws, and at most ~2e7 Dirichlet coordinates in all (1000 draws of 10 classes x
-    # 2000 clients), so a hopeless split of many clients fails in seconds, not minutes.
-    max_tries = max(10, min(1000, 20_000_000 // (len(by_class) * num_clients)))
-    for _ in range(max_tries):
-        proportions = [rng.dirichlet(np.full(num_clients, float(alpha))) for _ in by_class]
-        cuts = [(np.cumsum(p)[:-1] * len(indices)).astype(np.int64) for p, indices in zip(proportions, by_class)]
-        sizes = sum(np.diff(c, prepend=0, append=len(indices)) for c, indices in zip(cuts, by_class))
-        if sizes.min() >= min_examples:  # count first: a rejected draw builds no index arrays
-            shares = zip(*(np.split(indices, c) for indices, c in zip(by_class, cuts)))
-            return [np.sort(np.concatenate(parts)).astype(np.int64) for parts in shares]
-    raise DataError(
-        f"after {max_tries} draws some client still had fewer than {min_examples} "
-        f"examples ({n} examples, {num_clients} clients, alpha={alpha})", "draws_exhausted",
-        hint="use fewer clients, a larger alpha or a smaller min_examples", where=where,
-    )
+    try:
+        return partition_dirichlet(labels, num_clients, alpha, rng, min_examples)
+    except ValueError as exc:  # the arguments are good: the redraws ran out
+        raise DataError(
+            f"{exc} ({n} examples, {num_clients} clients, alpha={alpha})",
+            "draws_exhausted", hint="use fewer clients, a larger alpha or a smaller min_examples", where=where,
+        ) from None
 
 
-def partition_shards(labels, num_clients: int, shards_per_client: int, rng) -> list[np.ndarray]:
-    """Pathological non-IID split of McMahan et al. (2017): sort the examples by label, cut
-    them into num_clients * shards_per_client contiguous shards (sizes differ by at most one)
-    and give each client shards_per_client shards at random. Each client then sees only a few
-    labels (at most shards_per_client when the class sizes are multiples of the shard size).
+def partition_shards(labels, num_clients, shards_per_client, rng):
+    """McMahan et al.'s (2017) pathological non-IID split: the examples, sorted by label, are cut into
+    num_clients * shards_per_client shards dealt at random, so each client sees few labels. Sorted
+    indices per client."""
+    shards = np.array_split(np.argsort(labels, kind="stable"), num_clients * shards_per_client)
+    dealt = rng.permutation(num_clients * shards_per_client).reshape(num_clients, shards_per_client)
+    return [np.sort(np.concatenate([shards[s] for s in mine])).astype(np.int64) for mine in dealt]
 
-    Returns one sorted index array per client.
-    """
+
+def checked_partition_shards(labels, num_clients: int, shards_per_client: int, rng) -> list[np.ndarray]:
+    """partition_shards, after checking that every shard gets an example."""
     where = "partition_shards"
     labels = _check_labels(labels, where)
     num_clients = _check_int(num_clients, "num_clients", where, 1)
@@ -575,37 +587,34 @@ def partition_shards(labels, num_clients: int, shards_per_client: int, rng) -> l
             f"{num_shards} examples, but there are only {len(labels)}", "too_few_examples",
             hint="use fewer clients or fewer shards per client", where=where,
         )
-    shards = np.array_split(np.argsort(labels, kind="stable"), num_shards)
-    order = rng.permutation(num_shards)
-    parts = []
-    for client in range(num_clients):
-        mine = order[client * shards_per_client : (client + 1) * shards_per_client]
-        parts.append(np.sort(np.concatenate([shards[s] for s in mine])).astype(np.int64))
-    return parts
+    return partition_shards(labels, num_clients, shards_per_client, rng)
 
 
-def partition_natural(client_ids) -> list[np.ndarray]:
-    """One client per distinct id in client_ids (the data's own users), in sorted id order.
+def partition_natural(client_ids):
+    """One client per distinct id (the data's own users), in sorted id order: sorted indices per client."""
+    order = np.argsort(client_ids, kind="stable")  # stable: indices stay sorted within a client
+    ids = client_ids[order]
+    return [part.astype(np.int64) for part in np.split(order, np.flatnonzero(ids[1:] != ids[:-1]) + 1)]
 
-    Returns one sorted index array per client.
-    """
+
+def checked_partition_natural(client_ids) -> list[np.ndarray]:
+    """partition_natural, after checking that there are ids."""
     client_ids = np.asarray(client_ids)
     if client_ids.ndim != 1 or len(client_ids) == 0:
         raise ValueError(
             f"partition_natural: client_ids must be a non-empty 1-D array, got shape "
             f"{client_ids.shape}"
         )
-    order = np.argsort(client_ids, kind="stable")  # stable: indices stay sorted within a client
-    sorted_ids = client_ids[order]
-    starts = np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1
-    return [part.astype(np.int64) for part in np.split(order, starts)]
+    return partition_natural(client_ids)
 
 
-def sample_clients(rng, num_clients: int, clients_per_round: int) -> np.ndarray:
-    """Pick clients_per_round of the num_clients clients uniformly without replacement.
+def sample_clients(rng, num_clients, clients_per_round):
+    """The sorted indices of clients_per_round clients drawn uniformly without replacement."""
+    return np.sort(rng.choice(num_clients, size=clients_per_round, replace=False)).astype(np.int64)
 
-    Returns their sorted indices (int64).
-    """
+
+def checked_sample_clients(rng, num_clients: int, clients_per_round: int) -> np.ndarray:
+    """sample_clients, after checking its arguments."""
     where = "sample_clients"
     _check_rng(rng, where)
     num_clients = _check_int(num_clients, "num_clients", where, 1)
@@ -615,8 +624,7 @@ def sample_clients(rng, num_clients: int, clients_per_round: int) -> np.ndarray:
             f"{where}: cannot pick {clients_per_round} clients per round from only "
             f"{num_clients} clients"
         )
-    chosen = rng.choice(num_clients, size=clients_per_round, replace=False)
-    return np.sort(chosen).astype(np.int64)
+    return sample_clients(rng, num_clients, clients_per_round)
 
 
 def client_size_summary(partitions) -> dict:
@@ -637,31 +645,34 @@ def client_size_summary(partitions) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def fit_scaler(x_train, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Compute per-feature (shift, scale) from the training data, so that
-    (x - shift) / scale is in [0, 1] ("minmax") or has mean 0 and std 1 ("standard").
+def fit_scaler(x_train, kind):
+    """Per-feature (shift, scale) that map the training examples to [0, 1] ("minmax") or to mean 0
+    and std 1 ("standard"); a constant feature gets scale 1."""
+    x = np.asarray(x_train, dtype=np.float64)
+    shift, scale = (x.min(axis=0), np.ptp(x, axis=0)) if kind == "minmax" else (x.mean(axis=0), x.std(axis=0))
+    return shift, np.where(scale > 0, scale, 1.0)
 
-    Constant features get scale 1 instead of 0.
-    """
+
+def checked_fit_scaler(x_train, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """fit_scaler, after checking that the data are non-empty and finite and the kind is known."""
     x = np.asarray(x_train, dtype=np.float64)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError("fit_scaler: the training data is empty")
-    if kind == "minmax":
-        shift = x.min(axis=0)
-        scale = x.max(axis=0) - shift
-    elif kind == "standard":
-        shift = x.mean(axis=0)
-        scale = x.std(axis=0)
-    else:
+    if kind not in ("minmax", "standard"):
         raise ValueError(f"fit_scaler: unknown scaling '{kind}' (expected 'minmax' or 'standard')")
+    shift, scale = fit_scaler(x, kind)
     if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(scale))):
         raise ValueError("fit_scaler: the training data contains NaN or infinite values")
-    scale = np.where(scale > 0, scale, 1.0)
     return shift, scale
 
 
-def apply_scaler(x, shift, scale) -> np.ndarray:
-    """Return (x - shift) / scale as float32, with shift and scale from fit_scaler."""
+def apply_scaler(x, shift, scale):
+    """(x - shift) / scale as float32, with shift and scale from fit_scaler."""
+    return ((x - shift) / scale).astype(np.float32)
+
+
+def checked_apply_scaler(x, shift, scale) -> np.ndarray:
+    """apply_scaler, after checking that the examples have the shape the scaler was fitted on."""
     x = np.asarray(x)
     shift = np.asarray(shift)
     if x.shape[1:] != shift.shape:
@@ -669,28 +680,40 @@ def apply_scaler(x, shift, scale) -> np.ndarray:
             f"apply_scaler: the scaler was fitted on examples of shape {shift.shape}, "
             f"but these examples have shape {x.shape[1:]}"
         )
-    return ((x - shift) / scale).astype(np.float32)
+    return apply_scaler(x, shift, scale)
 
 
-# Helpers each public function calls (directly), so the compiler can copy what is needed.
+# Helpers each function calls (directly), so the compiler can copy what is needed. Programs copy
+# the unchecked cores, which call none; the checked_ wrappers are never copied.
 REQUIRES: dict[str, tuple[str, ...]] = {
+    "DataError": (),
     "_check_rng": (),
     "_check_int": (),
     "_cell_kind": (),
     "_check_labels": (),
     "_encode_client_ids": (),
-    "synthetic_fedprox": ("_check_int",),
-    "markov_sequences": ("_check_int",),
-    "DataError": (),
+    "synthetic_fedprox": (),
+    "checked_synthetic_fedprox": ("_check_int", "synthetic_fedprox"),
+    "markov_sequences": (),
+    "checked_markov_sequences": ("_check_int", "markov_sequences"),
     "load_npz": ("_encode_client_ids", "DataError"),
     "load_csv": ("_encode_client_ids", "_cell_kind", "DataError"),
-    "holdout_split": ("_check_int", "_check_rng", "DataError"),
-    "partition_iid": ("_check_int", "_check_rng", "DataError"),
-    "partition_dirichlet": ("_check_labels", "_check_int", "_check_rng", "DataError"),
-    "partition_shards": ("_check_labels", "_check_int", "_check_rng", "DataError"),
+    "holdout_split": (),
+    "checked_holdout_split": ("_check_int", "_check_rng", "DataError", "holdout_split"),
+    "holdout_tails": (),
+    "partition_iid": (),
+    "checked_partition_iid": ("_check_int", "_check_rng", "DataError", "partition_iid"),
+    "partition_dirichlet": (),
+    "checked_partition_dirichlet": ("_check_labels", "_check_int", "_check_rng", "DataError", "partition_dirichlet"),
+    "partition_shards": (),
+    "checked_partition_shards": ("_check_labels", "_check_int", "_check_rng", "DataError", "partition_shards"),
     "partition_natural": (),
-    "sample_clients": ("_check_rng", "_check_int"),
+    "checked_partition_natural": ("partition_natural",),
+    "sample_clients": (),
+    "checked_sample_clients": ("_check_rng", "_check_int", "sample_clients"),
     "client_size_summary": (),
     "fit_scaler": (),
+    "checked_fit_scaler": ("fit_scaler",),
     "apply_scaler": (),
+    "checked_apply_scaler": ("apply_scaler",),
 }

@@ -244,19 +244,7 @@ def count_examples(path: str, y_key: str = "y") -> int:
         return len(archive[y_key])
 
 
-def holdout_tails(counts, fraction: float) -> list:
-    """Training examples per client when the last round(fraction · n) of each file are held out."""
-    train = [n - int(round(fraction * n)) for n in counts]
-    if min(train) < 1:
-        empty = train.index(min(train))
-        raise ValueError(f"holding out {fraction} of client {empty}'s {counts[empty]} examples leaves it none")
-    if sum(train) == sum(counts):
-        raise ValueError(f"holding out {fraction} of each file leaves the test set empty")
-    return train
-
-
 REQUIRES = {
-    "holdout_tails": (),
     "client_files": (),
     "count_tfrecord_records": (),
     "tfrecord_records": (),

@@ -87,6 +87,79 @@ def test_each_function_runs_when_copied_with_its_closure(name, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Unchecked cores (what programs copy) and their checked_ wrappers make the same draws
+# ---------------------------------------------------------------------------------------------
+
+CHECKED = sorted(name for name in vars(data) if name.startswith("checked_"))
+
+
+def test_every_checked_wrapper_has_its_core_and_calls_it():
+    for wrapper in CHECKED:
+        core = wrapper[len("checked_"):]
+        assert callable(getattr(data, core, None)), wrapper
+        assert core in data.REQUIRES[wrapper], f"{wrapper} does not call {core}"
+        assert not set(data.REQUIRES[core]) & {"DataError", "_check_int", "_check_rng", "_check_labels"}, core
+
+
+def _draw(function, args, kwargs, seed):
+    """(result or the error's type and the generator's state afterwards)."""
+    generator = rng(seed)
+    args = [generator if a is rng else a for a in args]
+    kwargs = {k: generator if v is rng else v for k, v in kwargs.items()}
+    try:
+        result = function(*args, **kwargs)
+    except ValueError as error:
+        result = error
+    return result, generator.bit_generator.state
+
+
+def _same(a, b):
+    if isinstance(a, ValueError) or isinstance(b, ValueError):
+        return isinstance(a, ValueError) and isinstance(b, ValueError)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 7), min_size=2, max_size=150),
+    data_=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_checked_wrappers_make_exactly_the_cores_draws(labels, data_, seed):
+    """Same result and the generator left in the same state (so the draws after it match too),
+    including a Dirichlet split whose bounded redraws run out (a ValueError from both)."""
+    labels = np.array(labels)
+    n = len(labels)
+    k = data_.draw(st.integers(1, n), "clients")
+    per_client = data_.draw(st.integers(1, max(1, n // k)), "shards per client")
+    fraction = data_.draw(st.floats(0.01, 0.99), "fraction")
+    x = rng(seed).normal(size=(n, 3)) * 5
+    shift, scale = data.fit_scaler(x, "standard")
+    calls = [
+        ("partition_iid", (n, k, rng), {}),
+        ("partition_dirichlet", (labels, k, data_.draw(st.sampled_from([0.01, 0.5, 50.0]), "alpha"), rng),
+         {"min_examples": data_.draw(st.integers(0, max(0, n // k)), "min_examples")}),
+        ("partition_shards", (labels, k, per_client, rng), {}),
+        ("partition_natural", (labels,), {}),
+        ("sample_clients", (rng, n, k), {}),
+        ("fit_scaler", (x, data_.draw(st.sampled_from(["minmax", "standard"]), "kind")), {}),
+        ("apply_scaler", (x, shift, scale), {}),
+        ("synthetic_fedprox", (1.0, 0.5, 3, 4, 3, data_.draw(st.booleans(), "iid")), {"rng": rng}),
+        ("markov_sequences", (5, 2, 12, 3, 0.7, 0.3), {"rng": rng}),
+    ]
+    if round(fraction * n) not in (0, n):
+        calls.append(("holdout_split", (n, fraction, rng), {}))
+    for name, args, kwargs in calls:
+        core, core_state = _draw(getattr(data, name), args, kwargs, seed)
+        checked, checked_state = _draw(getattr(data, "checked_" + name), args, kwargs, seed)
+        assert _same(core, checked) and core_state == checked_state, name
+        if isinstance(checked, ValueError):  # only a split the redraws cannot make fails here
+            assert name == "partition_dirichlet" and checked.kind == "draws_exhausted"
+
+
+# ---------------------------------------------------------------------------------------------
 # Partitioners
 # ---------------------------------------------------------------------------------------------
 
@@ -198,9 +271,9 @@ def test_dirichlet_respects_min_examples():
 def test_dirichlet_gives_up_with_a_clear_message():
     labels = np.repeat(np.arange(2), 50)
     with pytest.raises(ValueError, match="use fewer clients, a larger alpha or a smaller min_examples"):
-        data.partition_dirichlet(labels, 50, 0.01, rng(0), min_examples=2)
+        data.checked_partition_dirichlet(labels, 50, 0.01, rng(0), min_examples=2)
     with pytest.raises(ValueError, match=r"50 clients with at least 3 examples each need 150 examples, but there are only 100"):
-        data.partition_dirichlet(labels, 50, 1.0, rng(0), min_examples=3)
+        data.checked_partition_dirichlet(labels, 50, 1.0, rng(0), min_examples=3)
 
 
 def test_shards_give_each_client_at_most_shards_per_client_labels():
@@ -218,23 +291,23 @@ def test_shards_give_each_client_at_most_shards_per_client_labels():
 
 def test_partition_errors():
     with pytest.raises(ValueError, match="partition_iid: cannot split 5 examples among 6 clients"):
-        data.partition_iid(5, 6, rng())
+        data.checked_partition_iid(5, 6, rng())
     with pytest.raises(ValueError, match="num_clients must be at least 1"):
-        data.partition_iid(5, 0, rng())
+        data.checked_partition_iid(5, 0, rng())
     with pytest.raises(ValueError, match="rng must be a numpy random Generator"):
-        data.partition_iid(5, 2, None)
+        data.checked_partition_iid(5, 2, None)
     with pytest.raises(ValueError, match="cannot split 3 examples among 4 clients"):
-        data.partition_dirichlet(np.array([0, 1, 0]), 4, 1.0, rng())
+        data.checked_partition_dirichlet(np.array([0, 1, 0]), 4, 1.0, rng())
     with pytest.raises(ValueError, match="alpha must be a positive number"):
-        data.partition_dirichlet(LABELS, 4, 0.0, rng())
+        data.checked_partition_dirichlet(LABELS, 4, 0.0, rng())
     with pytest.raises(ValueError, match="labels must be integers"):
-        data.partition_dirichlet(np.array([0.5, 1.0]), 2, 1.0, rng())
+        data.checked_partition_dirichlet(np.array([0.5, 1.0]), 2, 1.0, rng())
     with pytest.raises(
         ValueError, match=r"10 clients x 3 shards need at least 30 examples, but there are only 20"
     ):
-        data.partition_shards(np.zeros(20, dtype=int), 10, 3, rng())
+        data.checked_partition_shards(np.zeros(20, dtype=int), 10, 3, rng())
     with pytest.raises(ValueError, match="client_ids must be a non-empty 1-D array"):
-        data.partition_natural(np.array([]))
+        data.checked_partition_natural(np.array([]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +321,7 @@ def test_holdout_split(n, fraction, seed):
     k = round(fraction * n)
     if k in (0, n):
         with pytest.raises(ValueError, match="set empty"):
-            data.holdout_split(n, fraction, rng(seed))
+            data.checked_holdout_split(n, fraction, rng(seed))
         return
     train, test = data.holdout_split(n, fraction, rng(seed))
     assert len(test) == k
@@ -261,9 +334,9 @@ def test_holdout_split_deterministic_and_errors():
     c = data.holdout_split(100, 0.2, rng(2))
     assert np.array_equal(a[1], b[1]) and not np.array_equal(a[1], c[1])
     with pytest.raises(ValueError, match="fraction must be between 0 and 1"):
-        data.holdout_split(100, 1.0, rng())
+        data.checked_holdout_split(100, 1.0, rng())
     with pytest.raises(ValueError, match="holding out 0.01 of 10 examples leaves the test set empty"):
-        data.holdout_split(10, 0.01, rng())
+        data.checked_holdout_split(10, 0.01, rng())
 
 
 def test_sample_clients():
@@ -277,7 +350,7 @@ def test_sample_clients():
     counts = np.bincount(np.concatenate([data.sample_clients(r, 20, 5) for _ in range(2000)]), minlength=20)
     assert counts.min() > 400 and counts.max() < 600
     with pytest.raises(ValueError, match="cannot pick 11 clients per round from only 10 clients"):
-        data.sample_clients(rng(), 10, 11)
+        data.checked_sample_clients(rng(), 10, 11)
 
 
 def test_client_size_summary():
@@ -334,9 +407,9 @@ def test_synthetic_feature_variances_decay():
 
 def test_synthetic_errors():
     with pytest.raises(ValueError, match="alpha must be a number >= 0"):
-        data.synthetic_fedprox(-1.0, 0.0, rng=rng())
+        data.checked_synthetic_fedprox(-1.0, 0.0, rng=rng())
     with pytest.raises(ValueError, match="num_devices must be at least 1"):
-        data.synthetic_fedprox(0.0, 0.0, num_devices=0, rng=rng())
+        data.checked_synthetic_fedprox(0.0, 0.0, num_devices=0, rng=rng())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,8 +582,8 @@ def test_standard_scaler_statistics():
 
 def test_scaler_errors():
     with pytest.raises(ValueError, match="unknown scaling 'zscore' \\(expected 'minmax' or 'standard'\\)"):
-        data.fit_scaler(np.ones((2, 2)), "zscore")
+        data.checked_fit_scaler(np.ones((2, 2)), "zscore")
     with pytest.raises(ValueError, match="training data is empty"):
-        data.fit_scaler(np.ones((0, 2)), "minmax")
+        data.checked_fit_scaler(np.ones((0, 2)), "minmax")
     with pytest.raises(ValueError, match=re.escape("fitted on examples of shape (2,), but these examples have shape (3,)")):
-        data.apply_scaler(np.ones((4, 3)), np.zeros(2), np.ones(2))
+        data.checked_apply_scaler(np.ones((4, 3)), np.zeros(2), np.ones(2))

@@ -103,3 +103,40 @@ def test_the_run_harness_of_fedlang_run_is_not_copied(spec: Path, in_repo):
     assert "RunDirectory" in defined  # the standalone program's --out and checkpoints (TFF's own manager)
     assert not defined & {"save_checkpoint", "load_checkpoint", "RunProgress", "RunFiles", "stop_on_sigterm",
                           "interrupts_checkpointed", "gpu_note", "print_round"}
+
+
+_DATA_LIBS = ("data.py", "files.py", "emnist.py")
+
+
+def _copied_data_helpers(program: str) -> dict[str, set[str]]:
+    """The data helpers (fedlang/lib/data.py, files.py, emnist.py) a program defines, each with the
+    names the rest of the program loads outside that helper's own definition."""
+    from fedlang.emit import LIB
+
+    lib_names = {n.name for module in _DATA_LIBS for n in ast.parse((LIB / module).read_text()).body
+                 if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    tree = ast.parse(program)
+    copied = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in lib_names:
+            copied[node.name] = {n.id for other in tree.body if other is not node for n in ast.walk(other)
+                                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return copied
+
+
+@pytest.mark.parametrize("spec", EXAMPLES + GOLDEN, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_copied_data_helper_is_called_and_none_is_checked(spec: Path, in_repo):
+    """Programs copy the unchecked cores of fedlang/lib/data.py (check proved their arguments), never
+    a `checked_` wrapper or an argument checker, and each copied data helper is called."""
+    copied = _copied_data_helpers(_program(spec))
+    assert not {n for n in copied if n.startswith(("checked_", "_check"))}
+    assert [name for name, loaded_elsewhere in copied.items() if name not in loaded_elsewhere] == []
+
+
+@pytest.mark.parametrize("test_line", ["", "test holdout(0.25)"], ids=["no-holdout", "holdout"])
+def test_streamed_programs_copy_holdout_tails_only_with_a_holdout(test_line, in_repo, tmp_path):
+    write_clients(tmp_path / "silos", "csv", [30, 45, 12])
+    spec = FILES_SPEC.replace('source files("silos/*.csv") }', f'source files("silos/*.csv")\n  {test_line}\n}}')
+    copied = _copied_data_helpers(compile_source(Source("s.fed", spec), tmp_path).program())
+    assert ("holdout_tails" in copied) == bool(test_line)
+    assert [name for name, loaded_elsewhere in copied.items() if name not in loaded_elsewhere] == []

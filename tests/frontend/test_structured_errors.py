@@ -40,7 +40,7 @@ def test_npz_loader_lists_the_arrays_it_has(tmp_path):
 def test_a_split_that_cannot_work_carries_its_hint_apart_from_its_message():
     labels = np.repeat(np.arange(10), 10)
     with pytest.raises(datalib.DataError) as error:
-        datalib.partition_dirichlet(labels, 50, alpha=0.01, rng=np.random.default_rng(0), min_examples=2)
+        datalib.checked_partition_dirichlet(labels, 50, alpha=0.01, rng=np.random.default_rng(0), min_examples=2)
     e = error.value
     assert e.kind == "draws_exhausted" and e.hint == "use fewer clients, a larger alpha or a smaller min_examples"
     assert e.hint not in e.message and str(e) == f"partition_dirichlet: {e.message}; {e.hint}"
