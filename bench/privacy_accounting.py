@@ -6,7 +6,7 @@ For T in {100, 1000} rounds and both accountants (RDP, PLD) it times
   epsilon_per_round       vs a fresh accountant per round t = 1..T (timed on 10 rounds spread
                           over 1..T and scaled to T rounds: the naive way to print epsilon
                           each round),
-  solve_noise_multiplier  vs dp_accounting.calibrate_dp_mechanism (Brent's method, tol 1e-3,
+  solve_noise_multiplier  (fedlang/check/accounting.py) vs dp_accounting.calibrate_dp_mechanism (Brent's method, tol 1e-3,
                           bracket [0.5, 5]: a lower end near 0 makes PLD evaluations take
                           minutes and gigabytes),
 and prints the ratio ours / baseline (below 1: faster than the baseline). It also prints how
@@ -24,6 +24,7 @@ import dp_accounting
 from dp_accounting import pld, rdp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fedlang.check import accounting  # noqa: E402
 from fedlang.lib import privacy  # noqa: E402
 
 
@@ -105,7 +106,7 @@ def main() -> None:
 
             target = epsilon
             solved, t_ours = timed(
-                lambda: privacy.solve_noise_multiplier(target, rounds, q, delta, accountant), 1)
+                lambda: accounting.solve_noise_multiplier(target, rounds, q, delta, accountant), 1)
             calibrated, t_base = timed(
                 lambda: dp_accounting.calibrate_dp_mechanism(
                     lambda: fresh(accountant, interval),

@@ -19,20 +19,24 @@ deviations, in steps of the discretization interval; composing costs ~0.4 µs of
 With little noise for its sampling rate (noise 0.1 at q = 0.2 over 1000 rounds: 10⁷ points,
 ~6 s; ε ≈ 12,000) that is refused before composing (PLDTooCostly → E820), past MAX_PLD_POINTS.
 
-`noise auto` (solve_noise_multiplier in fedlang/lib/privacy.py) is the smallest noise on a
-3-significant-figure grid whose dp-accounting ε meets the target; cheaper guesses lead the search
-(RDP at the integer orders INTEGER_ORDERS alone, an upper bound on RDP's ε at a tenth of the
-cost; for PLD, a PLD 8 times coarser), so the exact accountant runs a few times (3000 rounds
-with PLD took ~2.6 s of CPU, now ~0.5 s). Budget actions (fedlang/check/budget.py) share the
-functions of epsilon_function (cached) and search with the same cheaper RDP.
+`noise auto` (solve_noise_multiplier) is the smallest noise on a 3-significant-figure grid whose
+dp-accounting ε meets the target. RDP: the accountant's ε is a minimum over 166 orders, and one
+order's value costs up to ~15 ms (fractional orders below 2 at small noise), so the search runs on
+RdpBound, the minimum over a few orders near the best one (an upper bound on the accountant's ε,
+equal to it when the best order is found); the full accountant then decides at the answer and at
+the grid value below it (smallest_rdp_noise). Every RDP value comes from rdp_round, which keeps
+each order's value per (noise, q): the search, the accounting that follows and the budget actions
+(fedlang/check/budget.py, the same grid search with epsilon_after_phases) share them. PLD: the
+search starts from the RDP bound's answer, then a PLD 8 times coarser, then the exact one.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 
 MAX_PLD_POINTS = 2_000_000  # estimated points of the PLD composed over all rounds (~0.5 s of CPU)
@@ -48,44 +52,329 @@ class PLDTooCostly(Exception):
         self.rdp_noise = rdp_noise  # `noise auto`: what the RDP accountant solves the target with
 
 
-def check_pld_solvable(target: float, rounds: int, q: float, delta: float) -> float | None:
-    """Raise PLDTooCostly if `noise auto` with PLD would compose past the limit; else return the
-    search's first guess (the answer of RDP at its integer orders, None if that cannot meet the target).
+class _Kept(dict):
+    """A dict that forgets everything past 256 entries (the language server checks again and again)."""
 
-    The PLD answer is below that guess (PLD's ε is smaller than RDP's, and RDP's at the integer
-    orders alone is larger still); the search may try noise down to about half of it, so the
-    composition is estimated there (noise auto with ε = 10,000 over 1000 rounds at q = 0.2 took
-    8.5 s of CPU)."""
+    def __setitem__(self, key, value):
+        if len(self) >= 256:
+            self.clear()
+        super().__setitem__(key, value)
+
+
+# One round's RDP per (noise, sampling rate): {order: value}, filled one order at a time. Every RDP
+# computation of check goes through rdp_round: `noise auto`'s search, the accounting that follows
+# and the budget actions share these values.
+RDP_ROUNDS: dict = _Kept()
+
+
+@functools.lru_cache(maxsize=1)
+def default_orders() -> tuple[float, ...]:
+    """dp-accounting's default RDP orders (1.1, 1.2, …, 10.9, 11, 12, …, 63, 128, 256, 512, 1024)."""
+    from dp_accounting import rdp
+
+    return tuple(float(a) for a in rdp.RdpAccountant().orders)
+
+
+def rdp_round(noise: float, q: float, orders: Sequence[float] | None = None):
+    """One round's RDP at `orders` (default: all of dp-accounting's), as an array: RdpAccountant's
+    values, computed for the orders not yet kept (dp-accounting computes each order on its own, so a
+    value is the same whichever other orders are asked with it)."""
+    import numpy as np
+
     from ..lib import privacy as dp
 
-    try:
-        z = dp.solve_noise_multiplier(target, rounds, q, delta, "rdp", orders=INTEGER_ORDERS,
-                                      rdp_cache=RDP_ROUNDS)
-    except ValueError:
-        return None  # PLD may still meet it (its search starts at 1); else E813 says so
-    low = max(z / 2, 0.01)
+    orders = default_orders() if orders is None else orders
+    kept = RDP_ROUNDS.get((noise, q))
+    if kept is None:
+        kept = RDP_ROUNDS[noise, q] = {}
+    missing = [a for a in orders if a not in kept]
+    if missing:
+        kept.update(zip(missing, map(float, dp._rdp_round(noise, q, missing)[1])))
+    return np.array([kept[a] for a in orders])
+
+
+def rdp_epsilon(phases: Sequence[tuple[int, float, float]], delta: float,
+                orders: Sequence[float] | None = None) -> float:
+    """ε after the phases [(rounds, noise, q), …] run one after the other, from their summed RDP at
+    `orders`: with the default orders, the RDP accountant's own ε (the arithmetic of
+    `epsilon_after_phases`); with fewer, an upper bound on it (ε is a minimum over the orders)."""
+    from ..lib import privacy as dp
+
+    orders = default_orders() if orders is None else orders
+    total = 0
+    for rounds, noise, q in phases:
+        total = rounds * rdp_round(noise, q, orders) + total
+    return dp._rdp_epsilon(orders, total, delta)
+
+
+class RdpBound:
+    """An upper bound on the RDP accountant's ε of phases_of(x) (phases that depend on one parameter,
+    the noise or the clients), at a few of its orders: ε is the minimum over the orders of a function
+    with, for these mechanisms, a single valley, so a walk from the last call's best order to the
+    lowest one near it finds the accountant's minimum at ~4 orders instead of 166. `whole`: walk the
+    integer orders only (their series is short: ~0.3 ms each; a fractional order below 2 costs ~10
+    ms), a larger bound. Only the bound is claimed: answers found with it are settled by the
+    accountant (smallest_rdp_noise)."""
+
+    def __init__(self, phases_of: Callable[[float], list], delta: float, whole: bool = False,
+                 start: float = 2.0):
+        self.orders = tuple(a for a in default_orders() if a.is_integer()) if whole else default_orders()
+        self.phases_of, self.delta = phases_of, delta
+        self.best = min(range(len(self.orders)), key=lambda i: abs(self.orders[i] - start))
+
+    def __call__(self, x: float) -> float:
+        orders, phases, values = self.orders, self.phases_of(x), {}
+
+        def at(i: int) -> float:
+            if i not in values:
+                values[i] = rdp_epsilon(phases, self.delta, orders[i:i + 1])
+            return values[i]
+
+        i, moved = self.best, True
+        while moved:  # until neither neighbour is lower
+            moved = False
+            for direction in (1, -1):
+                step = 1
+                while True:
+                    j = i + direction * step
+                    if 0 <= j < len(orders) and at(j) < at(i):
+                        i, step, moved = j, 2 * step, True
+                    elif step > 1:
+                        step = 1
+                    else:
+                        break
+        self.best = i
+        return at(i)
+
+    @property
+    def best_order(self) -> float:
+        return self.orders[self.best]
+
+
+def epsilon_after_phases(phases: Sequence[tuple[int, float, float]], delta: float, accountant: str = "rdp") -> float:
+    """ε after the phases [(rounds, noise, q), …] run one after the other (the last item of
+    fedlang/lib/privacy.py's epsilon_per_round_phases, in a few accountant calls): RDP, each phase's
+    one-round RDP scaled by its rounds and summed (rdp_epsilon); PLD, each phase's one-round
+    distribution on the phases' coarsest interval self-composed over its rounds (kept: a budget
+    action's first phase is the same for every candidate), then composed."""
+    from ..lib import privacy as dp
+
+    phases, delta, accountant, interval = dp._checked_phases(phases, delta, accountant)
+    if not phases:
+        return 0.0
+    if accountant == "rdp":
+        return rdp_epsilon(phases, delta)
+    composed = None
+    for rounds, noise, q in phases:
+        phase = _pld_phase(noise, q, interval, rounds)
+        composed = phase if composed is None else composed.compose(phase)
+    return float(composed.get_epsilon_for_delta(delta))
+
+
+@functools.lru_cache(maxsize=8)
+def _pld_phase(noise: float, q: float, interval: float, rounds: int):
+    """One round's privacy loss distribution at `interval`, self-composed over `rounds`."""
+    from ..lib import privacy as dp
+
+    one_round = dp._pld_round(noise, q, interval)
+    return one_round if rounds == 1 else one_round.self_compose(rounds)
+
+
+# ------------------------------------------------------------------ `noise auto`
+
+# The grid of `noise auto`: index i = 0..4500 <-> z = n * 10**(k - 2), n = 100..999 the 3
+# significant digits, k = 0..5 (z = 0.0100 … 1000).
+GRID_TOP = 4500
+
+
+def grid_noise(i: int) -> float:
+    k, n = divmod(i, 900)
+    return float(f"{100 + n}e{k - 4}")
+
+
+def grid_index(z: float) -> float:
+    """Where z falls on the grid (fractional between grid values)."""
+    k = math.floor(math.log10(z))
+    return 900 * (k + 2) + (z / 10.0 ** (k - 2) - 100)
+
+
+def smallest_on_grid(epsilon_of: Callable[[float], float], target: float, high: int, high_epsilon: float,
+                     low: int = -1, guess: float = 1.0, trace: list | None = None) -> int:
+    """The smallest grid index whose noise has ε ≤ target, given that `high`'s does (with ε
+    `high_epsilon`) and `low`'s does not (-1: below the grid); ε falls as the noise grows.
+
+    Secant steps on log ε against log z through the last two points; after two steps that did not
+    halve the bracket (or without a secant), bisection, or while nothing below the answer is known,
+    steps down of 1, 4, 16, … grid values (bisection would try z near 0.01, where the accountants
+    are slowest). `trace` collects the (z, ε) tried."""
+    below_known = low >= 0
+    points = [(grid_noise(high), high_epsilon)] if trace is None else trace
+    if trace is not None:
+        trace.append((grid_noise(high), high_epsilon))
+    guess_index, slow_steps = grid_index(guess), 0
+    while high - low > 1:
+        i = min(max(round(guess_index), low + 1), high - 1)
+        z = grid_noise(i)
+        epsilon = epsilon_of(z)
+        width = high - low
+        if epsilon <= target:
+            high = i
+        else:
+            low, below_known = i, True
+        points.append((z, epsilon))
+        slow_steps = slow_steps + 1 if high - low > width / 2 else 0
+        secant = _secant(points[-2], points[-1], target)
+        if secant is not None and slow_steps < 2:
+            guess_index = grid_index(secant)
+        elif not below_known:
+            guess_index = high - 4 ** slow_steps
+        else:
+            guess_index = (low + high) / 2
+    return high
+
+
+def _secant(point1: tuple[float, float], point2: tuple[float, float], target: float) -> float | None:
+    """Where the line through two (z, ε) points on log ε against log z reaches the target (within
+    0.01 … 1000), None if it does not fall."""
+    (z1, e1), (z2, e2) = point1, point2
+    if not (0 < e1 < math.inf and 0 < e2 < math.inf and z1 != z2):
+        return None
+    slope = (math.log(e2) - math.log(e1)) / (math.log(z2) - math.log(z1))
+    if not slope < 0:
+        return None
+    log_z = math.log(z2) + (math.log(target) - math.log(e2)) / slope
+    return math.exp(min(max(log_z, math.log(0.01)), math.log(1000.0)))
+
+
+def rdp_bound_answer(phases_of: Callable[[float], list], delta: float, target: float,
+                     low: int = -1, whole: bool = False) -> int | None:
+    """The smallest grid index above `low` whose noise z meets the target by RdpBound of phases_of(z)
+    (None: not even 1000). The RDP accountant's answer is at or below it (its ε is at most the bound),
+    and PLD's too. First on the integer orders alone (cheap; from z = 10, 100, 1000, larger noise
+    costing more), then on all orders from there, its first guess where the integer orders' slope
+    of log ε against log z meets the target. `whole`: the answer at the integer orders alone."""
+    integer = RdpBound(phases_of, delta, whole=True)
+    start = next(((i, e) for i in (2700, 3600, GRID_TOP) if i > low and (e := integer(grid_noise(i))) <= target), None)
+    if start is None:
+        return None
+    trace: list = []
+    answer = smallest_on_grid(integer, target, *start, low, trace=trace)
+    if whole:
+        return answer
+    bound = RdpBound(phases_of, delta, start=integer.best_order)
+    z, epsilon = grid_noise(answer), bound(grid_noise(answer))
+    guess, failed = z, [point for point in trace if point[1] > target]
+    if failed and 0 < epsilon:  # the integer orders' slope, through the bound's value at their answer
+        (z1, e1), e2 = max(failed), min(e for zz, e in trace if zz == z)
+        if 0 < e1 < math.inf and 0 < e2 < math.inf:
+            slope = (math.log(e2) - math.log(e1)) / (math.log(z) - math.log(z1))
+            if slope < 0:
+                guess = min(max(z * math.exp((math.log(target) - math.log(epsilon)) / slope), 0.01), 1000.0)
+    return smallest_on_grid(bound, target, answer, epsilon, low, guess)
+
+
+def smallest_rdp_noise(phases_of: Callable[[float], list], delta: float, target: float,
+                       low: int = -1) -> int | None:
+    """The smallest grid index above `low` (whose noise does not meet the target) whose noise z meets
+    the target by the RDP accountant's own ε of phases_of(z); None if even 1000 does not. The search
+    runs on RdpBound (rdp_bound_answer); the accountant then decides at the answer and at the grid
+    value below it (2 full evaluations, ~0.1 s each), searching on only if the bound missed."""
+    exact = lambda z: rdp_epsilon(phases_of(z), delta)  # noqa: E731
+    answer = rdp_bound_answer(phases_of, delta, target, low)
+    if answer is None:  # the bound passes the target even at 1000: the accountant decides there
+        if (top := exact(1000.0)) > target:
+            return None
+        answer = smallest_on_grid(exact, target, GRID_TOP, top, low)
+    while answer - 1 > low and (below := exact(grid_noise(answer - 1))) <= target:
+        answer = smallest_on_grid(exact, target, answer - 1, below, low, grid_noise(answer - 1))
+    if exact(grid_noise(answer)) > target:  # never expected: the bound is at least the accountant's ε
+        raise ArithmeticError(f"the RDP accountant gives ε {exact(grid_noise(answer))} > {target} at noise "
+                              f"{grid_noise(answer)}, where its bound at a few orders met the target")
+    return answer
+
+
+def solve_noise_multiplier(target: float, rounds: int, q: float, delta: float, accountant: str = "rdp") -> float:
+    """`noise auto`: the smallest noise multiplier on the grid 0.0100, 0.0101, …, 9.99, 10.0, 10.1, …,
+    1000 (3 significant figures) whose ε by the accountant after `rounds` rounds meets the target; so
+    the answer always meets it and the grid value below it does not. ValueError if even 1000 does not
+    (a message saying so), or for invalid inputs.
+
+    RDP: the search runs on RdpBound (an upper bound on the accountant's ε at a few orders); the full
+    accountant settles the answer and the value below (smallest_rdp_noise). PLD: from the RDP bound's
+    answer (PLD's ε is smaller: the answer is at or below it), a PLD 8 times coarser, then the exact one."""
+    from ..lib import privacy as dp
+
+    rounds, _, q, delta, accountant = dp._check_inputs(rounds, 1.0, q, delta, accountant)
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0 < target < math.inf:
+        raise ValueError(f"the target epsilon must be a positive number, got {target!r}")
+    if rounds == 0:
+        raise ValueError("the number of rounds must be at least 1 to choose a noise multiplier")
+
+    def unreachable(epsilon: float) -> ValueError:
+        return ValueError(
+            f"target epsilon {target} is unreachable in {rounds} rounds with sampling rate {q:.4g} and "
+            f"delta {delta:g}: even noise multiplier 1000 gives epsilon {epsilon:.4g}. Use fewer rounds "
+            "or fewer clients per round, or a larger target.")
+
+    if accountant == "rdp":
+        answer = smallest_rdp_noise(lambda z: [(rounds, z, q)], delta, target)
+        if answer is None:
+            raise unreachable(rdp_epsilon([(rounds, 1000.0, q)], delta))
+        return grid_noise(answer)
+    bound_answer = _bound_answer(target, rounds, q, delta)
+
+    def pld_epsilon(z: float, coarser: int = 1) -> float:
+        accountant = dp.pld.PLDAccountant(value_discretization_interval=coarser * dp._pld_discretization(z, q))
+        accountant.compose(dp.dp_event(z, q, rounds))
+        return float(accountant.get_epsilon(delta))
+
+    def top(epsilon_of: Callable[[float], float]) -> tuple[int | None, float]:
+        """(grid index, ε) of z = 10, 100 or 1000, the first meeting the target (None: not even 1000)."""
+        for i in (2700, 3600, GRID_TOP):
+            if (epsilon := epsilon_of(grid_noise(i))) <= target:
+                return i, epsilon
+        return None, epsilon
+
+    start = top(pld_epsilon)
+    if start[0] is None:
+        raise unreachable(start[1])
+    guess = 1.0 if bound_answer is None else grid_noise(bound_answer)
+    coarse = lambda z: pld_epsilon(z, 8)  # noqa: E731
+    if (coarse_start := top(coarse))[0] is not None:  # its answer (its ε a little larger) starts the search
+        guess = grid_noise(smallest_on_grid(coarse, target, *coarse_start, guess=guess))
+    return grid_noise(smallest_on_grid(pld_epsilon, target, *start, guess=guess))
+
+
+@functools.lru_cache(maxsize=16)
+def _bound_answer(target: float, rounds: int, q: float, delta: float, whole: bool = False) -> int | None:
+    """rdp_bound_answer of `rounds` rounds at sampling rate q."""
+    return rdp_bound_answer(lambda z: [(rounds, z, q)], delta, target, whole=whole)
+
+
+def check_pld_solvable(target: float, rounds: int, q: float, delta: float) -> None:
+    """Raise PLDTooCostly if `noise auto` with PLD would compose past the limit.
+
+    The PLD answer is at or below the answer of RDP at its integer orders alone (PLD's ε is smaller
+    than RDP's, and that bound's larger still); the search may try noise down to about half of it, so
+    the composition is estimated there (noise auto with ε = 10,000 over 1000 rounds at q = 0.2 took 8.5 s of CPU)."""
+    answer = _bound_answer(target, rounds, q, delta, whole=True)
+    if answer is None:
+        return  # PLD may still meet it (its search tries 10, 100, 1000); else E813 says so
+    low = max(grid_noise(answer) / 2, 0.01)
     one_round = _one_round_points(low, q)
     if one_round > MAX_PLD_SOLVE_POINTS:  # each candidate noise builds its own one-round PLD
         raise PLDTooCostly(one_round, float("nan"), low, solving=True, rdp_noise=_rdp_noise(target, rounds, q, delta))
     points, mean_loss = epsilon_function(low, q, delta, "pld").points(rounds)  # type: ignore[attr-defined]
     if points > MAX_PLD_POINTS:
         raise PLDTooCostly(points, mean_loss, low, rdp_noise=_rdp_noise(target, rounds, q, delta))
-    return z
 
 
 def _rdp_noise(target: float, rounds: int, q: float, delta: float) -> float | None:
     """What `noise auto` gives with the RDP accountant (for E820's message)."""
-    from ..lib import privacy as dp
-
     try:
-        return dp.solve_noise_multiplier(target, rounds, q, delta, "rdp")
+        return solve_noise_multiplier(target, rounds, q, delta, "rdp")
     except ValueError:
         return None
-
-
-# dp-accounting's default RDP orders that are whole numbers: ε from them alone is an upper bound
-# on the RDP accountant's ε, at a tenth of the cost (the fractional orders' series is the slow part).
-INTEGER_ORDERS = tuple(float(k) for k in [*range(2, 64), 128, 256, 512, 1024])
 
 
 # The search for `noise auto` builds a one-round PLD per candidate noise (~8 of them, ~10 µs of
@@ -95,8 +384,6 @@ MAX_PLD_SOLVE_POINTS = 20_000
 
 def _one_round_points(noise: float, q: float) -> float:
     """Points of one round's PLD as fedlang/lib/privacy.py discretizes it (without building it)."""
-    import math
-
     from ..lib import privacy as dp
 
     x = 10 / noise + 0.5 / noise**2
@@ -111,40 +398,16 @@ class Accounted:
     last_within: int | None  # last round with ε ≤ target (None: no target)
 
 
-class _Kept(dict):
-    """A dict that forgets everything past 256 entries (the language server checks again and again)."""
-
-    def __setitem__(self, key, value):
-        if len(self) >= 256:
-            self.clear()
-        super().__setitem__(key, value)
-
-
-# One round's RDP (orders, values) per (noise, sampling rate, orders or None for dp-accounting's):
-# `noise auto`'s search (solve_noise_multiplier's rdp_cache) and the accounting that follows share it.
-RDP_ROUNDS: dict = _Kept()
-
-
 @functools.lru_cache(maxsize=8)
 def epsilon_function(noise: float, q: float, delta: float, accountant: str) -> Callable[[int], float]:
     """ε after t rounds, as the run computes it; each call is one accountant evaluation (the PLD's
     are remembered, and so is the function: the privacy pass and a budget action share them)."""
-    from dp_accounting import pld, rdp
-
     from ..lib import privacy as dp
 
     if accountant == "rdp":
-        if (noise, q, None) not in RDP_ROUNDS:
-            one_round = rdp.RdpAccountant()
-            one_round.compose(dp.dp_event(noise, q, 1))
-            RDP_ROUNDS[noise, q, None] = (one_round.orders, one_round.rdp)
-        orders, per_round = RDP_ROUNDS[noise, q, None]
+        per_round, orders = rdp_round(noise, q), default_orders()
         return lambda t: dp._rdp_epsilon(orders, t * per_round, delta)
-    one_round = pld.privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=noise,
-        value_discretization_interval=dp._pld_discretization(noise, q),
-        sampling_prob=q,
-    )
+    one_round = dp._pld_round(noise, q)
     cache: dict[int, float] = {}
     interval = dp._pld_discretization(noise, q)
     spread = [_loss_moments(pmf, interval) for pmf in (one_round._pmf_remove, one_round._pmf_add)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .accounting import INTEGER_ORDERS, epsilon_function, last_round_within
+from .accounting import epsilon_function, last_round_within
 from ..lib import simulation as simlib
 
 BUDGET_ACTIONS = ("lower_rate", "raise_noise")
@@ -63,7 +63,8 @@ def _first_round_holding(checked, alert: dict) -> int | None:
 
 def plan_budget_action(checked, alert: dict) -> tuple[dict | None, str | None]:
     """(the change the run applies, None) or (None, why no change keeps the target)."""
-    from ..lib import privacy as dp  # dp-accounting: imported only for specs with a privacy block
+    from .accounting import (GRID_TOP, RdpBound, epsilon_after_phases, grid_index, grid_noise, rdp_bound_answer,
+                             smallest_on_grid, smallest_rdp_noise)
 
     p, train = checked.privacy, checked.train
     rounds, target = train.rounds, p.epsilon_target
@@ -72,108 +73,85 @@ def plan_budget_action(checked, alert: dict) -> tuple[dict | None, str | None]:
         return {"after_round": rounds, "noise_multiplier": p.noise_multiplier,
                 "clients_per_round": train.clients_per_round, "sampling_rate": p.sampling_rate,
                 "epsilon": p.epsilon, "fires": after is not None}, None
-    first = (after, p.noise_multiplier, p.sampling_rate)
+    first, rest = (after, p.noise_multiplier, p.sampling_rate), rounds - after
 
-    rdp_cache: dict = {}
-
-    def rdp_of(noise: float, rate: float, orders: tuple | None = None):
-        if (noise, rate, orders) not in rdp_cache:
-            from dp_accounting import rdp
-
-            accountant = rdp.RdpAccountant(None if orders is None else list(orders))
-            accountant.compose(dp.dp_event(noise, rate, 1))
-            rdp_cache[noise, rate, orders] = (accountant.orders, accountant.rdp)
-        return rdp_cache[noise, rate, orders]
-
-    first_phase: dict = {}
-
-    def epsilon_with(noise: float, rate: float, quick: bool = False) -> float:
-        """ε after the declared rounds with the change; `quick` (RDP): at the integer orders only,
-        an upper bound on the exact ε at a tenth of the cost, to search with before the exact ε."""
-        if p.accountant == "rdp":  # epsilon_after_phases' sum, with the first phase's RDP computed once
-            subset = INTEGER_ORDERS if quick else None
-            orders, declared = rdp_of(p.noise_multiplier, p.sampling_rate, subset)
-            return dp._rdp_epsilon(orders, (rounds - after) * rdp_of(noise, rate, subset)[1] + after * declared,
-                                   p.delta)
-        # epsilon_after_phases' composition, with the first phase composed once per interval
-        interval = max(dp._pld_discretization(p.noise_multiplier, p.sampling_rate),
-                       dp._pld_discretization(noise, rate))
-        if interval not in first_phase:
-            one_round = dp._pld_round(p.noise_multiplier, p.sampling_rate, interval)
-            first_phase[interval] = one_round if after == 1 else one_round.self_compose(after)
-        second = dp._pld_round(noise, rate, interval)
-        second = second if rounds - after == 1 else second.self_compose(rounds - after)
-        return float(first_phase[interval].compose(second).get_epsilon_for_delta(p.delta))
+    def epsilon_with(noise: float, rate: float) -> float:
+        """ε after the declared rounds with the change (RDP or PLD; the first phase's RDP or PLD kept)."""
+        return epsilon_after_phases([first, (rest, noise, rate)], p.delta, p.accountant)
 
     if epsilon_with(p.noise_multiplier, p.sampling_rate) <= target:  # no change needed
         noise, clients, rate = p.noise_multiplier, train.clients_per_round, p.sampling_rate
     elif alert["action"] == "raise_noise":
-        if epsilon_with(1000.0, p.sampling_rate) > target:
-            return None, (f"after round {after} (ε {dp.epsilon_after(after, p.noise_multiplier, p.sampling_rate, p.delta, p.accountant):.3f}) "
-                          f"even noise 1000 for the remaining {_rounds(rounds - after)} passes the target {target:g}")
-        top = 1000.0  # meets the target; with RDP, first the answer of the quick (larger) ε, which meets it too
-        if p.accountant == "rdp" and epsilon_with(top, p.sampling_rate, quick=True) <= target:
-            top = _smallest_noise(lambda z: epsilon_with(z, p.sampling_rate, quick=True), p.noise_multiplier, target)
-        noise = _smallest_noise(lambda z: epsilon_with(z, p.sampling_rate), p.noise_multiplier, target, top)
-        while epsilon_with(noise, p.sampling_rate) > target:  # rounding to 3 figures stays above the bound
-            noise = _round_up_3(noise * 1.001)
+        # the smallest noise on `noise auto`'s grid (3 significant figures) above the declared one
+        low = min(math.floor(grid_index(p.noise_multiplier)), GRID_TOP)
+        while low >= 0 and grid_noise(low) > p.noise_multiplier:  # at or below the declared noise: fails too
+            low -= 1
+        phases_of = lambda z: [first, (rest, z, p.sampling_rate)]  # noqa: E731
+        unreachable = (f"after round {after} (ε {_epsilon_at(checked, after):.3f}) even noise 1000 for the "
+                       f"remaining {_rounds(rest)} passes the target {target:g}")
+        if p.accountant == "rdp":
+            if (answer := smallest_rdp_noise(phases_of, p.delta, target, low)) is None:
+                return None, unreachable
+        else:  # PLD's ε is below the RDP bound's: its answer is usually at or below the bound's
+            answer = rdp_bound_answer(phases_of, p.delta, target, low)
+            if answer is None or (top := epsilon_with(grid_noise(answer), p.sampling_rate)) > target:
+                answer, top = GRID_TOP, epsilon_with(1000.0, p.sampling_rate)
+                if top > target:
+                    return None, unreachable
+            answer = smallest_on_grid(lambda z: epsilon_with(z, p.sampling_rate), target, answer, top, low,
+                                      grid_noise(answer))
+        noise = grid_noise(answer)
         clients, rate = train.clients_per_round, p.sampling_rate
     else:
-        def fits(k: int, quick: bool = False) -> bool:
-            return epsilon_with(p.noise_multiplier, _rate(checked, k), quick) <= target
+        def fits(k: int) -> bool:
+            return epsilon_with(p.noise_multiplier, _rate(checked, k)) <= target
 
-        low, high = 0, train.clients_per_round  # ε with `low` clients ≤ target (0: nobody) < ε with `high`
-        if p.accountant == "rdp":  # bisection on the quick ε: its answer fits the exact ε too
-            while high - low > 1:
-                middle = (low + high) // 2
-                low, high = (middle, high) if fits(middle, quick=True) else (low, middle)
-            high, step = train.clients_per_round, 1
-            while low + step < high:  # the exact answer is at or above: probe 1, 2, 4, … above it
-                if not fits(low + step):
-                    high = low + step
-                    break
-                low, step = low + step, 2 * step
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if fits(middle) else (low, middle)
+        high = train.clients_per_round  # ε with `high` clients passes the target
+        if p.accountant == "rdp":  # RdpBound's answers fit the accountant's ε too: the answer is at or above them
+            phases_of = lambda k: [first, (rest, p.noise_multiplier, _rate(checked, int(k)))]  # noqa: E731
+            whole, bound = RdpBound(phases_of, p.delta, whole=True), RdpBound(phases_of, p.delta)
+            low = _most_fitting(lambda k: whole(k) <= target, 0, high, bisect=True)
+            low = _most_fitting(lambda k: bound(k) <= target, low, high)
+            low = _most_fitting(fits, low, high)
+        else:
+            low = _most_fitting(fits, 0, high, bisect=True)
         if low == 0:
-            return None, (f"after round {after} even 1 client per round for the remaining {_rounds(rounds - after)} "
+            return None, (f"after round {after} even 1 client per round for the remaining {_rounds(rest)} "
                           f"passes the target {target:g} (noise {p.noise_multiplier:g})")
         noise, clients, rate = p.noise_multiplier, low, _rate(checked, low)
-    proved = dp.epsilon_after_phases([first, (rounds - after, noise, rate)], p.delta, p.accountant)
+    proved = epsilon_with(noise, rate)  # the accountant's own ε of the changed run (epsilon_after_phases)
     if proved > target:  # the search's arithmetic agrees with the accountant's; never expected
         return None, f"dp-accounting gives ε {proved:.4f} > {target:g} for the change found"
     return {"after_round": after, "noise_multiplier": noise, "clients_per_round": clients, "sampling_rate": rate,
             "epsilon": proved, "fires": True}, None
 
 
-def _smallest_noise(epsilon_of, noise: float, target: float, top: float = 1000.0) -> float:
-    """The noise (3 significant figures, rounded up) just meeting the target, given that `noise`
-    does not and `top` does: regula falsi (Illinois) on log ε against log z, a handful of calls."""
-    low, high = math.log(noise), math.log(top)
-    f_low, f_high = math.log(epsilon_of(noise)) - math.log(target), math.log(epsilon_of(top)) - math.log(target)
-    side = 0
-    while high - low > 5e-4:
-        middle = (low * f_high - high * f_low) / (f_high - f_low)
-        middle = min(max(middle, low + 1e-4), high - 1e-4)
-        f_middle = math.log(epsilon_of(math.exp(middle))) - math.log(target)
-        if f_middle <= 0:
-            high, f_high = middle, f_middle
-            f_low, side = (f_low / 2, side) if side == -1 else (f_low, -1)
-        else:
-            low, f_low = middle, f_middle
-            f_high, side = (f_high / 2, side) if side == 1 else (f_high, 1)
-    return _round_up_3(math.exp(high))
+def _most_fitting(fits, low: int, high: int, bisect: bool = False) -> int:
+    """The largest k with fits(k), given that `low` fits (0: nobody) and `high` does not (fits holds up
+    to some k): bisection, or (when the answer is likely just above `low`) probes of low + 1, 2, 4, …
+    first."""
+    step = 1
+    while not bisect and low + step < high:
+        if not fits(low + step):
+            high = low + step
+            break
+        low, step = low + step, 2 * step
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def _epsilon_at(checked, t: int) -> float:
+    """ε of the declared mechanism after round t."""
+    from .accounting import epsilon_function
+
+    p = checked.privacy
+    return epsilon_function(p.noise_multiplier, p.sampling_rate, p.delta, p.accountant)(t)
 
 
 def _rounds(n: int) -> str:
     return f"{n} round" if n == 1 else f"{n} rounds"
-
-
-def _round_up_3(x: float) -> float:
-    """x rounded up to 3 significant figures."""
-    exponent = math.floor(math.log10(x)) - 2
-    return float(f"{math.ceil(x / 10.0 ** exponent - 1e-9)}e{exponent}")
 
 
 def describe_adjustment(alert: dict, checked) -> str:

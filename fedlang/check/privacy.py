@@ -112,8 +112,8 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
                       f"use delta < {1 / population:.1e}")
 
     from ..lib import privacy as dp  # dp-accounting; no TensorFlow
-    from .accounting import (MAX_PLD_POINTS, MAX_PLD_SOLVE_POINTS, RDP_ROUNDS, PLDTooCostly, account,
-                             check_pld_solvable)
+    from .accounting import (MAX_PLD_POINTS, MAX_PLD_SOLVE_POINTS, PLDTooCostly, account, check_pld_solvable,
+                             epsilon_function, solve_noise_multiplier)
 
     q = dp.sampling_rate(train.clients_per_round, population)
     if simulated_rate is not None:
@@ -125,12 +125,12 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
     noise = s["noise"]
     try:
         if noise == "auto":
-            guess = check_pld_solvable(target, rounds, q, delta) if accountant == "pld" else None
+            if accountant == "pld":
+                check_pld_solvable(target, rounds, q, delta)
             try:
-                noise = dp.solve_noise_multiplier(target, rounds, q, delta, accountant, first_guess=guess,
-                                                  rdp_cache=RDP_ROUNDS)
+                noise = solve_noise_multiplier(target, rounds, q, delta, accountant)
             except ValueError:
-                most = dp.epsilon_after(rounds, 1000.0, q, delta, accountant)
+                most = epsilon_function(1000.0, q, delta, accountant)(rounds)
                 diags.error("E813", f"no noise level meets the target ε ≤ {target:g} over {rounds} rounds: even "
                                     f"noise 1000 spends ε = {most:.3g} (δ = {delta:g}, q = {q:.4g}, "
                                     f"{accountant.upper()})", s.span("epsilon"),
@@ -147,7 +147,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
             epsilon, first, last_within = accounted.epsilon, accounted.first, accounted.last_within
     except PLDTooCostly as exc:
         tail = (f"`accountant rdp` meets the target with noise {exc.rdp_noise:g}" if exc.rdp_noise else
-                f"the RDP accountant bounds ε by {_eps(dp.epsilon_after(rounds, exc.noise, q, delta, 'rdp'))} here")
+                f"the RDP accountant bounds ε by {_eps(epsilon_function(exc.noise, q, delta, 'rdp')(rounds))} here")
         solving = "solving `noise auto`: " if noise == "auto" else ""
         if exc.solving:
             what = (f"searching noise levels down to ~{exc.noise:.3g} (q = {q:.4g}) builds a privacy loss "

@@ -89,6 +89,13 @@ def _rdp_epsilon(orders, rdp_values, delta):
     return float(rdp.compute_epsilon(orders, [max(float(r), 0.0) for r in rdp_values], delta)[0])
 
 
+def _rdp_round(noise_multiplier, sampling_rate, orders=None):
+    """One round's RDP: (orders, values) of RdpAccountant (with its default orders when None)."""
+    one_round = rdp.RdpAccountant(orders)
+    one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
+    return one_round.orders, one_round.rdp
+
+
 def sampling_rate(clients_per_round, population):
     """The per-round probability that a given client takes part: clients_per_round / population."""
     for name, value in (("clients per round", clients_per_round), ("population", population)):
@@ -160,15 +167,9 @@ def epsilon_per_round(rounds, noise_multiplier, sampling_rate, delta, accountant
     if rounds == 0:
         return []
     if accountant == "rdp":
-        one_round = rdp.RdpAccountant()
-        one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
-        orders, rdp_per_round = one_round.orders, one_round.rdp
+        orders, rdp_per_round = _rdp_round(noise_multiplier, sampling_rate)
         return [_rdp_epsilon(orders, t * rdp_per_round, delta) for t in range(1, rounds + 1)]
-    one_round = pld.privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=noise_multiplier,
-        value_discretization_interval=_pld_discretization(noise_multiplier, sampling_rate),
-        sampling_prob=sampling_rate,
-    )
+    one_round = _pld_round(noise_multiplier, sampling_rate)
     epsilons, composed = [], one_round
     for t in range(1, rounds + 1):
         if t > 1:
@@ -200,146 +201,6 @@ def last_round_within(target_epsilon, rounds, noise_multiplier, sampling_rate, d
         else:
             bad = middle
     return good
-
-
-def solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, accountant="rdp",
-                           first_guess=None, orders=None, rdp_cache=None):
-    """The smallest noise multiplier z, to 3 significant figures, with epsilon <= the target.
-
-    z is searched on the grid 0.0100, 0.0101, ..., 9.99, 10.0, 10.1, ..., 1000 and rounded UP,
-    so the returned z always meets the target (and the grid value just below it does not).
-    Raises ValueError if even z = 1000 exceeds the target. Targets that z = 0.01 already
-    meets (epsilons in the thousands or more) give 0.01.
-
-    ``orders``: RDP orders (``"rdp"`` only; default: dp_accounting's). ``first_guess`` only
-    speeds up the search; the default is the answer of RDP at the integer orders alone (an
-    upper bound on RDP's epsilon at a tenth of the cost). PLD then searches a PLD 8 times
-    coarser from there, and finally the exact one from the coarse answer. ``rdp_cache``: a dict
-    keeping one round's RDP per (z, sampling rate, orders), e.g. for the accounting that follows.
-    """
-    rounds, _, sampling_rate, delta, accountant = _check_inputs(
-        rounds, 1.0, sampling_rate, delta, accountant
-    )
-    if isinstance(target_epsilon, bool) or not isinstance(target_epsilon, numbers.Real) or not (
-        0 < target_epsilon < math.inf
-    ):
-        raise ValueError(f"the target epsilon must be a positive number, got {target_epsilon!r}")
-    if rounds == 0:
-        raise ValueError("the number of rounds must be at least 1 to choose a noise multiplier")
-
-    # Grid index i = 0..4500 <-> z = n * 10**(k - 2), n = 100..999 the 3 significant digits.
-    def z_at(i):
-        k, n = divmod(i, 900)
-        return float(f"{100 + n}e{k - 4}")
-
-    def index_of(z):
-        k = math.floor(math.log10(z))
-        return 900 * (k + 2) + (z / 10.0 ** (k - 2) - 100)
-
-    def top(eps_of):
-        """(grid index, epsilon) of z = 10, 100 or 1000, the first that meets the target; (None,
-        epsilon at z = 1000) if none does. RDP at a large z costs ~z² (dp_accounting's series
-        for fractional orders: ~1 s of CPU per call at z = 1000), so the larger ones are tried
-        only when needed."""
-        for i in (2700, 3600, 4500):  # z = 10, 100, 1000
-            epsilon = eps_of(z_at(i))
-            if epsilon <= target_epsilon:
-                return i, epsilon
-        return None, epsilon
-
-    def search(eps_of, first_guess, start):
-        """The grid z meeting the target with the smallest index, given that z_at(start[0]) does."""
-        # Invariant: the answer is in (low, high]; epsilon(z_at(low)) > target (low = -1 stands
-        # for "below 0.01") and epsilon(z_at(high)) <= target.
-        low, high = -1, start[0]
-        points = [(z_at(high), start[1])]
-        guess, slow_steps = index_of(first_guess), 0
-        while high - low > 1:
-            i = min(max(round(guess), low + 1), high - 1)
-            z = z_at(i)
-            epsilon = eps_of(z)
-            width = high - low
-            if epsilon <= target_epsilon:
-                high = i
-            else:
-                low = i
-            points.append((z, epsilon))
-            slow_steps = slow_steps + 1 if high - low > width / 2 else 0
-            # Next guess: a secant step on log(epsilon) against log(z) through the last two
-            # points; after two steps that did not halve the bracket (or without a secant),
-            # bisection, or while no z below the answer is known, a step down of 1, 4, 16, ...
-            # grid values (bisection would try z near 0.1, where the accountants are slowest).
-            (z1, e1), (z2, e2) = points[-2], points[-1]
-            secant = None
-            if 0 < e1 < math.inf and 0 < e2 < math.inf and z1 != z2:
-                slope = (math.log(e2) - math.log(e1)) / (math.log(z2) - math.log(z1))
-                if slope < 0:
-                    log_z = math.log(z2) + (math.log(target_epsilon) - math.log(e2)) / slope
-                    secant = index_of(math.exp(min(max(log_z, math.log(0.01)), math.log(1000.0))))
-            if secant is not None and slow_steps < 2:
-                guess = secant
-            elif low == -1:
-                guess = high - 4 ** slow_steps
-            else:
-                guess = (low + high) / 2
-        return z_at(high)
-
-    def rdp_epsilon(z, orders=None):
-        if rdp_cache is None:
-            return epsilon_after(rounds, z, sampling_rate, delta, "rdp", orders)
-        # epsilon_after's arithmetic (the accountant scales one round's RDP by the rounds), with
-        # one round's RDP kept in rdp_cache
-        key = (z, sampling_rate, None if orders is None else tuple(orders))
-        if key not in rdp_cache:
-            one_round = rdp.RdpAccountant(None if orders is None else list(orders))
-            one_round.compose(dp_event(z, sampling_rate, 1))
-            rdp_cache[key] = (one_round.orders, one_round.rdp)
-        kept_orders, per_round = rdp_cache[key]
-        return _rdp_epsilon(kept_orders, rounds * per_round, delta)
-
-    def accountant_epsilon(z):
-        if accountant == "rdp":
-            return rdp_epsilon(z, orders)
-        return epsilon_after(rounds, z, sampling_rate, delta, accountant)
-
-    start = top(accountant_epsilon)
-    if start[0] is None:
-        top_epsilon = start[1]
-        raise ValueError(
-            f"target epsilon {target_epsilon} is unreachable in {rounds} rounds with sampling "
-            f"rate {sampling_rate:.4g} and delta {delta:g}: even noise multiplier 1000 gives "
-            f"epsilon {top_epsilon:.4g}. Use fewer rounds or fewer clients per round, or a "
-            "larger target."
-        )
-    # Only the exact epsilon decides (the search ends on two neighbouring grid values, the
-    # upper meeting the target and the lower not); first guesses only save slow evaluations.
-    whole = [order for order in rdp.RdpAccountant().orders if float(order).is_integer()]
-    if accountant == "rdp" and orders is not None:
-        return search(accountant_epsilon, 1.0, start)
-    if first_guess is None:
-        # RDP at the integer orders only: a tenth of the cost (dp_accounting's series for the
-        # fractional orders 1.1 ... 10.9 is the slow part), and an upper bound on RDP's epsilon.
-        try:
-            first_guess = solve_noise_multiplier(target_epsilon, rounds, sampling_rate, delta, "rdp",
-                                                 orders=whole, rdp_cache=rdp_cache)
-        except ValueError:
-            first_guess = 1.0
-    if accountant == "rdp":
-        return search(accountant_epsilon, first_guess, start)
-
-    # PLD: start at the answer of a PLD 8 times coarser (8 times fewer points; its epsilons are
-    # a little larger), itself started at the first guess.
-    def coarse_epsilon(z):
-        coarse = pld.PLDAccountant(
-            value_discretization_interval=8 * _pld_discretization(z, sampling_rate)
-        )
-        coarse.compose(dp_event(z, sampling_rate, rounds))
-        return float(coarse.get_epsilon(delta))
-
-    coarse_start = top(coarse_epsilon)
-    if coarse_start[0] is not None:
-        first_guess = search(coarse_epsilon, first_guess, coarse_start)
-    return search(accountant_epsilon, first_guess, start)
 
 
 def _pld_round(noise_multiplier, sampling_rate, interval=None):
@@ -381,9 +242,7 @@ def epsilon_per_round_phases(phases, delta, accountant="rdp"):
     epsilons, total, composed = [], None, None
     for rounds, noise_multiplier, sampling_rate in phases:
         if accountant == "rdp":
-            one_round = rdp.RdpAccountant()
-            one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
-            orders, per_round = one_round.orders, one_round.rdp
+            orders, per_round = _rdp_round(noise_multiplier, sampling_rate)
             start = 0 if total is None else total
             epsilons += [_rdp_epsilon(orders, start + t * per_round, delta) for t in range(1, rounds + 1)]
             total = start + rounds * per_round
@@ -395,40 +254,18 @@ def epsilon_per_round_phases(phases, delta, accountant="rdp"):
     return epsilons
 
 
-def epsilon_after_phases(phases, delta, accountant="rdp"):
-    """The last item of epsilon_per_round_phases, in a few accountant calls (RDP: each phase's
-    RDP scaled by its rounds; PLD: each phase's distribution self-composed, then composed)."""
-    phases, delta, accountant, interval = _checked_phases(phases, delta, accountant)
-    total, composed = None, None
-    for rounds, noise_multiplier, sampling_rate in phases:
-        if accountant == "rdp":
-            one_round = rdp.RdpAccountant()
-            one_round.compose(dp_event(noise_multiplier, sampling_rate, 1))
-            orders = one_round.orders
-            total = rounds * one_round.rdp + (0 if total is None else total)
-            continue
-        phase = _pld_round(noise_multiplier, sampling_rate, interval)
-        phase = phase if rounds == 1 else phase.self_compose(rounds)
-        composed = phase if composed is None else composed.compose(phase)
-    if accountant == "rdp":
-        return 0.0 if total is None else _rdp_epsilon(orders, total, delta)
-    return 0.0 if composed is None else float(composed.get_epsilon_for_delta(delta))
-
-
 # Helpers each function calls (directly), so the compiler can copy what is needed.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "_check_inputs": (),
     "_pld_discretization": (),
     "_rdp_epsilon": (),
+    "_rdp_round": ("dp_event",),
     "sampling_rate": (),
     "dp_event": ("_check_inputs",),
     "epsilon_after": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
-    "epsilon_per_round": ("_check_inputs", "_pld_discretization", "dp_event", "_rdp_epsilon"),
+    "epsilon_per_round": ("_check_inputs", "_rdp_round", "_rdp_epsilon", "_pld_round"),
     "last_round_within": ("_check_inputs", "epsilon_after"),
-    "solve_noise_multiplier": ("_check_inputs", "epsilon_after", "_pld_discretization", "dp_event",
-                               "_rdp_epsilon"),
     "_pld_round": ("_pld_discretization",),
     "_checked_phases": ("_check_inputs", "_pld_discretization"),
-    "epsilon_per_round_phases": ("_checked_phases", "dp_event", "_rdp_epsilon", "_pld_round"),
-    "epsilon_after_phases": ("_checked_phases", "dp_event", "_rdp_epsilon", "_pld_round"),
+    "epsilon_per_round_phases": ("_checked_phases", "_rdp_round", "_rdp_epsilon", "_pld_round"),
 }

@@ -1,10 +1,11 @@
 """The monitor block's privacy-budget actions at check time (fedlang/check/budget.py): the round the
 ε alert first holds, the smallest change that keeps the target (the next smaller one does not),
-and the accounting of a mechanism that changes (fedlang/lib/privacy.py's *_phases)."""
+and the accounting of a mechanism that changes (fedlang/lib/privacy.py's epsilon_per_round_phases, fedlang/check/accounting.py's epsilon_after_phases)."""
 
 import pytest
 
 from fedlang.diagnostics import Source
+from fedlang.check.accounting import epsilon_after_phases
 from fedlang.lib import privacy as dp
 from fedlang.pipeline import compile_source
 
@@ -43,7 +44,7 @@ def test_one_phase_is_epsilon_per_round_and_phases_compose(accountant):
     assert two[:3] == pytest.approx(dp.epsilon_per_round(3, 1.1, 0.1, 1e-5, accountant), rel=1e-9)
     assert all(a < b for a, b in zip(two, two[1:]))
     assert two[-1] < dp.epsilon_after(6, 1.1, 0.1, 1e-5, accountant)  # the changed rounds cost less
-    assert dp.epsilon_after_phases([(3, 1.1, 0.1), (3, 2.0, 0.05)], 1e-5, accountant) == \
+    assert epsilon_after_phases([(3, 1.1, 0.1), (3, 2.0, 0.05)], 1e-5, accountant) == \
         pytest.approx(two[-1], rel=1e-6)
 
 
@@ -53,8 +54,8 @@ def test_raise_noise_is_the_smallest_noise_that_keeps_the_target():
     r = a["after_round"]
     assert epsilons[r - 1] > 4.0 >= epsilons[r - 2]  # the alert's first round
     z = a["noise_multiplier"]
-    assert dp.epsilon_after_phases([(r, 1.0, 0.2), (30 - r, z, 0.2)], 1e-5) == a["epsilon"] <= 8
-    assert dp.epsilon_after_phases([(r, 1.0, 0.2), (30 - r, round(z - 0.01, 2), 0.2)], 1e-5) > 8  # 3 figures
+    assert epsilon_after_phases([(r, 1.0, 0.2), (30 - r, z, 0.2)], 1e-5) == a["epsilon"] <= 8
+    assert epsilon_after_phases([(r, 1.0, 0.2), (30 - r, round(z - 0.01, 2), 0.2)], 1e-5) > 8  # 3 figures
     assert a["clients_per_round"] == 20 and a["sampling_rate"] == 0.2
 
 
@@ -64,8 +65,8 @@ def test_lower_rate_is_the_most_clients_that_keep_the_target():
     r, k = a["after_round"], a["clients_per_round"]
     assert epsilons[r - 1] > 6 >= epsilons[r - 2]
     assert a["sampling_rate"] == k / 100 and a["noise_multiplier"] == 1.0
-    assert dp.epsilon_after_phases([(r, 1.0, 0.2), (30 - r, 1.0, k / 100)], 1e-5) <= 8
-    assert dp.epsilon_after_phases([(r, 1.0, 0.2), (30 - r, 1.0, (k + 1) / 100)], 1e-5) > 8
+    assert epsilon_after_phases([(r, 1.0, 0.2), (30 - r, 1.0, k / 100)], 1e-5) <= 8
+    assert epsilon_after_phases([(r, 1.0, 0.2), (30 - r, 1.0, (k + 1) / 100)], 1e-5) > 8
 
 
 def test_an_alert_that_never_fires_changes_nothing():

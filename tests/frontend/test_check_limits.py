@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from fedlang.check.accounting import account, epsilon_function, last_round_within
+from fedlang.check.accounting import account, epsilon_after_phases, epsilon_function, last_round_within
 from fedlang.diagnostics import Diagnostic, Source, Span, SpecError, render_all
 from fedlang.lib import privacy
 from fedlang.pipeline import compile_source
@@ -535,7 +535,7 @@ def test_pld_phases_with_different_discretizations_compose():
 
     phases = [(20, 1.0, 0.8), (10, 200.0, 0.8)]  # intervals 1e-3 and 4e-4 (q / 10 z)
     assert privacy._pld_discretization(1.0, 0.8) > privacy._pld_discretization(200.0, 0.8)
-    got = privacy.epsilon_after_phases(phases, 1e-5, "pld")
+    got = epsilon_after_phases(phases, 1e-5, "pld")
     assert got == pytest.approx(privacy.epsilon_per_round_phases(phases, 1e-5, "pld")[-1], rel=1e-6)
     finer = pld.PLDAccountant(value_discretization_interval=privacy._pld_discretization(200.0, 0.8) / 2)
     for rounds, z, q in phases:
@@ -556,7 +556,7 @@ def test_raise_noise_with_pld_is_planned_and_proved():
     a = compiled.checked.monitor.alerts[0]["adjust"]
     r, z = a["after_round"], a["noise_multiplier"]
     assert z > 1.0 and a["epsilon"] <= 8
-    assert a["epsilon"] == privacy.epsilon_after_phases([(r, 1.0, 0.8), (60 - r, z, 0.8)], 1e-5, "pld")
+    assert a["epsilon"] == epsilon_after_phases([(r, 1.0, 0.8), (60 - r, z, 0.8)], 1e-5, "pld")
     assert privacy.epsilon_per_round_phases([(r, 1.0, 0.8), (60 - r, z, 0.8)], 1e-5, "pld")[-1] <= 8 * (1 + 1e-6)
 
 
@@ -582,8 +582,8 @@ def test_lower_rate_searched_with_integer_orders_is_still_the_exact_answer():
     a = compile_source(Source("t.fed", text), REPO).checked.monitor.alerts[0]["adjust"]
     r, k = a["after_round"], a["clients_per_round"]
     assert 1 <= k < 1000 and a["epsilon"] <= 20
-    assert privacy.epsilon_after_phases([(r, 0.8, 1000 / 1500), (500 - r, 0.8, k / 1500)], 1e-5) <= 20
-    assert privacy.epsilon_after_phases([(r, 0.8, 1000 / 1500), (500 - r, 0.8, (k + 1) / 1500)], 1e-5) > 20
+    assert epsilon_after_phases([(r, 0.8, 1000 / 1500), (500 - r, 0.8, k / 1500)], 1e-5) <= 20
+    assert epsilon_after_phases([(r, 0.8, 1000 / 1500), (500 - r, 0.8, (k + 1) / 1500)], 1e-5) > 20
 
 
 def test_checking_a_spec_without_privacy_does_not_import_dp_accounting():

@@ -14,12 +14,13 @@ from dp_accounting import pld, rdp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fedlang.check import accounting
 from fedlang.lib import privacy
 
 MODULE_SOURCE = inspect.getsource(privacy)
 PUBLIC = [
     "sampling_rate", "dp_event", "epsilon_after", "epsilon_per_round", "last_round_within",
-    "solve_noise_multiplier",
+    "epsilon_per_round_phases",
 ]
 
 # (population, clients per round, noise multiplier, rounds, delta)
@@ -110,7 +111,7 @@ def test_each_function_runs_when_copied_with_its_closure(name):
         "epsilon_after": lambda f: f(100, 1.2, q, 1e-5, "pld"),
         "epsilon_per_round": lambda f: f(5, 1.2, q, 1e-5, "pld"),
         "last_round_within": lambda f: f(1.0, 20, 1.2, q, 1e-5),
-        "solve_noise_multiplier": lambda f: f(2.0, 100, q, 1e-5),
+        "epsilon_per_round_phases": lambda f: f([(3, 1.2, q), (2, 2.0, q / 2)], 1e-5, "pld"),
     }
     assert calls[name](fn) == calls[name](getattr(privacy, name))
 
@@ -238,7 +239,7 @@ def test_last_round_within_pld():
 )
 def test_solve_noise_multiplier_is_the_smallest_3_significant_figure_z(target, rounds, q,
                                                                      accountant):
-    z = privacy.solve_noise_multiplier(target, rounds, q, 1e-5, accountant)
+    z = accounting.solve_noise_multiplier(target, rounds, q, 1e-5, accountant)
     assert float(f"{z:.3g}") == z
     assert privacy.epsilon_after(rounds, z, q, 1e-5, accountant) <= target
     below = previous_grid_value(z)
@@ -247,30 +248,31 @@ def test_solve_noise_multiplier_is_the_smallest_3_significant_figure_z(target, r
 
 
 def test_solve_noise_multiplier_tutorial_value():
-    assert privacy.solve_noise_multiplier(2.0, 100, 120 / 3383, 1e-5) == 1.2
+    assert accounting.solve_noise_multiplier(2.0, 100, 120 / 3383, 1e-5) == 1.2
 
 
 @pytest.mark.parametrize("target, needs", [(10.0, None), (0.05, 100.0), (0.005, 1000.0)])
 def test_solve_noise_multiplier_asks_for_large_z_only_when_needed(monkeypatch, target, needs):
-    """RDP at z = 1000 costs ~1 s of CPU (dp_accounting's series for fractional orders grows like
-    z²); the search tried it first for every spec with `noise auto`. Now z = 10, then 100, then
+    """RDP's series for fractional orders grew like z² in older dp-accounting (~1 s of CPU at z =
+    1000); the search tried it first for every spec with `noise auto`. Now z = 10, then 100, then
     1000 are tried until one meets the target; the answer is the same grid value."""
     asked = []
-    original = privacy.epsilon_after
+    original = privacy._rdp_round
 
-    def recorded(rounds, z, *args, **kwargs):
+    def recorded(z, *args, **kwargs):
         asked.append(z)
-        return original(rounds, z, *args, **kwargs)
+        return original(z, *args, **kwargs)
 
-    monkeypatch.setattr(privacy, "epsilon_after", recorded)
-    z = privacy.solve_noise_multiplier(target, 25, 0.2, 1e-5, "rdp")
+    accounting.RDP_ROUNDS.clear()
+    monkeypatch.setattr(privacy, "_rdp_round", recorded)
+    z = accounting.solve_noise_multiplier(target, 25, 0.2, 1e-5, "rdp")
     assert max(asked) == (needs or 10.0)
-    monkeypatch.setattr(privacy, "epsilon_after", original)
+    monkeypatch.setattr(privacy, "_rdp_round", original)
     assert privacy.epsilon_after(25, z, 0.2, 1e-5) <= target < privacy.epsilon_after(25, previous_grid_value(z), 0.2, 1e-5)
 
 
 def test_solve_noise_multiplier_huge_target_gives_the_smallest_grid_value():
-    assert privacy.solve_noise_multiplier(1e9, 1, 0.01, 1e-5) == 0.01
+    assert accounting.solve_noise_multiplier(1e9, 1, 0.01, 1e-5) == 0.01
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,13 +337,13 @@ INVALID = [
     (P.dp_event, (-1.0, 0.1, 10), "noise multiplier must be a positive number"),
     (P.epsilon_per_round, (10, 1.0, 0.1, -1e-5), "delta must be a number strictly between"),
     (P.last_round_within, (0.0, 10, 1.0, 0.1, 1e-5), "target epsilon must be a positive number"),
-    (P.solve_noise_multiplier, (0.0, 10, 0.1, 1e-5),
+    (accounting.solve_noise_multiplier, (0.0, 10, 0.1, 1e-5),
      "target epsilon must be a positive number, got 0.0"),
-    (P.solve_noise_multiplier, (-1, 10, 0.1, 1e-5), "target epsilon must be a positive number"),
-    (P.solve_noise_multiplier, (1.0, 10, 0.1, 2.0), "delta must be a number strictly between"),
-    (P.solve_noise_multiplier, (1.0, 10, 1.1, 1e-5), "sampling rate .* at most 1"),
-    (P.solve_noise_multiplier, (1.0, 0, 0.1, 1e-5), "rounds must be at least 1"),
-    (P.solve_noise_multiplier, (1e-4, 1000, 1.0, 1e-5),
+    (accounting.solve_noise_multiplier, (-1, 10, 0.1, 1e-5), "target epsilon must be a positive number"),
+    (accounting.solve_noise_multiplier, (1.0, 10, 0.1, 2.0), "delta must be a number strictly between"),
+    (accounting.solve_noise_multiplier, (1.0, 10, 1.1, 1e-5), "sampling rate .* at most 1"),
+    (accounting.solve_noise_multiplier, (1.0, 0, 0.1, 1e-5), "rounds must be at least 1"),
+    (accounting.solve_noise_multiplier, (1e-4, 1000, 1.0, 1e-5),
      "target epsilon 0.0001 is unreachable in 1000 rounds with sampling rate 1 and delta 1e-05: "
      "even noise multiplier 1000 gives epsilon 0.1.*Use fewer rounds"),
 ]
@@ -351,3 +353,73 @@ INVALID = [
 def test_invalid_inputs_raise_clear_errors(function, args, message):
     with pytest.raises(ValueError, match=message):
         function(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# `noise auto`'s search (fedlang/check/accounting.py) against a brute-force one
+# ---------------------------------------------------------------------------------------------
+
+
+def brute_force_noise(target, rounds, q, delta, accountant):
+    """The smallest 3-significant-figure z in 0.01 … 1000 with ε ≤ target: plain bisection over the
+    grid with dp-accounting's ε (direct_epsilon), nothing of fedlang's search."""
+    grid = [float(f"{n}e{k - 4}") for k in range(5) for n in range(100, 1000)] + [1000.0]
+    population, clients = (1, 1) if q == 1 else (round(1 / q * 1000), 1000)
+
+    def meets(z):
+        return direct_epsilon(population, clients, z, rounds, delta, accountant) <= target
+
+    if not meets(grid[-1]):
+        return None
+    low, high = -1, len(grid) - 1  # grid[low] fails (-1: below the grid), grid[high] meets
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if meets(grid[middle]) else (middle, high)
+    return grid[high]
+
+
+def seeded_table(seed, n):
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        yield (round(10 ** rng.uniform(-0.5, 3), 3), int(10 ** rng.uniform(0, 3.5)),
+               1000 / round(1000 / 10 ** rng.uniform(-3.5, -0.05)), rng.choice([1e-3, 1e-5, 1e-7]))
+
+
+@pytest.mark.parametrize("target,rounds,q,delta", list(seeded_table(8, 3)) + [(500.0, 3000, 0.2, 1e-5)])
+def test_solve_agrees_with_brute_force_bisection_rdp(target, rounds, q, delta):
+    try:
+        z = accounting.solve_noise_multiplier(target, rounds, q, delta, "rdp")
+    except ValueError:
+        z = None
+    assert z == brute_force_noise(target, rounds, q, delta, "rdp")
+
+
+@pytest.mark.parametrize("target,rounds,q,delta", [(3.0, 20, 0.1, 1e-5)])
+def test_solve_agrees_with_brute_force_bisection_pld(target, rounds, q, delta):
+    assert accounting.solve_noise_multiplier(target, rounds, q, delta, "pld") == \
+        brute_force_noise(target, rounds, q, delta, "pld")
+
+
+@PROPERTY_SETTINGS
+@given(z=st.floats(0.3, 20.0), q=st.floats(1e-4, 1.0), rounds=st.integers(1, 5000), delta=deltas)
+def test_the_rdp_bound_is_never_below_the_accountants_epsilon(z, q, rounds, delta):
+    """RdpBound (a few orders) is what `noise auto` searches with; only an upper bound is claimed,
+    and the full accountant settles the answer. Per-order values are the accountant's own."""
+    exact = privacy.epsilon_after(rounds, z, q, delta)
+    bound = accounting.RdpBound(lambda x: [(rounds, x, q)], delta)
+    assert bound(z) >= exact
+    assert accounting.rdp_epsilon([(rounds, z, q)], delta) == exact
+    orders = accounting.default_orders()
+    full = rdp.RdpAccountant()
+    full.compose(privacy.dp_event(z, q, 1))
+    assert list(accounting.rdp_round(z, q, orders[5:9])) == list(full.rdp[5:9])
+
+
+def test_rdp_epsilon_after_phases_is_the_accountants_composition():
+    phases = [(7, 1.1, 0.1), (5, 2.0, 0.05)]
+    direct = rdp.RdpAccountant()
+    for rounds, z, q in phases:
+        direct.compose(privacy.dp_event(z, q, rounds))
+    assert accounting.epsilon_after_phases(phases, 1e-5) == direct.get_epsilon(1e-5)
