@@ -118,7 +118,7 @@ def _column_attribute(call: ast.Call, data: DataConfig, seed: int, base_dir: Pat
     path = str(resolve_data_path(data.source["path"], base_dir))
     try:
         cells = _column_cells(path, column)
-        _, _, client_ids = datalib.load_csv(path, data.source["label"], data.source["client"])
+        _, _, client_ids = datalib.checked_load_csv(path, data.source["label"], data.source["client"])
     except (OSError, ValueError, csv.Error) as exc:
         diags.error("E631", f"cannot read the attribute column: {str(exc)[:200]}", call.args[0].span,
                     "name a column of the data file's header")

@@ -208,9 +208,9 @@ def _file_facts(choice, path: Path, base_dir: Path) -> "SourceFacts | SourceErro
                                "check a sample of the data (e.g. the first 100,000 examples) in a smaller .npz")
     try:
         if choice.name == "npz":
-            x, y, clients = datalib.load_npz(str(path), choice["x"], choice["y"], choice["client"])
+            x, y, clients = datalib.checked_load_npz(str(path), choice["x"], choice["y"], choice["client"])
         else:
-            x, y, clients = datalib.load_csv(str(path), choice["label"], choice["client"])
+            x, y, clients = datalib.checked_load_csv(str(path), choice["label"], choice["client"])
     except (OSError, ValueError, csv.Error) as exc:
         # The loaders describe a file's contents rather than quote them; cap the message anyway.
         return SourceError("E501", f"cannot read {choice.name} data: {_capped(str(exc))}",
@@ -286,7 +286,7 @@ def _files_facts(choice, pattern: Path, base_dir: Path) -> "SourceFacts | Source
     from ..lib import files as fileslib  # NumPy only
 
     try:
-        paths = fileslib.client_files(str(pattern))
+        paths = fileslib.checked_client_files(str(pattern))
     except FileNotFoundError as exc:
         return SourceError("E501", f"cannot read files: {exc}",
                            f"patterns are relative to the spec's folder ({base_dir.as_posix() or '.'})")

@@ -218,10 +218,22 @@ def checked_markov_sequences(
 # ---------------------------------------------------------------------------------------------
 
 
-def load_npz(
+def load_npz(path, x_key="x", y_key="y", client_key=None):
+    """(x float32 [n, ...], y int64 [n], client ids int64 [n] or None) from the arrays of an .npz file;
+    client ids that are not numbers (e.g. names) are numbered 0, 1, … in order of first appearance."""
+    with np.load(path, allow_pickle=False) as archive:
+        x, y = archive[x_key].astype(np.float32), archive[y_key].reshape(-1).astype(np.int64)
+        ids = archive[client_key] if client_key is not None else None
+    if ids is None or ids.dtype.kind in "biuf":
+        return x, y, None if ids is None else ids.astype(np.int64)
+    numbers = {}
+    return x, y, np.array([numbers.setdefault(i, len(numbers)) for i in ids.tolist()], dtype=np.int64)
+
+
+def checked_load_npz(
     path: str, x_key: str = "x", y_key: str = "y", client_key: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Load features, labels and (optionally) client ids from a numpy ``.npz`` file.
+    """load_npz with every check: what `fedlang check` reads (tests hold the two equal on good files).
 
     Returns (x float32 [n, ...], y int64 [n], client_ids int64 [n] or None). Labels may be
     stored as floats if they are whole numbers. String client ids are numbered 0, 1, ... in
@@ -332,11 +344,35 @@ def load_npz(
     return x32, y, client_ids
 
 
-def load_csv(
+def load_csv(path, label="label", client=None):
+    """(x float32 [n, d], y int64 [n], client ids int64 [n] or None) from a CSV file with a header row:
+    the label column, optionally a client column, and a numeric feature in every other column. Client
+    ids that are not all integers (e.g. names) are numbered 0, 1, … in order of first appearance."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = csv.reader(f)
+        header = [name.strip() for name in next(row for row in rows if row)]
+        label_at, client_at = header.index(label), header.index(client) if client is not None else None
+        features = [i for i in range(len(header)) if i not in (label_at, client_at)]
+        x, y, ids = array.array("d"), array.array("q"), []  # flat typed arrays: a few bytes per value
+        for row in rows:
+            if row and (len(row) > 1 or row[0].strip()):  # blank lines are skipped
+                x.extend(float(row[i]) for i in features)
+                y.append(int(float(row[label_at])))
+                ids.append(row[client_at].strip() if client is not None else None)
+    x, y = np.frombuffer(x, dtype=np.float64).reshape(len(y), -1).astype(np.float32), np.array(y, dtype=np.int64)
+    if client is None:
+        return x, y, None
+    try:
+        return x, y, np.array([int(i) for i in ids], dtype=np.int64)
+    except ValueError:  # not all integers
+        numbers = {}
+        return x, y, np.array([numbers.setdefault(i, len(numbers)) for i in ids], dtype=np.int64)
+
+
+def checked_load_csv(
     path: str, label: str = "label", client: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Load a CSV file with a header row: one column of labels, optionally one of client ids,
-    and every other column a numeric feature.
+    """load_csv with every check: what `fedlang check` reads (tests hold the two equal on good files).
 
     Returns (x float32 [n, d], y int64 [n], client_ids int64 [n] or None). Client ids that
     are all integers are kept; otherwise (e.g. names) they are numbered 0, 1, ... in order of
@@ -696,8 +732,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "checked_synthetic_fedprox": ("_check_int", "synthetic_fedprox"),
     "markov_sequences": (),
     "checked_markov_sequences": ("_check_int", "markov_sequences"),
-    "load_npz": ("_encode_client_ids", "DataError"),
-    "load_csv": ("_encode_client_ids", "_cell_kind", "DataError"),
+    "load_npz": (),
+    "checked_load_npz": ("_encode_client_ids", "DataError"),
+    "load_csv": (),
+    "checked_load_csv": ("_encode_client_ids", "_cell_kind", "DataError"),
     "holdout_split": (),
     "checked_holdout_split": ("_check_int", "_check_rng", "DataError", "holdout_split"),
     "holdout_tails": (),

@@ -11,58 +11,32 @@ import numpy as np
 
 
 def _emnist_split_to_numpy(client_data, client_numbers):
-    """Read every example of a TFF EMNIST ClientData into numpy arrays.
-
-    ``client_numbers`` maps TFF's string client ids to ints; ids missing from it are added
-    with the next free numbers. Returns (x float32 [n, 28, 28], y int64 [n], client_ids int64 [n]).
-    """
+    """Every example of a TFF EMNIST ClientData as numpy arrays (x float32 [n, 28, 28], y int64 [n],
+    client ids int64 [n]); `client_numbers` maps TFF's string client ids to ints, numbering new ones."""
     import tensorflow as tf
 
     ids = list(client_data.client_ids)
-    for client_id in ids:
-        client_numbers.setdefault(client_id, len(client_numbers))
+    numbers = [client_numbers.setdefault(client_id, len(client_numbers)) for client_id in ids]
     if not ids:
-        return (np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
     def examples_of(client_id, number):
-        dataset = client_data.serializable_dataset_fn(client_id)
-        return dataset.map(lambda e: (e["pixels"], e["label"], number))
+        return client_data.serializable_dataset_fn(client_id).map(lambda e: (e["pixels"], e["label"], number))
 
-    numbers = [client_numbers[client_id] for client_id in ids]
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((ids, tf.constant(numbers, tf.int64)))
-        .flat_map(examples_of)
-        .batch(8192)
-    )
-    xs, ys, cs = [], [], []
-    for x, y, c in dataset.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-        cs.append(c)
-    return (
-        np.concatenate(xs).astype(np.float32),
-        np.concatenate(ys).astype(np.int64),
-        np.concatenate(cs).astype(np.int64),
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((ids, tf.constant(numbers, tf.int64))).flat_map(examples_of)
+    x, y, c = zip(*dataset.batch(8192).as_numpy_iterator())
+    return np.concatenate(x).astype(np.float32), np.concatenate(y).astype(np.int64), np.concatenate(c).astype(np.int64)
 
 
-def load_emnist(only_digits: bool = True, cache_dir: str | None = None):
-    """Load Federated EMNIST (handwriting grouped by writer, from LEAF) as numpy arrays.
+def load_emnist(only_digits=True, cache_dir=None):
+    """Federated EMNIST (handwriting grouped by writer, from LEAF) through TFF's loader, as numpy:
+    ((x, y, client ids) of the training split, (x, y, client ids) of the test split).
 
-    Uses tff.simulation.datasets.emnist.load_data, which reads the SQLite file
-    ``emnist_all.sqlite`` from ``cache_dir`` (default ``~/.tff``) and downloads it
-    (emnist_all.sqlite.lzma, decompressed on the fly) if it is not there.
-
-    Returns ``((x_train, y_train, client_ids_train), (x_test, y_test, client_ids_test))`` where
-      - x is float32 [n, 28, 28], pixels in [0, 1] with 1.0 = background and 0.0 = ink;
-      - y is int64 [n]: 0-9 are digits; with only_digits=False, 10-35 are 'A'-'Z' and
-        36-61 are 'a'-'z';
-      - client_ids is int64 [n], the writer of each example. Writers are numbered 0, 1, ...
-        in TFF's (sorted) order of training clients, and the test split uses the same numbers,
-        since every writer has examples in both splits.
-
-    Raises RuntimeError with instructions if the file is not cached and cannot be downloaded
-    (e.g. the machine is offline), or if the cached file is damaged.
+    x is float32 [n, 28, 28] in [0, 1] (1.0 background, 0.0 ink); y is int64: digits 0-9 and, with
+    only_digits=False, 'A'-'Z' 10-35 and 'a'-'z' 36-61; writers are numbered 0, 1, … in TFF's sorted
+    order of training clients, alike in both splits. TFF reads emnist_all.sqlite from cache_dir
+    (default ~/.tff) and downloads it when it is not there; a RuntimeError says what to do when that
+    fails (e.g. offline) or the cached file is damaged.
     """
     import socket
 
@@ -72,53 +46,34 @@ def load_emnist(only_digits: bool = True, cache_dir: str | None = None):
     folder = cache_dir if cache_dir is not None else os.path.join(os.path.expanduser("~"), ".tff")
     db_path = os.path.abspath(os.path.join(folder, "emnist_all.sqlite"))
     was_cached = os.path.exists(db_path)
-
-    # urllib waits forever on a silent network unless a default socket timeout is set.
     old_timeout = socket.getdefaulttimeout()
-    if old_timeout is None:
-        socket.setdefaulttimeout(60)
+    socket.setdefaulttimeout(60 if old_timeout is None else old_timeout)  # else urllib waits forever when silent
     try:
-        train, test = tff.simulation.datasets.emnist.load_data(
-            only_digits=only_digits, cache_dir=cache_dir
-        )
-    except KeyboardInterrupt:
+        train, test = tff.simulation.datasets.emnist.load_data(only_digits=only_digits, cache_dir=cache_dir)
+    except BaseException as error:
         if not was_cached and os.path.exists(db_path):
-            os.remove(db_path)  # do not leave a partial download behind
-        raise
-    except Exception as error:
+            os.remove(db_path)  # TFF downloads straight to db_path: a partial file would pass for the data set
+        if not isinstance(error, Exception):  # Ctrl-C
+            raise
         reason = f"{type(error).__name__}: {error}"
         if was_cached:
-            raise RuntimeError(
-                f"The cached EMNIST file {db_path} could not be read ({reason}). It may be an "
-                f"incomplete download: delete it and run again, or replace it with a good copy."
-            ) from None
-        # TFF writes the download straight to db_path; a partial file would later pass for
-        # the data set, so remove it.
-        if os.path.exists(db_path):
-            os.remove(db_path)
-        offline = isinstance(error, OSError)  # URLError, timeouts, refused/reset connections
+            raise RuntimeError(f"The cached EMNIST file {db_path} could not be read ({reason}). It may be an "
+                               f"incomplete download: delete it and run again, or replace it with a good copy.") from None
         raise RuntimeError(
             f"Federated EMNIST is not cached and could not be downloaded"
-            f"{' (this machine appears to be offline)' if offline else ''}: {reason}.\n"
+            f"{' (this machine appears to be offline)' if isinstance(error, OSError) else ''}: {reason}.\n"
             f"TFF looked for the file {db_path}.\n"
-            f"To use EMNIST without network access, download {url} on a machine that has "
-            f"network access, decompress it (xz -d emnist_all.sqlite.lzma) and put the "
-            f"resulting emnist_all.sqlite at {db_path}"
-            f"{'' if cache_dir is not None else ' (or pass cache_dir=<folder containing it>)'}."
-        ) from None
+            f"To use EMNIST without network access, download {url} on a machine that has network access, "
+            f"decompress it (xz -d emnist_all.sqlite.lzma) and put the resulting emnist_all.sqlite at {db_path}"
+            f"{'' if cache_dir is not None else ' (or pass cache_dir=<folder containing it>)'}.") from None
     finally:
         socket.setdefaulttimeout(old_timeout)
-
     try:
         client_numbers = {}
-        train_arrays = _emnist_split_to_numpy(train, client_numbers)
-        test_arrays = _emnist_split_to_numpy(test, client_numbers)
+        return _emnist_split_to_numpy(train, client_numbers), _emnist_split_to_numpy(test, client_numbers)
     except Exception as error:
-        raise RuntimeError(
-            f"Could not read the EMNIST examples from {db_path} ({type(error).__name__}: "
-            f"{error}). The file may be damaged or not in TFF's EMNIST format."
-        ) from None
-    return train_arrays, test_arrays
+        raise RuntimeError(f"Could not read the EMNIST examples from {db_path} ({type(error).__name__}: {error}). "
+                           f"The file may be damaged or not in TFF's EMNIST format.") from None
 
 
 # Helpers each function calls (directly), so the compiler can copy what is needed.

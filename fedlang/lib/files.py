@@ -23,10 +23,16 @@ import zipfile
 import numpy as np
 
 def client_files(pattern: str) -> list:
-    """The files matching a glob pattern, sorted by name: one client each, all of one format."""
+    """The files matching a glob pattern, sorted by name: one client each."""
     paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
-    if not paths:
+    if not paths:  # a program may run where its files are not
         raise FileNotFoundError(f"{pattern}: no file matches")
+    return paths
+
+
+def checked_client_files(pattern: str) -> list:
+    """client_files, after checking that the files are all .csv, all .npz or all .tfrecord."""
+    paths = client_files(pattern)
     formats = sorted({os.path.splitext(p)[1] for p in paths})
     if len(formats) > 1 or formats[0] not in (".csv", ".npz", ".tfrecord"):
         raise ValueError(f"{pattern}: the files must all be .csv, all .npz or all .tfrecord; found "
@@ -36,17 +42,13 @@ def client_files(pattern: str) -> list:
 
 def count_tfrecord_records(path: str) -> int:
     """Records in a TFRecord file, counted from their length prefixes (the data is skipped)."""
-    size = os.path.getsize(path)
-    count = offset = 0
+    size, count, offset = os.path.getsize(path), 0, 0
     with open(path, "rb") as f:
         while offset < size:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError(f"{path}: truncated TFRecord file (a partial length at byte {offset})")
-            (length,) = struct.unpack("<Q", head)
-            offset += 8 + 4 + length + 4
+            head = f.read(8)  # a record: its length (8 bytes), a CRC (4), the data, a CRC (4)
+            offset += 16 + (struct.unpack("<Q", head)[0] if len(head) == 8 else size)
             if offset > size:
-                raise ValueError(f"{path}: truncated TFRecord file (record {count + 1} claims {length} bytes)")
+                raise ValueError(f"{path}: truncated TFRecord file (record {count + 1} is cut short)")
             f.seek(offset)
             count += 1
     return count
@@ -246,6 +248,7 @@ def count_examples(path: str, y_key: str = "y") -> int:
 
 REQUIRES = {
     "client_files": (),
+    "checked_client_files": ("client_files",),
     "count_tfrecord_records": (),
     "tfrecord_records": (),
     "_varint": (),

@@ -94,10 +94,12 @@ CHECKED = sorted(name for name in vars(data) if name.startswith("checked_"))
 
 
 def test_every_checked_wrapper_has_its_core_and_calls_it():
+    """One implementation of each draw. The loaders draw nothing: check's checked_load_csv and
+    checked_load_npz test every cell as they read, and the tests below hold them equal to the cores."""
     for wrapper in CHECKED:
         core = wrapper[len("checked_"):]
         assert callable(getattr(data, core, None)), wrapper
-        assert core in data.REQUIRES[wrapper], f"{wrapper} does not call {core}"
+        assert core in data.REQUIRES[wrapper] or core in ("load_csv", "load_npz"), f"{wrapper} does not call {core}"
         assert not set(data.REQUIRES[core]) & {"DataError", "_check_int", "_check_rng", "_check_labels"}, core
 
 
@@ -413,74 +415,136 @@ def test_synthetic_errors():
 
 
 # ---------------------------------------------------------------------------------------------
+# The loaders programs copy read what check's checked_ loaders read, from any file check accepts
+# ---------------------------------------------------------------------------------------------
+
+_CELL = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(-1e30, 1e30, allow_nan=False).map(repr))
+_ID = st.one_of(st.integers(-50, 50).map(str), st.sampled_from(["ann", "bo", "Ω", "7x", "1.5", ""]).filter(bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.lists(_CELL, min_size=2, max_size=2), st.integers(0, 30), _ID), min_size=1, max_size=25),
+    label_at=st.integers(0, 2),
+    with_client=st.booleans(),
+    blank_lines=st.lists(st.integers(0, 25), max_size=3),
+    pad=st.sampled_from(["", " "]),
+    bom=st.booleans(),
+)
+def test_load_csv_reads_what_checked_load_csv_reads(rows, label_at, with_client, blank_lines, pad, bom, tmp_path_factory):
+    lines = []
+    for features, label, client in rows:
+        cells = [f"{pad}{c}{pad}" for c in features]
+        cells.insert(label_at, f"{pad}{label}{pad}")
+        lines.append(",".join(cells + ([f"{pad}{client}"] if with_client else [])))
+    for at in sorted(blank_lines, reverse=True):
+        lines.insert(min(at, len(lines)), "")
+    header = ["f0", "f1"]
+    header.insert(label_at, "target")
+    text = ",".join(header + (["who"] if with_client else [])) + "\n" + "\n".join(lines) + "\n"
+    path = tmp_path_factory.mktemp("csv") / "d.csv"
+    path.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+    client = "who" if with_client else None
+    expected = data.checked_load_csv(str(path), "target", client)
+    got = data.load_csv(str(path), "target", client)
+    assert _same(list(got[:2]), list(expected[:2])) and (got[2] is None) == (expected[2] is None)
+    assert got[2] is None or _same(got[2], expected[2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    x_dtype=st.sampled_from([np.float64, np.float32, np.int32, np.uint8, np.bool_]),
+    y_dtype=st.sampled_from([np.int64, np.uint8, np.float64]),
+    column=st.booleans(),
+    ids=st.sampled_from(["int", "float", "str", None]),
+    seed=st.integers(0, 1000),
+)
+def test_load_npz_reads_what_checked_load_npz_reads(n, x_dtype, y_dtype, column, ids, seed, tmp_path_factory):
+    g = rng(seed)
+    arrays = {"x": (g.normal(size=(n, 3, 2)) * 50).astype(x_dtype),
+              "y": g.integers(0, 9, (n, 1) if column else n).astype(y_dtype)}
+    if ids is not None:
+        raw = g.integers(-4, 4, n)
+        arrays["c"] = {"int": raw, "float": raw.astype(np.float64), "str": np.array([f"w{i}" for i in raw])}[ids]
+    path = tmp_path_factory.mktemp("npz") / "d.npz"
+    np.savez(path, **arrays)
+    key = "c" if ids is not None else None
+    expected, got = data.checked_load_npz(str(path), client_key=key), data.load_npz(str(path), client_key=key)
+    assert _same(list(got[:2]), list(expected[:2])) and (got[2] is None) == (expected[2] is None)
+    assert got[2] is None or _same(got[2], expected[2])
+
+
+# ---------------------------------------------------------------------------------------------
 # load_npz
 # ---------------------------------------------------------------------------------------------
 
 
-def test_load_npz_roundtrip(tmp_path):
+@pytest.mark.parametrize("load", [data.load_npz, data.checked_load_npz], ids=["core", "checked"])
+def test_load_npz_roundtrip(load, tmp_path):
     path = tmp_path / "data.npz"
     x = np.arange(24, dtype=np.float64).reshape(4, 2, 3)
     np.savez(path, x=x, labels=np.array([0.0, 2.0, 1.0, 2.0]), who=np.array(["b", "a", "b", "c"]))
-    xs, ys, cs = data.load_npz(str(path), y_key="labels", client_key="who")
+    xs, ys, cs = load(str(path), y_key="labels", client_key="who")
     assert xs.dtype == np.float32 and xs.shape == (4, 2, 3) and np.array_equal(xs, x)
     assert ys.dtype == np.int64 and ys.tolist() == [0, 2, 1, 2]
     assert cs.dtype == np.int64 and cs.tolist() == [0, 1, 0, 2]
     np.savez(path, x=x, y=np.array([1, 0, 1, 0], dtype=np.uint8), c=np.array([5, 3, 5, 9]))
-    _, ys, cs = data.load_npz(str(path), client_key="c")
+    _, ys, cs = load(str(path), client_key="c")
     assert ys.dtype == np.int64 and cs.tolist() == [5, 3, 5, 9]
-    assert data.load_npz(str(path))[2] is None
+    assert load(str(path))[2] is None
 
 
 def test_load_npz_errors(tmp_path):
     p = tmp_path / "data.npz"
     with pytest.raises(FileNotFoundError, match="data.npz: file not found"):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     p.write_bytes(b"")
     with pytest.raises(ValueError, match=r"data.npz is not a valid .npz file"):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
     p.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match=r"data.npz is not a valid .npz file \("):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
     np.save(tmp_path / "single.npy", np.ones(3))
     with pytest.raises(ValueError, match=r"single.npy is a single-array .npy file"):
-        data.load_npz(str(tmp_path / "single.npy"))
+        data.checked_load_npz(str(tmp_path / "single.npy"))
 
     np.savez(p, x=np.ones((3, 2)), labels=np.zeros(3))
     with pytest.raises(ValueError, match=re.escape("data.npz has no array 'y' (arrays: x, labels)")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
     with pytest.raises(ValueError, match=re.escape("data.npz has no array 'cid' (arrays: x, labels)")):
-        data.load_npz(str(p), y_key="labels", client_key="cid")
+        data.checked_load_npz(str(p), y_key="labels", client_key="cid")
 
     np.savez(p, x=np.ones((3, 2)), y=np.zeros(4))
     with pytest.raises(ValueError, match=re.escape("arrays 'x' and 'y' have different numbers of examples (3 and 4)")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     np.savez(p, x=np.ones((3, 2)), y=np.array([0.0, 1.5, 1.0]))
     with pytest.raises(ValueError, match=re.escape("array 'y' must hold integer class labels; index 1 is 1.5")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     np.savez(p, x=np.ones((3, 2)), y=np.array([0, -1, 1]))
     with pytest.raises(ValueError, match=re.escape("class labels >= 0; index 1 is -1")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     x = np.ones((4, 2))
     x[2, 1] = np.nan
     np.savez(p, x=x, y=np.zeros(4))
     with pytest.raises(ValueError, match=re.escape("array 'x' contains NaN or infinite values (1 examples, first at index 2)")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     np.savez(p, x=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2))
     with pytest.raises(ValueError, match=re.escape("data.npz: array 'x' could not be read")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     np.savez(p, x=np.array(["a", "b"]), y=np.zeros(2))
     with pytest.raises(ValueError, match=re.escape("array 'x' must be a numeric array")):
-        data.load_npz(str(p))
+        data.checked_load_npz(str(p))
 
     np.savez(p, x=np.ones((2, 2)), y=np.zeros(2), c=np.zeros(3))
     with pytest.raises(ValueError, match=re.escape("array 'c' must be 1-D with one client id per example (2)")):
-        data.load_npz(str(p), client_key="c")
+        data.checked_load_npz(str(p), client_key="c")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,9 +558,10 @@ def write(tmp_path, text, name="data.csv"):
     return str(path)
 
 
-def test_load_csv_with_string_client_ids(tmp_path):
+@pytest.mark.parametrize("load", [data.load_csv, data.checked_load_csv], ids=["core", "checked"])
+def test_load_csv_with_string_client_ids(load, tmp_path):
     path = write(tmp_path, "a,b,label,user\n1,2.5,0,bob\n3,4,1,alice\n\n5,-6e-1,1.0,bob\n7, 8 ,2,carol\n")
-    x, y, c = data.load_csv(path, client="user")
+    x, y, c = load(path, client="user")
     assert x.dtype == np.float32 and x.shape == (4, 2)
     assert np.allclose(x, [[1, 2.5], [3, 4], [5, -0.6], [7, 8]])
     assert y.dtype == np.int64 and y.tolist() == [0, 1, 1, 2]
@@ -505,49 +570,50 @@ def test_load_csv_with_string_client_ids(tmp_path):
     assert [p.tolist() for p in parts] == [[0, 2], [1], [3]]
 
 
-def test_load_csv_integer_client_ids_kept_and_label_anywhere(tmp_path):
+@pytest.mark.parametrize("load", [data.load_csv, data.checked_load_csv], ids=["core", "checked"])
+def test_load_csv_integer_client_ids_kept_and_label_anywhere(load, tmp_path):
     path = write(tmp_path, "y,f1,cid,f2\n0,1,10,2\n1,3,4,4\n")
-    x, y, c = data.load_csv(path, label="y", client="cid")
+    x, y, c = load(path, label="y", client="cid")
     assert x.tolist() == [[1, 2], [3, 4]] and y.tolist() == [0, 1] and c.tolist() == [10, 4]
-    x, y, c = data.load_csv(path, label="y")
+    x, y, c = load(path, label="y")
     assert x.shape == (2, 3) and c is None
 
 
 def test_load_csv_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.csv: file not found"):
-        data.load_csv(str(tmp_path / "missing.csv"))
+        data.checked_load_csv(str(tmp_path / "missing.csv"))
     with pytest.raises(ValueError, match="data.csv is empty; expected a header row"):
-        data.load_csv(write(tmp_path, ""))
+        data.checked_load_csv(write(tmp_path, ""))
     with pytest.raises(ValueError, match="data.csv has a header but no data rows"):
-        data.load_csv(write(tmp_path, "a,label\n\n"))
+        data.checked_load_csv(write(tmp_path, "a,label\n\n"))
     with pytest.raises(ValueError, match=re.escape("column 'label' not found in") ) as info:
-        data.load_csv(write(tmp_path, "a,b,target\n1,2,0\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,target\n1,2,0\n"))
     assert str(info.value).endswith("data.csv header (3 columns)")  # described, not quoted
     with pytest.raises(ValueError, match=re.escape("column 'client' not found in")) as info:
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n"), client="client")
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,0\n"), client="client")
     assert str(info.value).endswith("data.csv header (3 columns)")
     with pytest.raises(ValueError, match=re.escape("data.csv header (2 columns; one is named 'Label')")):
-        data.load_csv(write(tmp_path, "a,Label\n1,0\n"))
+        data.checked_load_csv(write(tmp_path, "a,Label\n1,0\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 4: expected 3 columns, found 2")):
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,1\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,1\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 3: expected 3 columns, found 4")):
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1,9\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,4,1,9\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 2 ('b'): expected a number, found text (3 characters)")):
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,abc,1\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,0\n3,abc,1\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 1 ('a'): expected a number, found an empty cell")):
-        data.load_csv(write(tmp_path, "a,b,label\n,2,0\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n,2,0\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 1 ('a'): expected a finite number, found a non-finite number (nan or inf)")):
-        data.load_csv(write(tmp_path, "a,b,label\nnan,2,0\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\nnan,2,0\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 3, column 'label': expected an integer class label >= 0, found a fraction")):
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,0\n1,2,0.5\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,0\n1,2,0.5\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'label': expected an integer class label >= 0, found text (3 characters)")):
-        data.load_csv(write(tmp_path, "a,b,label\n1,2,cat\n"))
+        data.checked_load_csv(write(tmp_path, "a,b,label\n1,2,cat\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv line 2, column 'u': expected a client id, found an empty cell")):
-        data.load_csv(write(tmp_path, "a,u,label\n1,,0\n"), client="u")
+        data.checked_load_csv(write(tmp_path, "a,u,label\n1,,0\n"), client="u")
     with pytest.raises(ValueError, match=re.escape("data.csv header repeats a column name (columns 1 and 2)")):
-        data.load_csv(write(tmp_path, "a,a,label\n1,2,0\n"))
+        data.checked_load_csv(write(tmp_path, "a,a,label\n1,2,0\n"))
     with pytest.raises(ValueError, match=re.escape("data.csv has no feature columns (only the label and client columns)")):
-        data.load_csv(write(tmp_path, "label,u\n1,x\n"), client="u")
+        data.checked_load_csv(write(tmp_path, "label,u\n1,x\n"), client="u")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,9 +49,15 @@ def test_tfrecord_count_reads_only_the_length_prefixes(tmp_path):
     path = tmp_path / "c.tfrecord"
     write_tfrecord(path, [example_bytes({"x": np.full(100, i, np.float32), "y": [1]}) for i in range(9)])
     assert fileslib.count_tfrecord_records(str(path)) == 9
-    path.write_bytes(path.read_bytes()[:-3])  # a truncated last record
-    with pytest.raises(ValueError, match="truncated"):
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-3])  # a truncated last record
+    with pytest.raises(ValueError, match="truncated TFRecord file \\(record 9 is cut short\\)"):
         fileslib.count_tfrecord_records(str(path))
+    path.write_bytes(whole + b"\x05\x00")  # a partial length prefix after the last record
+    with pytest.raises(ValueError, match="truncated TFRecord file \\(record 10 is cut short\\)"):
+        fileslib.count_tfrecord_records(str(path))
+    path.write_bytes(b"")
+    assert fileslib.count_tfrecord_records(str(path)) == 0
 
 
 def test_integer_features_are_token_ids(tmp_path):

@@ -13,7 +13,7 @@ def test_csv_loader_names_the_column_that_is_not_a_number(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,city,label\n1,Paris,0\n")
     with pytest.raises(datalib.DataError) as error:
-        datalib.load_csv(str(path))
+        datalib.checked_load_csv(str(path))
     assert (error.value.kind, error.value.name, error.value.names) == ("not_a_number", "city", ("a", "city", "label"))
 
 
@@ -21,11 +21,11 @@ def test_csv_loader_reports_a_missing_and_a_repeated_column(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b\n1,2\n")
     with pytest.raises(datalib.DataError) as error:
-        datalib.load_csv(str(path), label="target")
+        datalib.checked_load_csv(str(path), label="target")
     assert (error.value.kind, error.value.name) == ("missing_column", "target")
     path.write_text("a,a,label\n1,2,0\n")
     with pytest.raises(datalib.DataError) as error:
-        datalib.load_csv(str(path))
+        datalib.checked_load_csv(str(path))
     assert (error.value.kind, error.value.name) == ("repeated_column", "a")
 
 
@@ -33,7 +33,7 @@ def test_npz_loader_lists_the_arrays_it_has(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, features=np.zeros((3, 2)), y=np.zeros(3))
     with pytest.raises(datalib.DataError) as error:
-        datalib.load_npz(str(path))
+        datalib.checked_load_npz(str(path))
     assert (error.value.kind, error.value.name, set(error.value.names)) == ("missing_array", "x", {"features", "y"})
 
 
