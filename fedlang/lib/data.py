@@ -115,7 +115,7 @@ def _encode_client_ids(values, source):
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic data (unchecked cores, which programs copy, and checked_ wrappers)
+# Synthetic data: unchecked cores, which programs copy, and checked_ wrappers that call them
 # ---------------------------------------------------------------------------------------------
 
 
@@ -214,7 +214,8 @@ def checked_markov_sequences(
 
 
 # ---------------------------------------------------------------------------------------------
-# Files
+# Files: short loaders, which programs copy, and checked_ loaders that test every cell as they
+# read (what `fedlang check` reads; tests hold the two equal on every file check accepts)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -529,7 +530,7 @@ def checked_holdout_split(num_examples: int, fraction: float, rng) -> tuple[np.n
 def holdout_tails(counts, fraction: float) -> list:
     """Training examples per client when the last round(fraction · n) of each file are held out."""
     train = [n - int(round(fraction * n)) for n in counts]
-    if min(train) < 1:
+    if min(train) < 1:  # checked in the program too: it counts the files again, as they are now
         empty = train.index(min(train))
         raise ValueError(f"holding out {fraction} of client {empty}'s {counts[empty]} examples leaves it none")
     if sum(train) == sum(counts):
