@@ -128,6 +128,23 @@ def test_crossing_search_uses_few_evaluations():
     assert len(calls) <= 45
 
 
+@pytest.mark.parametrize("z, q, rounds, target", [(1.0, 0.2, 3000, 20.0), (2.0, 0.05, 1000, 1.5), (0.8, 0.8, 600, 25.0)])
+def test_pld_crossing_guided_by_rdp_takes_a_few_compositions(z, q, rounds, target):
+    """A PLD's ε has a guide (RDP at the integer orders, microseconds per round count): the crossing
+    search took 11 compositions for 3000 rounds at z 1, q 0.2; the answer is still bracketed by PLD."""
+    pld_epsilon = epsilon_function(z, q, 1e-5, "pld")
+    calls = []
+
+    def counted(t):
+        calls.append(t)
+        return pld_epsilon(t)
+
+    counted.guide = pld_epsilon.guide
+    within = last_round_within(counted, rounds, target, {})
+    assert pld_epsilon(within) <= target < pld_epsilon(within + 1)
+    assert len(calls) <= 2 + 4  # ε(rounds), ε(1), then the guided guesses
+
+
 def test_a_million_rounds_with_privacy_checks_quickly():
     start = time.process_time()
     p = checked_privacy(spec("privacy {\n noise 1.0\n clip 1.0\n epsilon 50\n on_exceed stop\n}",
