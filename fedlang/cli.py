@@ -118,6 +118,39 @@ def _worker_options(command):
     return command
 
 
+def with_worker_options(compiled, workers: int | None, addresses: tuple[str, ...], timeout: float | None):
+    """The compiled spec `fedlang run` executes: --workers N / --worker HOST:PORT… replace the runtime block's
+    workers (and --worker-timeout its timeout), and the program is lowered again for them."""
+    if not (workers or addresses or timeout):
+        return compiled
+    from .checked import RuntimeConfig
+
+    given = compiled.checked.runtime or RuntimeConfig()
+    replaced = bool(workers or addresses)
+    runtime = RuntimeConfig(workers=(workers or 1) if replaced else given.workers,
+                            remote=tuple(addresses) if replaced else given.remote, timeout=timeout or given.timeout)
+    if timeout and not runtime.pooled:
+        raise click.UsageError("--worker-timeout applies to a pool of workers (--workers N with N > 1, --worker "
+                               "HOST:PORT, or the spec's runtime block); one local worker does not use it")
+    return compiled.with_runtime(runtime)
+
+
+def check_worker_options(workers: int | None, addresses: tuple[str, ...], sweep: bool,
+                         timeout: float | None = None) -> None:
+    """`fedlang run`'s --workers/--worker(-timeout): one or the other, addresses HOST:PORT, not in sweeps."""
+    from .check.runtime import address_problem
+
+    if addresses and workers is not None:
+        raise click.UsageError("--workers N starts local workers, --worker HOST:PORT uses running ones: not both")
+    if sweep and (addresses or workers is not None or timeout):
+        raise click.UsageError("--workers, --worker and --worker-timeout apply to one run, not to a sweep (--set/--seeds); "
+                               "a runtime block in the spec applies to every run of a sweep")
+    for address in addresses:
+        problem = address_problem(address)
+        if problem is not None:
+            raise click.UsageError(f"--worker takes HOST:PORT (e.g. 10.0.0.5:8000), not {address!r}: {problem}")
+
+
 @main.command()
 @_spec_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
@@ -128,8 +161,6 @@ def emit(spec: str, output: str | None, workers: int | None, worker_addresses: t
     """Print SPEC as a standalone TFF Python program (no fedlang needed to run it).
 
     With --workers N or --worker HOST:PORT…, the program `fedlang run` would execute with them."""
-    from .runtime.worker_service import check_worker_options, with_worker_options
-
     check_worker_options(workers, worker_addresses, sweep=False)
     compiled = with_worker_options(_compile_or_exit(spec), workers, worker_addresses, worker_timeout)
     try:
@@ -184,8 +215,6 @@ def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, 
     With --resume RUN_DIR, continue a run from its newest intact checkpoint.
     With --workers N or --worker HOST:PORT…, spread each round's clients over several TFF workers
     (instead of where the spec's runtime block says)."""
-    from .runtime.worker_service import check_worker_options
-
     check_worker_options(workers, worker_addresses, sweep=bool(sets or seeds), timeout=worker_timeout)
     if resume_dir:
         if spec or rounds or out_dir or checkpoint_every or sets or seeds:
@@ -206,8 +235,6 @@ def run(spec: str | None, rounds: int | None, out_dir: str | None, quiet: bool, 
         sys.exit(run_sweep(spec, sets, seeds or 1, rounds=rounds, out_dir=out_dir))
     else:
         compiled = _compile_or_exit(spec)
-        from .runtime.worker_service import with_worker_options
-
         # The program that runs is the one emitted for these workers; only a resumed run passes them on.
         compiled = with_worker_options(compiled, workers, worker_addresses, worker_timeout)
         workers, worker_addresses, worker_timeout = None, (), None

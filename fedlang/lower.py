@@ -163,8 +163,6 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
         *([] if checked.model.has_local_layers else
           [("ON_NONFINITE", train.on_nonfinite, None)]),
     ]
-    if uses_secure_intrinsics(checked):
-        constants.append(("SECURE_AGGREGATION", True, "simulated: TFF runs the secure sum as a plain sum"))
     if checked.simulation is not None:
         constants.append(("SIMULATION", dict(checked.simulation.config), None))
     if data.per_client_test is not None:  # federated evaluation on the clients' own test sets
@@ -339,7 +337,8 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     fedper = checked.model.has_local_layers  # local layers never come with a simulation block (E707)
     modules["faults.py"] = ([] if source.streamed else ["check_client_data"]) + (
         [] if fedper else ["guard_round"])
-    modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"]
+    modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"] + (
+        ["simulate_secure_sums"] if uses_secure_intrinsics(checked) else [])
     alerts = checked.monitor is not None and bool(checked.monitor.alerts)
     modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
                              "RunDirectory"] + (

@@ -1,11 +1,14 @@
 """The standalone program's run directory and checkpoints, and the alerts of a ``monitor`` block.
 
 RunDirectory: ``python program.py --out DIR`` writes metrics.jsonl, alerts.jsonl and checkpoints
-with TFF's own ``tff.program.FileProgramStateManager``; ``fedlang run`` writes the full run
-directory itself, with SHA-256-checked checkpoints (fedlang/runtime/checkpoints.py). Nothing
-besides the server state and the rows needs saving to repeat a run exactly: each round's client
-sample and shuffles come from ``np.random.default_rng([SEED, round])``, and seeded DP noise keeps
-its RNG counter inside the server state.
+with TFF's own ``tff.program.FileProgramStateManager``, which writes each checkpoint to a
+temporary directory and renames it (a kill never leaves half of one); a checkpoint that does not
+load stops the program with TFF's error, and is never deleted. ``fedlang run`` writes the full
+run directory itself, with the same hook and SHA-256-checked checkpoints
+(fedlang/runtime/checkpoints.py: RunCheckpoints). Nothing besides the server state and the rows
+needs saving to repeat a run exactly: each round's client sample and shuffles come from
+``np.random.default_rng([SEED, round])``, and seeded DP noise keeps its RNG counter inside the
+server state.
 
 Alerts: each alert is a dict (``metric``, ``kind``, ``op``, ``threshold``, ``rounds``, ``by``,
 ``fraction``, ``action``, ``text``); ``Monitor.observe(row)`` returns the alerts that fire after a
@@ -22,7 +25,6 @@ import collections
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 
@@ -36,18 +38,15 @@ import tensorflow_federated as tff
 # ---------------------------------------------------------------------------------------------
 
 class RunDirectory:
-    """The standalone program's run harness. `on_round` prints each round's row (and with
-    `python program.py --out DIR` appends it to DIR/metrics.jsonl; `add` writes alerts.jsonl).
-    As train()'s `checkpoints` hook it saves TFF's own FileProgramStateManager checkpoints in
-    DIR/checkpoints (each written to a temporary directory, then renamed: kill -9 never leaves
-    half of one) every `every` rounds and when train() says one is due; a second start with the
-    same DIR resumes from the newest checkpoint that loads (one that does not is removed and the
-    previous one used). `with RunDirectory(...):` turns Ctrl-C and SIGTERM into a checkpoint of
-    the last completed round and exit code 130, and a NaN/inf round into exit code 1 (as
-    `fedlang run` does)."""
+    """The standalone program's run harness. `on_round` prints each round's row; with `--out DIR` it
+    also appends the row to DIR/metrics.jsonl (`add`: alerts.jsonl) and, as train()'s `checkpoints`
+    hook, saves TFF FileProgramStateManager checkpoints in DIR/checkpoints every `every` rounds and
+    when train() says one is due; a second start resumes from the newest. `with RunDirectory(...)`:
+    Ctrl-C and SIGTERM checkpoint the last completed round and exit 130, a NaN/inf round exits 1
+    saying why (as `fedlang run` does)."""
 
     def __init__(self, out_dir, every):
-        self.out_dir, self.every, self.last, self.saved, self.stop = out_dir, every, None, None, []
+        self.out_dir, self.every, self.last, self.saved, self.stopping = out_dir, every, None, None, False
         self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
                                                                        keep_total=3, keep_first=False)
 
@@ -56,7 +55,7 @@ class RunDirectory:
                           if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up"))
         print(f"round {row['round']:4d}  {shown}  ({row['seconds']:.2f} s)", flush=True)
         self.add("metrics.jsonl", row)
-        if self.stop:  # the interrupt was swallowed (TensorFlow runs finalizers): stop after this round
+        if self.stopping:  # an interrupt that TensorFlow swallowed (in a finalizer): stop after this round
             raise KeyboardInterrupt
 
     def add(self, name, item):
@@ -65,60 +64,53 @@ class RunDirectory:
                 f.write(json.dumps(item) + "\n")
 
     def restore(self, state):
-        """(round, state, rows) of the newest checkpoint that loads, or None; the files keep its rounds."""
+        """(round, state, rows) of the newest checkpoint, or None; the files keep only its rounds."""
         if not self.out_dir:
             return None
-        found = None
-        for version in sorted(asyncio.run(self.manager.get_versions()) or [], reverse=True):
-            try:
-                saved = asyncio.run(self.manager.load(version, {"state": state, "rows": ""}))
-            except Exception as exc:  # noqa: BLE001 - unreadable: remove it, use the previous one
-                print(f"warning: checkpoint of round {version} is unusable ({type(exc).__name__}); using the "
-                      "previous one", file=sys.stderr, flush=True)
-                shutil.rmtree(os.path.join(self.out_dir, "checkpoints", f"program_state_{version}"))
-                continue
-            found, self.saved = (version, saved["state"], json.loads(saved["rows"])), version
-            print(f"resumed from the checkpoint of round {version}", flush=True)
-            break
-        os.makedirs(self.out_dir, exist_ok=True)
+        saved, version = asyncio.run(self.manager.load_latest({"state": state, "rows": ""}))  # version 0: none
         for name in ("metrics.jsonl", "alerts.jsonl"):  # drop what a stopped run wrote after its checkpoint
             path = os.path.join(self.out_dir, name)
             lines = open(path).readlines() if os.path.exists(path) else []
             with open(path, "w") as f:
-                f.writelines(line for line in lines if found and json.loads(line)["round"] <= found[0])
-        return found
+                f.writelines(line for line in lines if json.loads(line)["round"] <= version)
+        if saved is None:
+            return None
+        print(f"resumed from the checkpoint of round {version}", flush=True)
+        self.saved = version
+        return version, saved["state"], json.loads(saved["rows"])
 
     def completed(self, round_num, state, rows, due):
         self.last = (round_num, state, list(rows))  # a copy: train() appends the next row before on_round
-        if self.out_dir and (due or (self.every and round_num % self.every == 0)):
+        if due or (self.every and round_num % self.every == 0):
             self.save()
 
     def save(self):
-        """Checkpoint the newest completed round (once); returns the newest checkpoint's round or None."""
-        if self.out_dir and self.last is not None and self.last[0] != self.saved:
-            round_num, state, rows = self.last
-            asyncio.run(self.manager.save({"state": state, "rows": json.dumps(rows)}, round_num))
-            self.saved = round_num
+        """Checkpoint the last completed round (once); returns the newest checkpoint's round or None."""
+        if self.out_dir and self.last and self.last[0] != self.saved:
+            self.write(*self.last)
+            self.saved = self.last[0]
         return self.saved
 
-    def _interrupt(self, signum, frame):
-        self.stop.append(signum)
+    def write(self, round_num, state, rows):
+        asyncio.run(self.manager.save({"state": state, "rows": json.dumps(rows)}, round_num))
+
+    def interrupt(self, signum, frame):
+        self.stopping = True
         raise KeyboardInterrupt
 
     def __enter__(self):
-        signal.signal(signal.SIGINT, self._interrupt)
-        signal.signal(signal.SIGTERM, self._interrupt)  # a scheduler preempting the job, like Ctrl-C
+        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: a scheduler preempting the job, like Ctrl-C
+            signal.signal(signum, self.interrupt)
         return self
 
     def __exit__(self, kind, error, traceback):
-        if kind is not None and kind.__name__ == "NonFiniteRound":  # fedlang/lib/faults.py: exit 1 saying why
+        if kind and kind.__name__ == "NonFiniteRound":  # fedlang/lib/faults.py: exit 1 saying why
             raise SystemExit(f"stopped: {error}") from None
-        if kind is None or not issubclass(kind, KeyboardInterrupt):
-            return False
-        saved = self.save()
-        print("interrupted" + (f"; the checkpoint of round {saved} is in {self.out_dir}: run again to resume"
-                               if saved else ""), file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
+        if kind and issubclass(kind, KeyboardInterrupt):
+            saved = self.save()
+            print("interrupted" + (f"; the checkpoint of round {saved} is in {self.out_dir}: run again to resume"
+                                   if saved else ""), file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,55 +235,43 @@ def describe_alert(event):
 # ---------------------------------------------------------------------------------------------
 
 
-def _update_norm_measurements(value):
-    """{update_norm_mean, update_norm_max}@SERVER: L2 norms of the clients' model updates.
-
-    One federated_aggregate: each client's update is visited once (its norm added to a sum, a
-    count and a running maximum), so the measurement costs one TF call per client. The numbers
-    are those of federated_mean and a maximum over per-client norms: TFF reduces federated_mean
-    to sum(norm * 1) / sum(1) in float32, accumulated in the same client order."""
-    totals_type = tff.StructType([np.float32, np.float32, np.float32])  # norm sum, client count, norm max
-
-    @tff.tensorflow.computation(totals_type, value.type_signature.member)
-    def accumulate(totals, update):
-        norm = tf.linalg.global_norm([tf.cast(t, tf.float32) for t in tf.nest.flatten(update)])
-        return totals[0] + norm, totals[1] + 1.0, tf.maximum(totals[2], norm)
-
-    @tff.tensorflow.computation(totals_type, totals_type)
-    def merge(a, b):  # partial totals of several workers
-        return a[0] + b[0], a[1] + b[1], tf.maximum(a[2], b[2])
-
-    @tff.tensorflow.computation(totals_type)
-    def report(totals):
-        return collections.OrderedDict(update_norm_mean=totals[0] / totals[1], update_norm_max=totals[2])
-
-    zero = (np.float32(0.0), np.float32(0.0), np.float32(0.0))
-    return tff.federated_aggregate(value, zero, accumulate, merge, report)
-
-
 def measure_update_norms(inner):
-    """`inner` (a TFF aggregation factory) that also reports the mean and max L2 norm of the client
-    updates it receives (before any clipping or noise inside `inner`), as measurements."""
+    """`inner` (a TFF aggregation factory) that also reports update_norm_mean and update_norm_max, the
+    L2 norms of the client updates it receives (before any clipping or noise inside `inner`). One
+    federated_aggregate visits each update once (a norm sum, a count, a running max): one TF call
+    per client, and federated_mean's float32 numbers (it sums norm * 1 and 1 in the same order)."""
+
+    def norms(value):
+        totals = tff.StructType([np.float32] * 3)  # sum of the norms, clients, largest norm
+
+        @tff.tensorflow.computation(totals, value.type_signature.member)
+        def accumulate(t, update):
+            norm = tf.linalg.global_norm([tf.cast(u, tf.float32) for u in tf.nest.flatten(update)])
+            return t[0] + norm, t[1] + 1.0, tf.maximum(t[2], norm)
+
+        @tff.tensorflow.computation(totals, totals)
+        def merge(a, b):  # the partial totals of several workers
+            return a[0] + b[0], a[1] + b[1], tf.maximum(a[2], b[2])
+
+        @tff.tensorflow.computation(totals)
+        def report(t):
+            return collections.OrderedDict(update_norm_mean=t[0] / t[1], update_norm_max=t[2])
+
+        return tff.federated_aggregate(value, (np.float32(0),) * 3, accumulate, merge, report)
+
     if isinstance(inner, tff.aggregators.WeightedAggregationFactory):
-        return tff.aggregators.add_measurements(
-            inner, client_measurement_fn=lambda value, weight: _update_norm_measurements(value))
-    return tff.aggregators.add_measurements(inner, client_measurement_fn=_update_norm_measurements)
+        return tff.aggregators.add_measurements(inner, client_measurement_fn=lambda value, weight: norms(value))
+    return tff.aggregators.add_measurements(inner, client_measurement_fn=norms)
 
 
 def update_norm_report(measurements):
-    """The update norms found anywhere in a round's aggregator measurements."""
-    found = {}
-    for key, value in measurements.items():
-        if isinstance(value, dict):
-            found.update(update_norm_report(value))
-        elif key in ("update_norm_mean", "update_norm_max"):
-            found[key] = float(value)
-    return found
+    """A round's update norms, at the top of the measurements that report them (the model
+    aggregator's, or those of the fused and FedPer processes)."""
+    return {key: float(measurements[key]) for key in ("update_norm_mean", "update_norm_max")}
 
 
 REQUIRES: dict[str, tuple[str, ...]] = {
-    "_update_norm_measurements": (),
-    "measure_update_norms": ("_update_norm_measurements",),
+    "measure_update_norms": (),
     "update_norm_report": (),
     "RunDirectory": (),
     "lower_is_better": (),

@@ -10,9 +10,9 @@ saving to repeat the run exactly: each round's client sample and shuffles come f
 server state.
 
 `RunCheckpoints` is the `checkpoints` hook that `fedlang run` hands to the program's `train`
-(docs/language.md, "The emitted program"); the standalone program has its own, smaller one on the
-same TFF manager (fedlang/lib/monitor.py: RunDirectory). This module is fedlang's, never copied
-into programs.
+(docs/language.md, "The emitted program"): the standalone program's RunDirectory
+(fedlang/lib/monitor.py) with these checkpoints. This module is fedlang's, never copied into
+programs.
 """
 
 import asyncio
@@ -24,6 +24,8 @@ import sys
 
 import numpy as np
 import tensorflow_federated as tff
+
+from ..lib.monitor import RunDirectory
 
 
 def _checkpoint_digest(path):
@@ -112,35 +114,23 @@ def load_checkpoint(directory, structure, report=None):
     return None
 
 
-class RunCheckpoints:
-    """train()'s `checkpoints` hook for `fedlang run`: resumes from the newest intact checkpoint in
-    `directory`, saves one every `every` rounds and whenever train() says one is due (an alert
-    asked, the run stops, the last round), and remembers the newest completed round so that
-    Ctrl-C or SIGTERM checkpoints it (`save`). `on_restore(round, rows)` learns a resumed run."""
+class RunCheckpoints(RunDirectory):
+    """train()'s `checkpoints` hook for `fedlang run`: the program's own RunDirectory (a checkpoint
+    every `every` rounds, whenever train() says one is due, and of the last completed round on
+    Ctrl-C or SIGTERM: `save`), with SHA-256-checked checkpoints in `directory` (save_checkpoint,
+    load_checkpoint). The runner writes the run's other files; `on_restore(round, rows)` learns a
+    resumed run."""
 
-    def __init__(self, directory, every, on_restore):
-        self.directory, self.every, self.on_restore = directory, every, on_restore
-        self.round, self.state, self.rows = 0, None, []
+    def __init__(self, directory, every, on_restore):  # (no files, no manager of RunDirectory's own)
+        self.out_dir, self.every, self.on_restore, self.last, self.saved = directory, every, on_restore, None, None
 
     def restore(self, state):
-        restored = load_checkpoint(self.directory, state)
+        restored = load_checkpoint(self.out_dir, state)
         if restored is None:
             return None
-        done, state, record = restored
-        self.round, self.state, self.rows = done, state, record["rows"]
-        self.on_restore(done, self.rows)
-        return done, state, self.rows
+        self.saved, state, record = restored
+        self.on_restore(self.saved, record["rows"])
+        return self.saved, state, record["rows"]
 
-    def completed(self, round_num, state, rows, due):
-        self.round, self.state, self.rows = round_num, state, rows
-        if due or (self.every and round_num % self.every == 0):
-            save_checkpoint(self.directory, round_num, state, {"rows": rows})
-
-    def save(self):
-        """Checkpoint the newest completed round unless it has one; returns that round (None when
-        no round finished)."""
-        if self.state is None:
-            return None
-        if not os.path.exists(os.path.join(self.directory, f"program_state_{self.round}.sha256.json")):
-            save_checkpoint(self.directory, self.round, self.state, {"rows": [r for r in self.rows if r["round"] <= self.round]})
-        return self.round
+    def write(self, round_num, state, rows):
+        save_checkpoint(self.out_dir, round_num, state, {"rows": rows})

@@ -278,15 +278,19 @@ def _start_workers(namespace: dict[str, Any], out: Path, secure_aggregation: boo
                    addresses: tuple[str, ...], timeout: float | None):
     """The program's workers: the pool its runtime asks for (WORKERS or WORKER_ADDRESSES, replaced by
     `workers`/`addresses` when given: a resumed run), else one local worker."""
+    secure = {}
+    if secure_aggregation:  # a program.py written before simulate_secure_sums (a resumed run) took a flag
+        secure = ({"transform": namespace["simulate_secure_sums"]} if "simulate_secure_sums" in namespace
+                  else {"secure_aggregation": True})
     if "use_tff_workers" in namespace:
         local, remote = ((workers or 1, addresses) if workers or addresses else
                          (namespace.get("WORKERS", 1), namespace.get("WORKER_ADDRESSES", ())))
-        return namespace["use_tff_workers"](local, remote, log_dir=str(out), secure_aggregation=secure_aggregation,
+        return namespace["use_tff_workers"](local, remote, log_dir=str(out), **secure,
                                             timeout=timeout or namespace.get("WORKER_TIMEOUT", 600.0))
     if (workers or 1) != 1 or addresses:
         raise RuntimeError("this run's program.py runs on one local TFF worker (its spec has no runtime block): "
                            "resume it without --workers/--worker")
-    return namespace["use_local_tff_worker"](log_path=str(out / "worker.log"), secure_aggregation=secure_aggregation)
+    return namespace["use_local_tff_worker"](log_path=str(out / "worker.log"), **secure)
 
 
 def describe_workers(pool) -> str:

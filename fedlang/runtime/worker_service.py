@@ -3,20 +3,18 @@
 The worker is TFF 0.87's C++ executor service (the same binary `fedlang run` starts locally);
 a run on another machine uses it with `fedlang run SPEC --worker THIS_HOST:P` (or the emitted
 program's `--worker`). This command only owns its lifetime: output to its own log file, stopped
-cleanly on Ctrl-C or SIGTERM, never left running after this process ends (PR_SET_PDEATHSIG).
-Importing this module does not load TensorFlow.
+cleanly on Ctrl-C or SIGTERM, never left running after this process ends. It is started by the
+emitted programs' own code (fedlang/lib/tff_worker.py: start_worker_binary). Importing this module
+does not load TensorFlow.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,6 +38,18 @@ def tff_version() -> str:
         return importlib.metadata.version("tensorflow-federated")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def start_worker_binary(binary: Path, port: int, log):
+    """fedlang/lib/tff_worker.py's start_worker_binary, the very code the emitted programs copy: its
+    module imports TFF, which this command does not load, so the definition runs as it is copied."""
+    from ..emit import LIB, helper_source
+
+    snippet = helper_source(LIB / "tff_worker.py", ["start_worker_binary"])
+    namespace: dict = {}
+    exec(compile("\n".join(snippet.imports) + "\n\n" + snippet.source, str(LIB / "tff_worker.py"), "exec"),  # noqa: S102
+         namespace)
+    return namespace["start_worker_binary"](str(binary), port, log)
 
 
 def _listening(port: int) -> bool:
@@ -77,17 +87,8 @@ def serve(port: int, log_path: Path, echo=None, start_timeout: float = 60.0) -> 
     except OSError as exc:
         echo(f"error: cannot write the log {log_path}: {exc.strerror or exc}", err=True)
         return EXIT_USAGE
-    libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()
-
-    def die_with_parent():  # in the child between fork and exec
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: even a SIGKILL of this command stops the worker
-        if os.getppid() != parent:
-            os._exit(1)
-
     with log:
-        env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}  # flat memory (tff_worker.py)
-        process = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log, env=env,
-                                   stderr=subprocess.STDOUT, preexec_fn=die_with_parent, start_new_session=True)
+        process = start_worker_binary(binary, port, log)
     stopping = []
 
     def stop(signum, frame):  # noqa: ARG001
@@ -127,41 +128,3 @@ def serve(port: int, log_path: Path, echo=None, start_timeout: float = 60.0) -> 
     tail = _log_tail(log_path)
     echo(f"error: the TFF worker_binary on port {port} {how}" + (f"; its log ends:\n{tail}" if tail else ""), err=True)
     return EXIT_FAILED
-
-
-
-def with_worker_options(compiled, workers: int | None, addresses: tuple[str, ...], timeout: float | None):
-    """The compiled spec `fedlang run` executes: --workers N / --worker HOST:PORT… replace the runtime block's
-    workers (and --worker-timeout its timeout), and the program is lowered again for them."""
-    if not (workers or addresses or timeout):
-        return compiled
-    from ..checked import RuntimeConfig
-
-    import click
-
-    given = compiled.checked.runtime or RuntimeConfig()
-    replaced = bool(workers or addresses)
-    runtime = RuntimeConfig(workers=(workers or 1) if replaced else given.workers,
-                            remote=tuple(addresses) if replaced else given.remote, timeout=timeout or given.timeout)
-    if timeout and not runtime.pooled:
-        raise click.UsageError("--worker-timeout applies to a pool of workers (--workers N with N > 1, --worker "
-                               "HOST:PORT, or the spec's runtime block); one local worker does not use it")
-    return compiled.with_runtime(runtime)
-
-
-def check_worker_options(workers: int | None, addresses: tuple[str, ...], sweep: bool,
-                         timeout: float | None = None) -> None:
-    """`fedlang run`'s --workers/--worker(-timeout): one or the other, addresses HOST:PORT, not in sweeps."""
-    import click
-
-    from ..check.runtime import address_problem
-
-    if addresses and workers is not None:
-        raise click.UsageError("--workers N starts local workers, --worker HOST:PORT uses running ones: not both")
-    if sweep and (addresses or workers is not None or timeout):
-        raise click.UsageError("--workers, --worker and --worker-timeout apply to one run, not to a sweep (--set/--seeds); "
-                               "a runtime block in the spec applies to every run of a sweep")
-    for address in addresses:
-        problem = address_problem(address)
-        if problem is not None:
-            raise click.UsageError(f"--worker takes HOST:PORT (e.g. 10.0.0.5:8000), not {address!r}: {problem}")

@@ -14,15 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from fedlang.checked import RuntimeConfig
-from fedlang.cli import main
+from fedlang.cli import main, with_worker_options
 from fedlang.diagnostics import Source
 from fedlang.pipeline import compile_file, compile_source
-from fedlang.runtime.worker_service import with_worker_options
 
 from ..conftest import REPO
 
 QUICKSTART = "examples/quickstart.fed"
-POOL_ONLY = {"use_tff_workers", "WorkerPool", "connect_worker", "RemoteWorker", "NamedWorkerStub", "CallDeadline",
+POOL_ONLY = {"use_tff_workers", "WorkerPool", "connect_worker", "RemoteWorker", "PoolCalls", "wait_until_ready",
              "WorkerUnreachableError"}
 
 
@@ -61,14 +60,15 @@ def _with_runtime(block: str) -> str:
 def test_one_local_worker_copies_only_the_launcher(in_repo):
     program = compile_file(QUICKSTART).program()
     defined = _defined(program)
-    assert {"LocalWorker", "use_local_tff_worker", "FailFastStub", "WorkerExitedError"} <= defined
+    assert {"LocalWorker", "use_local_tff_worker", "start_worker_binary", "worker_context", "WorkerExitedError"} <= defined
+    assert "simulate_secure_sums" not in defined  # only for a spec with secure aggregation
     assert not defined & POOL_ONLY and "MergeableCompExecutionContext" not in program
     assert "with use_local_tff_worker():" in program
     assert '"--workers"' not in program and '"--worker"' not in program and "WORKERS" not in program
     # the launcher that stays is small: the worker code of the quickstart program
     start = min(program.index(f"class {name}") for name in ("WorkerExitedError", "LocalWorker"))
     end = program.index("\n\n\n", program.index("def use_local_tff_worker("))
-    assert program[start:end].count("\n") < 150
+    assert program[start:end].count("\n") < 90
 
 
 def test_a_runtime_block_with_local_workers_copies_the_pool(in_repo):
@@ -145,15 +145,15 @@ def test_the_runner_starts_the_workers_its_program_names(tmp_path):
 
     calls = []
     pooled = {"use_tff_workers": lambda *a, **k: calls.append(("pool", a, k)), "WORKERS": 3,
-              "WORKER_ADDRESSES": [], "WORKER_TIMEOUT": 30.0}
+              "WORKER_ADDRESSES": [], "WORKER_TIMEOUT": 30.0, "simulate_secure_sums": len}
     _start_workers(pooled, tmp_path, False, None, (), None)
     _start_workers(pooled, tmp_path, True, None, ("h:1",), 5.0)
     single = {"use_local_tff_worker": lambda **k: calls.append(("one", (), k))}
     _start_workers(single, tmp_path, False, None, (), None)
     assert calls == [
-        ("pool", (3, []), {"log_dir": str(tmp_path), "secure_aggregation": False, "timeout": 30.0}),
-        ("pool", (1, ("h:1",)), {"log_dir": str(tmp_path), "secure_aggregation": True, "timeout": 5.0}),
-        ("one", (), {"log_path": str(tmp_path / "worker.log"), "secure_aggregation": False}),
+        ("pool", (3, []), {"log_dir": str(tmp_path), "timeout": 30.0}),
+        ("pool", (1, ("h:1",)), {"log_dir": str(tmp_path), "transform": len, "timeout": 5.0}),
+        ("one", (), {"log_path": str(tmp_path / "worker.log")}),
     ]
     with pytest.raises(RuntimeError, match="one local TFF worker"):
         _start_workers(single, tmp_path, False, 2, (), None)

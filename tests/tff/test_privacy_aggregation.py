@@ -42,9 +42,9 @@ def spec(extra_blocks: str = "", rounds: int = 3, train_extra: str = "") -> str:
 
 @pytest.fixture
 def secure_worker():
-    from fedlang.lib.tff_worker import use_local_tff_worker
+    from fedlang.lib.tff_worker import simulate_secure_sums, use_local_tff_worker
 
-    worker = use_local_tff_worker(secure_aggregation=True)
+    worker = use_local_tff_worker(transform=simulate_secure_sums)
     yield worker
     worker.close()
 

@@ -29,9 +29,9 @@ aggregation {{ aggregator agg }}
 
 @pytest.fixture
 def secure_worker():
-    from fedlang.lib.tff_worker import use_local_tff_worker
+    from fedlang.lib.tff_worker import simulate_secure_sums, use_local_tff_worker
 
-    worker = use_local_tff_worker(secure_aggregation=True)
+    worker = use_local_tff_worker(transform=simulate_secure_sums)
     yield worker
     worker.close()
 

@@ -20,10 +20,10 @@ SCRIPT = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     import tensorflow_federated as tff
-    from fedlang.lib.tff_worker import WorkerExitedError, use_local_tff_worker
+    from fedlang.lib.tff_worker import WorkerExitedError, simulate_secure_sums, use_local_tff_worker
 
     mode = sys.argv[1]
-    worker = use_local_tff_worker(secure_aggregation=(mode == "secure"))
+    worker = use_local_tff_worker(transform=simulate_secure_sums if mode == "secure" else None)
     print("WORKER_PID", worker.pid, flush=True)
 
     @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
