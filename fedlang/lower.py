@@ -196,8 +196,9 @@ def _constants(checked: CheckedSpec, source: Source) -> tuple[tuple[str, object,
             ("ON_EXCEED", p.on_exceed, None),
             ("ACCOUNTANT", p.accountant, None),
         ]
-        if checked.simulation is not None:  # the simulated selection's rate (fedlang/check/simulation.py)
-            constants.append(("SAMPLING_RATE", p.sampling_rate, "P(a client is selected) under the simulated availability"))
+        constants.append(("SAMPLING_RATE", p.sampling_rate,  # what check accounted (fedlang/check/privacy.py)
+                          "P(a client is selected) under the simulated availability" if checked.simulation is not None
+                          else "CLIENTS_PER_ROUND / POPULATION (Poisson sampling)"))
     return tuple(constants)
 
 

@@ -136,7 +136,23 @@ def _env() -> jinja2.Environment:
     env.filters["ident"] = identifier
     env.filters["dotted"] = dotted
     env.filters["targets"] = targets
+    env.globals["call_lines"] = call_lines
     return env
+
+
+def call_lines(indent: int, head: str, args: Iterable[str], end: str = "", width: int = 120) -> str:
+    """`head(arg, …)end` at `indent`, the arguments (source text, already encoded) packed onto as
+    few lines as fit in `width`, each further line aligned after the parenthesis."""
+    args = list(args)
+    lines, line = [], " " * indent + head + "("
+    align = " " * len(line)
+    for k, arg in enumerate(args):
+        piece = arg + ("," if k < len(args) - 1 else ")" + end)
+        if len(line) + len(piece) + 1 > width and not line.endswith("("):
+            lines.append(line.rstrip())
+            line = align
+        line += piece + " "
+    return "\n".join(lines + [line.rstrip()])
 
 
 # Kept under their old names for callers outside the emitter.

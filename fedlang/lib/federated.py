@@ -147,17 +147,6 @@ def secure_sum(values, dim, lower, upper):
 # ---------------------------------------------------------------------------------------------
 
 
-def mean_fn(dim):
-    """float32[?, dim] -> float32[dim]: the coordinate-wise mean."""
-
-    @tff.tensorflow.computation(tff.TensorType(np.float32, [None, dim]))
-    def mean(rows):
-        count = tf.cast(tf.shape(rows)[0], tf.float32)
-        return tf.math.divide_no_nan(tf.reduce_sum(rows, axis=0), count)
-
-    return mean
-
-
 def trim_mean_fn(dim, fraction):
     """float32[?, dim] -> float32[dim]: coordinate-wise trimmed mean.
 
@@ -566,7 +555,6 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "add_fn": (),
     "subtract_fn": (),
     "secure_sum": (),
-    "mean_fn": (),
     "trim_mean_fn": (),
     "median_fn": (),
     "krum_scores": (),

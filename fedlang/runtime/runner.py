@@ -398,7 +398,7 @@ def _write_summary(out: Path, compiled: Compiled, program: dict[str, Any], round
             "delta": program["DELTA"],
             "accountant": f"{program['ACCOUNTANT']} (dp-accounting), user-level, Poisson sampling",
             "noise_multiplier": program["NOISE_MULTIPLIER"],
-            "sampling_rate": program.get("SAMPLING_RATE", program["CLIENTS_PER_ROUND"] / program["POPULATION"]),
+            "sampling_rate": program["SAMPLING_RATE"],
             "epsilon_target": program["EPSILON_TARGET"],
             "on_exceed": program["ON_EXCEED"],
         }

@@ -158,7 +158,6 @@ def test_vector_operators(x, bound):
         close(op("clip_norm_fn", d, bound)(v), v64 * min(1.0, bound / norm) if norm else v64, 1)
         close(op("zero_large_fn", d, bound)(v), 0 * v64 if norm > bound else v64, norm)
         close(op("scale_fn", d, bound)(v), v64 * bound, norm * bound)
-    close(op("mean_fn", d)(x), x.astype(np.float64).mean(0), np.abs(x).max())
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 24])
