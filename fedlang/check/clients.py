@@ -15,7 +15,7 @@ import numpy as np
 from ..checked import Choice
 from ..diagnostics import Diagnostics
 from ..lib import data as datalib
-from ..lib.client_tests import split_client_tests
+from ..lib.client_tests import checked_split_client_tests
 from ..constructs.partitions import PARTITION_BY_NAME, client_tests, holdout
 from ..constructs.sources import SKLEARN_SETS, SOURCE_BY_NAME, bundled_labels  # noqa: F401  (re-exported)
 from ..plan import PyCall, PyRef
@@ -82,7 +82,7 @@ def replay_client_sizes(
 
 
 # Calls of the data statements that are not fedlang/lib/data.py functions.
-_NOT_IN_DATA = {"len": len, "split_client_tests": split_client_tests}
+_NOT_IN_DATA = {"len": len, "split_client_tests": checked_split_client_tests}
 
 
 def evaluate(call: PyCall, names: dict[str, object]):

@@ -1,38 +1,38 @@
 """Per-client test sets and the distribution of per-client results (NumPy only).
 
-`split_client_tests` is what the emitted program and `fedlang check` (check/clients.py) both
-call, with the same generator, so check reports the test sizes the run will have. The summary
-functions turn one evaluation's per-client values into the figures a round's row holds.
+`split_client_tests` is what the emitted program copies, and `fedlang check` (check/clients.py)
+calls it through `checked_split_client_tests` with the same generator, so check reports the test
+sizes the run will have. The summary functions turn one evaluation's per-client values into the
+figures a round's row holds.
 """
 
 import numpy as np
 
-REQUIRES = {"split_client_tests": (), "sample_eval_clients": (), "worst_decile": (),
-            "client_metric_summary": ("worst_decile",), "finetune_summary": ("client_metric_summary",)}
+REQUIRES = {"split_client_tests": (), "checked_split_client_tests": ("split_client_tests",),
+            "sample_eval_clients": (), "worst_decile": (), "client_metric_summary": ("worst_decile",),
+            "finetune_summary": ("client_metric_summary",)}
 
 
 def split_client_tests(parts, fraction, rng):
-    """Each client keeps a random round(fraction × n) of its n examples for testing.
+    """Each client keeps a random round(fraction × n) of its n examples (indices in `parts`) for
+    testing: (train_parts, test_parts), each index array sorted."""
+    train_parts, test_parts = [], []
+    for idx in parts:
+        test = np.zeros(len(idx), dtype=bool)
+        test[rng.permutation(len(idx))[:int(round(fraction * len(idx)))]] = True
+        train_parts.append(np.sort(idx[~test]))
+        test_parts.append(np.sort(idx[test]))
+    return train_parts, test_parts
 
-    `parts` holds each client's example indices. Returns (train_parts, test_parts), each index
-    array sorted. Raises ValueError naming the clients left without test or training examples.
-    """
+
+def checked_split_client_tests(parts, fraction, rng):
+    """split_client_tests (what `fedlang check` replays; the program copies the unchecked core), raising
+    a ValueError naming the clients left without test or training examples."""
     if not 0 < fraction < 1:
         raise ValueError(f"split_client_tests: fraction must be between 0 and 1 (exclusive), got {fraction!r}")
-    train_parts, test_parts, no_test, no_train = [], [], [], []
-    for client, idx in enumerate(parts):
-        idx = np.asarray(idx)
-        num_test = int(round(fraction * len(idx)))
-        if num_test == 0:
-            no_test.append((client, len(idx)))
-        if num_test == len(idx):
-            no_train.append((client, len(idx)))
-        chosen = rng.permutation(len(idx))[:num_test]
-        mask = np.zeros(len(idx), dtype=bool)
-        mask[chosen] = True
-        train_parts.append(np.sort(idx[~mask]))
-        test_parts.append(np.sort(idx[mask]))
-    for problem, what in ((no_test, "test"), (no_train, "training")):
+    train_parts, test_parts = split_client_tests([np.asarray(idx) for idx in parts], fraction, rng)
+    for what, sizes in (("test", [len(p) for p in test_parts]), ("training", [len(p) for p in train_parts])):
+        problem = [(c, len(parts[c])) for c, size in enumerate(sizes) if size == 0]
         if problem:
             shown = ", ".join(f"client {c} ({n} example{'s' if n != 1 else ''})" for c, n in problem[:3])
             more = f" and {len(problem) - 3} more" if len(problem) > 3 else ""

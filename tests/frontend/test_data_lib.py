@@ -414,6 +414,28 @@ def test_synthetic_errors():
         data.checked_synthetic_fedprox(0.0, 0.0, num_devices=0, rng=rng())
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 200), data_=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_checked_split_client_tests_makes_the_cores_draws(n, data_, seed):
+    """`test per_client(f)`: the program's copy and check's replay (which also names the clients left
+    without test or training examples) draw alike; the split covers each client's examples once."""
+    from fedlang.lib import client_tests
+
+    parts = data.partition_iid(n, data_.draw(st.integers(1, n), "clients"), rng(seed))
+    fraction = data_.draw(st.floats(0.01, 0.99), "fraction")
+    core, core_state = _draw(client_tests.split_client_tests, (parts, fraction, rng), {}, seed)
+    checked, checked_state = _draw(client_tests.checked_split_client_tests, (parts, fraction, rng), {}, seed)
+    assert core_state == checked_state
+    for part, train, test in zip(parts, *core):
+        assert np.array_equal(np.sort(np.concatenate([train, test])), part)
+        assert len(test) == round(fraction * len(part))
+    if isinstance(checked, ValueError):
+        assert re.search(r"leaves \d+ clients? without (test|training) examples: client \d+", str(checked))
+        assert any(len(t) == 0 for split in core for t in split)
+    else:
+        assert _same(list(core), list(checked))
+
+
 # ---------------------------------------------------------------------------------------------
 # The loaders programs copy read what check's checked_ loaders read, from any file check accepts
 # ---------------------------------------------------------------------------------------------

@@ -105,11 +105,11 @@ def test_the_run_harness_of_fedlang_run_is_not_copied(spec: Path, in_repo):
                           "interrupts_checkpointed", "gpu_note", "print_round"}
 
 
-_DATA_LIBS = ("data.py", "files.py", "emnist.py")
+_DATA_LIBS = ("data.py", "files.py", "emnist.py", "client_tests.py")
 
 
 def _copied_data_helpers(program: str) -> dict[str, set[str]]:
-    """The data helpers (fedlang/lib/data.py, files.py, emnist.py) a program defines, each with the
+    """The data helpers (fedlang/lib/data.py, files.py, emnist.py, client_tests.py) a program defines, each with the
     names the rest of the program loads outside that helper's own definition."""
     from fedlang.emit import LIB
 
