@@ -279,7 +279,7 @@ def _start_workers(namespace: dict[str, Any], out: Path, secure_aggregation: boo
     """The program's workers: the pool its runtime asks for (WORKERS or WORKER_ADDRESSES, replaced by
     `workers`/`addresses` when given: a resumed run), else one local worker."""
     secure = {}
-    if secure_aggregation:  # a program.py written before simulate_secure_sums (a resumed run) took a flag
+    if secure_aggregation:  # (a resumed run's program.py from before simulate_secure_sums takes a flag)
         secure = ({"transform": namespace["simulate_secure_sums"]} if "simulate_secure_sums" in namespace
                   else {"secure_aggregation": True})
     if "use_tff_workers" in namespace:

@@ -47,8 +47,8 @@ def start_worker_binary(binary: Path, port: int, log):
 
     snippet = helper_source(LIB / "tff_worker.py", ["start_worker_binary"])
     namespace: dict = {}
-    exec(compile("\n".join(snippet.imports) + "\n\n" + snippet.source, str(LIB / "tff_worker.py"), "exec"),  # noqa: S102
-         namespace)
+    source = "\n".join(snippet.imports) + "\n\n" + snippet.source
+    exec(compile(source, "<start_worker_binary of fedlang/lib/tff_worker.py>", "exec"), namespace)  # noqa: S102
     return namespace["start_worker_binary"](str(binary), port, log)
 
 

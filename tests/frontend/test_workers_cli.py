@@ -5,6 +5,7 @@ program copies only the launcher its runtime needs: one local worker by default,
 program emitted for the spec with that runtime."""
 
 import ast
+import os
 import socket
 import subprocess
 import sys
@@ -157,3 +158,20 @@ def test_the_runner_starts_the_workers_its_program_names(tmp_path):
     ]
     with pytest.raises(RuntimeError, match="one local TFF worker"):
         _start_workers(single, tmp_path, False, 2, (), None)
+
+
+def test_fedlang_worker_starts_its_worker_with_the_programs_launcher(tmp_path):
+    """`fedlang worker` runs fedlang/lib/tff_worker.py's start_worker_binary as the programs copy it
+    (the worker's environment is written once): output to the log, its own session, two malloc
+    arenas; and it does so without importing TensorFlow."""
+    fake = tmp_path / "worker_binary"
+    fake.write_text('#!/bin/sh\necho "$1 arenas=$MALLOC_ARENA_MAX session=$(cut -d" " -f6 /proc/$$/stat) pid=$$"\n')
+    fake.chmod(0o755)
+    code = ("import sys; from fedlang.runtime.worker_service import start_worker_binary; "
+            f"log = open({str(tmp_path / 'log')!r}, 'wb'); start_worker_binary({str(fake)!r}, 1234, log).wait(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_federated', 'grpc')))")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+    port, arenas, session, pid = (tmp_path / "log").read_text().split()
+    assert (port, arenas) == ("--port=1234", "arenas=2") and session.split("=")[1] == pid.split("=")[1]
