@@ -79,7 +79,11 @@ def plan_budget_action(checked, alert: dict) -> tuple[dict | None, str | None]:
         """ε after the declared rounds with the change (RDP or PLD; the first phase's RDP or PLD kept)."""
         return epsilon_after_phases([first, (rest, noise, rate)], p.delta, p.accountant)
 
-    if epsilon_with(p.noise_multiplier, p.sampling_rate) <= target:  # no change needed
+    if p.epsilon <= target * (1 - 1e-9):  # no change needed: the declared run's ε (the accountant's) is within
+        return {"after_round": after, "noise_multiplier": p.noise_multiplier,
+                "clients_per_round": train.clients_per_round, "sampling_rate": p.sampling_rate,
+                "epsilon": p.epsilon, "fires": True}, None
+    if epsilon_with(p.noise_multiplier, p.sampling_rate) <= target:  # (the two phases' arithmetic, at the bound)
         noise, clients, rate = p.noise_multiplier, train.clients_per_round, p.sampling_rate
     elif alert["action"] == "raise_noise":
         # the smallest noise on `noise auto`'s grid (3 significant figures) above the declared one

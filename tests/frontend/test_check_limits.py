@@ -128,6 +128,13 @@ def test_crossing_search_uses_few_evaluations():
     assert len(calls) <= 45
 
 
+@pytest.mark.parametrize("z, q, rounds", [(1.76, 0.2, 3000), (1.2, 0.035, 100), (0.9, 0.01, 1)])
+def test_check_time_pld_epsilon_is_the_accountants_bit_for_bit(z, q, rounds):
+    """epsilon_function composes as PLDAccountant does (the identity, then the t-fold round), so check's
+    ε and `noise auto`'s decisions are the accountant's own, and the solve's PLDs serve the accounting."""
+    assert epsilon_function(z, q, 1e-5, "pld")(rounds) == privacy.epsilon_after(rounds, z, q, 1e-5, "pld")
+
+
 @pytest.mark.parametrize("z, q, rounds, target", [(1.0, 0.2, 3000, 20.0), (2.0, 0.05, 1000, 1.5), (0.8, 0.8, 600, 25.0)])
 def test_pld_crossing_guided_by_rdp_takes_a_few_compositions(z, q, rounds, target):
     """A PLD's ε has a guide (RDP at the integer orders, microseconds per round count): the crossing
