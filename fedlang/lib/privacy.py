@@ -10,6 +10,24 @@ accountants:
 * ``"rdp"`` (the default): Renyi DP, dp_accounting's default RDP orders. Fast and standard.
 * ``"pld"``: privacy loss distributions. Tighter (smaller epsilon), slower.
 
+``epsilon_per_round``: RDP, one round's RDP is computed once and scaled by t, exactly as the
+accountant does for t rounds, so item t-1 equals ``epsilon_after(t, ...)``. PLD, the privacy
+loss distribution of one round is composed with itself one round at a time (a few milliseconds
+per round, more for large epsilons). Items agree with ``epsilon_after`` to about 1e-9
+(relative); with sampling rate 1 they can be up to about 1e-5 larger, because epsilon_after
+then discretizes the t-round Gaussian directly. Both are valid bounds.
+
+PLD discretization (``_pld_discretization``): the accountant rounds privacy losses up to
+multiples of an interval; a coarser one gives a larger (still valid) epsilon, faster. One
+round's privacy losses are of size about q / z, so the interval is a tenth of that, at most
+1e-3. Measured against 3 times finer intervals (z 0.7..10, q 1e-4..1, 10..1000 rounds), this
+epsilon is at most about 0.1% too large. (A fixed 1e-3 was 2 times too large at q = 1e-4, and
+dp_accounting's default 1e-4 is 5 to 20 times slower at q >= 0.01.) To bound the cost (building
+one round's distribution takes ~10 us of CPU per point), the interval is widened so that it,
+whose privacy losses reach about log(1 + q (exp(10 / z + 1 / (2 z^2)) - 1)), has at most 50,000
+points; this matters only for small z with tiny q (measured against 200,000 points: 1.0% too
+large at z 0.7, q 1e-4, 10,000 rounds; 0.4% at z 1, q 1e-4) or huge epsilons.
+
 Like the other modules of fedlang/lib, these functions are copied verbatim into the programs
 fedlang generates, so they import only the standard library and ``dp_accounting``.
 Invalid inputs raise ``ValueError`` with a message saying what is wrong. ``REQUIRES`` at the
@@ -60,19 +78,7 @@ def _check_inputs(rounds, noise_multiplier, sampling_rate, delta=None, accountan
 
 
 def _pld_discretization(noise_multiplier, sampling_rate):
-    """The value discretization interval of the PLD accountant.
-
-    The PLD accountant rounds privacy losses up to multiples of this interval: a coarser one
-    gives a larger (still valid) epsilon, faster. One round's privacy losses are of size
-    about q / z, so the interval is a tenth of that, at most 1e-3. Measured against 3 times
-    finer intervals (z 0.7..10, q 1e-4..1, 10..1000 rounds), this epsilon is at most about
-    0.1% too large. (A fixed 1e-3 was 2 times too large at q = 1e-4, and dp_accounting's
-    default 1e-4 is 5 to 20 times slower at q >= 0.01.) To bound the cost (building one
-    round's distribution takes ~10 us of CPU per point), the interval is widened so that it,
-    whose privacy losses reach about log(1 + q (exp(10 / z + 1 / (2 z^2)) - 1)), has at most
-    50,000 points; this matters only for small z with tiny q (measured against 200,000 points:
-    1.0% too large at z 0.7, q 1e-4, 10,000 rounds; 0.4% at z 1, q 1e-4) or huge epsilons.
-    """
+    """The PLD accountant's value discretization interval (see the module docstring)."""
     z, q = noise_multiplier, sampling_rate
     x = 10 / z + 0.5 / z**2
     largest_loss = max(x + math.log(q), math.log1p(q * math.expm1(min(x, 700))))
@@ -80,12 +86,8 @@ def _pld_discretization(noise_multiplier, sampling_rate):
 
 
 def _rdp_epsilon(orders, rdp_values, delta):
-    """Epsilon from RDP values, as RdpAccountant.get_epsilon computes it.
-
-    RDP values are never negative, but for tiny sampling rates or huge noise multipliers
-    dp_accounting's formulas can return rounding errors such as -1e-16, which its
-    compute_epsilon refuses; they are read as 0.
-    """
+    """Epsilon from RDP values, as RdpAccountant.get_epsilon computes it (rounding errors such as
+    -1e-16, which dp_accounting's formulas return at tiny q or huge z, read as 0)."""
     return float(rdp.compute_epsilon(orders, [max(float(r), 0.0) for r in rdp_values], delta)[0])
 
 
@@ -112,11 +114,7 @@ def sampling_rate(clients_per_round, population):
 
 
 def dp_event(noise_multiplier, sampling_rate, rounds):
-    """The dp_accounting event for ``rounds`` rounds of the (Poisson-sampled) Gaussian mechanism.
-
-    With ``sampling_rate == 1`` every client takes part in every round, so there is no
-    sampling wrapper.
-    """
+    """The dp_accounting event of ``rounds`` rounds of the Gaussian mechanism (Poisson-sampled if q < 1)."""
     rounds, noise_multiplier, sampling_rate, _, _ = _check_inputs(
         rounds, noise_multiplier, sampling_rate
     )
@@ -152,15 +150,7 @@ def epsilon_after(rounds, noise_multiplier, sampling_rate, delta, accountant="rd
 
 
 def epsilon_per_round(rounds, noise_multiplier, sampling_rate, delta, accountant="rdp"):
-    """The list of epsilons after round 1, 2, ..., ``rounds`` (its last item is epsilon_after).
-
-    RDP: one round's RDP is computed once and scaled by t, exactly as the accountant does for
-    t rounds, so item t-1 equals ``epsilon_after(t, ...)``. PLD: the privacy loss distribution
-    of one round is composed with itself one round at a time (a few milliseconds per round,
-    more for large epsilons). Items agree with ``epsilon_after`` to about 1e-9 (relative);
-    with sampling rate 1 they can be up to about 1e-5 larger, because epsilon_after then
-    discretizes the t-round Gaussian directly. Both are valid bounds.
-    """
+    """The list of epsilons after round 1, 2, ..., ``rounds`` (see the module docstring)."""
     rounds, noise_multiplier, sampling_rate, delta, accountant = _check_inputs(
         rounds, noise_multiplier, sampling_rate, delta, accountant
     )
