@@ -340,6 +340,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         [] if fedper else ["guard_round"])
     modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"] + (
         ["simulate_secure_sums"] if uses_secure_intrinsics(checked) else [])
+    modules["worker_process.py"] = ["start_worker_binary"]  # tff_worker.py's workers are started with it
     alerts = checked.monitor is not None and bool(checked.monitor.alerts)
     modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
                              "RunDirectory"] + (

@@ -199,8 +199,8 @@ def helper_source(path: Path, names: Iterable[str]) -> Snippet:
     used = {n.id for node in chosen for n in pyast.walk(node) if isinstance(n, pyast.Name)}
     imports = []
     for node in import_nodes:
-        if node.module == "__future__" if isinstance(node, pyast.ImportFrom) else False:
-            continue
+        if isinstance(node, pyast.ImportFrom) and (node.module == "__future__" or node.level):
+            continue  # a lib module's import of another lib module: the program copies that one too
         for alias in node.names:
             bound = alias.asname or alias.name.split(".")[0]
             if bound in used:

@@ -67,7 +67,15 @@ class RunDirectory:
         """(round, state, rows) of the newest checkpoint, or None; the files keep only its rounds."""
         if not self.out_dir:
             return None
-        saved, version = asyncio.run(self.manager.load_latest({"state": state, "rows": ""}))  # version 0: none
+        try:  # TFF loads into `state`'s structure; a checkpoint of another model may still load, reshaped
+            saved, version = asyncio.run(self.manager.load_latest({"state": state, "rows": ""}))  # version 0: none
+            fits = saved is None or [np.shape(v) for v in tf.nest.flatten(saved["state"])] == [
+                np.shape(v) for v in tf.nest.flatten(state)]
+        except (TypeError, ValueError):
+            fits = False
+        if not fits:  # before touching the files: nothing is lost
+            raise SystemExit(f"error: the newest checkpoint in {self.out_dir} holds another program's state "
+                             "(another model or algorithm); use another --out, or delete its checkpoints folder")
         for name in ("metrics.jsonl", "alerts.jsonl"):  # drop what a stopped run wrote after its checkpoint
             path = os.path.join(self.out_dir, name)
             lines = open(path).readlines() if os.path.exists(path) else []

@@ -5,34 +5,18 @@ after Python exits. Here we start it ourselves: it dies with this process, even 
 output goes to a log file. `use_local_tff_worker` runs on one such worker; `use_tff_workers` spreads
 each round over several, local or on other machines (a spec's `runtime` block).
 """
-import ctypes
 import os
 import signal
 import socket
-import subprocess
 
 import grpc
 import tensorflow_federated as tff
 
+from .worker_process import start_worker_binary  # copied into programs with this module
+
 
 class WorkerExitedError(RuntimeError):
     """The TFF worker ended while a computation still needed it."""
-
-
-def start_worker_binary(binary, port, log):
-    """TFF's worker_binary on `port`, writing to the file `log` (never our stdout: safe to pipe), in
-    its own session (a terminal's Ctrl-C reaches only us). It dies with this process even on
-    SIGKILL, and has two malloc arenas unless MALLOC_ARENA_MAX is set (glibc's 8 per core let its
-    memory grow with every call)."""
-    libc, parent = ctypes.CDLL(None), os.getpid()
-
-    def die_with_parent():  # in the child, before exec: 1 is PR_SET_PDEATHSIG; the parent may be gone already
-        if libc.prctl(1, signal.SIGKILL) or os.getppid() != parent:
-            os._exit(1)
-
-    return subprocess.Popen([binary, f"--port={port}"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            env={"MALLOC_ARENA_MAX": "2", **os.environ}, preexec_fn=die_with_parent,
-                            start_new_session=True)
 
 
 class LocalWorker(grpc.UnaryUnaryClientInterceptor):
@@ -258,8 +242,7 @@ def use_tff_workers(workers: int = 1, addresses=(), log_dir: str | None = None, 
 
 REQUIRES: dict[str, tuple[str, ...]] = {
     "WorkerExitedError": (),
-    "start_worker_binary": (),
-    "LocalWorker": ("WorkerExitedError", "start_worker_binary"),
+    "LocalWorker": ("WorkerExitedError",),  # and worker_process.py: start_worker_binary
     "worker_context": (),
     "use_local_tff_worker": ("LocalWorker", "worker_context"),
     "simulate_secure_sums": (),

@@ -4,7 +4,7 @@ The worker is TFF 0.87's C++ executor service (the same binary `fedlang run` sta
 a run on another machine uses it with `fedlang run SPEC --worker THIS_HOST:P` (or the emitted
 program's `--worker`). This command only owns its lifetime: output to its own log file, stopped
 cleanly on Ctrl-C or SIGTERM, never left running after this process ends. It is started by the
-emitted programs' own code (fedlang/lib/tff_worker.py: start_worker_binary). Importing this module
+emitted programs' own code (fedlang/lib/worker_process.py: start_worker_binary). Importing this module
 does not load TensorFlow.
 """
 
@@ -17,6 +17,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from ..lib.worker_process import start_worker_binary
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -38,18 +40,6 @@ def tff_version() -> str:
         return importlib.metadata.version("tensorflow-federated")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def start_worker_binary(binary: Path, port: int, log):
-    """fedlang/lib/tff_worker.py's start_worker_binary, the very code the emitted programs copy: its
-    module imports TFF, which this command does not load, so the definition runs as it is copied."""
-    from ..emit import LIB, helper_source
-
-    snippet = helper_source(LIB / "tff_worker.py", ["start_worker_binary"])
-    namespace: dict = {}
-    source = "\n".join(snippet.imports) + "\n\n" + snippet.source
-    exec(compile(source, "<start_worker_binary of fedlang/lib/tff_worker.py>", "exec"), namespace)  # noqa: S102
-    return namespace["start_worker_binary"](str(binary), port, log)
 
 
 def _listening(port: int) -> bool:
@@ -88,7 +78,7 @@ def serve(port: int, log_path: Path, echo=None, start_timeout: float = 60.0) -> 
         echo(f"error: cannot write the log {log_path}: {exc.strerror or exc}", err=True)
         return EXIT_USAGE
     with log:
-        process = start_worker_binary(binary, port, log)
+        process = start_worker_binary(str(binary), port, log)
     stopping = []
 
     def stop(signum, frame):  # noqa: ARG001

@@ -36,6 +36,30 @@ def _defined(program: str) -> set[str]:
     return {node.name for node in ast.parse(program).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
+@pytest.mark.parametrize("spec", EXAMPLES + GOLDEN, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_name_a_program_reads_is_defined(spec: Path, in_repo):
+    """Helpers copied from several lib modules (e.g. tff_worker.py's LocalWorker calls worker_process.py's
+    start_worker_binary) leave no name undefined: each name read is a builtin, an import, a top-level
+    definition or assignment, or bound inside the function that reads it."""
+    import builtins
+
+    tree = ast.parse(_program(spec))
+    bound = set(dir(builtins)) | {"__file__", "__name__", "__doc__"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert read - bound == set()
+
+
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_every_definition_is_reachable_from_the_entry_points(spec: Path, in_repo):
     """No dead code: each top-level function or class is used, transitively, by main() or by

@@ -45,9 +45,22 @@ def test_each_snippet_is_self_contained(path):
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 bound |= {(a.asname or a.name.split(".")[0]) for a in node.names}
+        bound |= _from_sibling_modules(path)  # the program copies those too (tests/frontend/test_emit_helpers.py)
         free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         missing = free - bound - _locally_bound(tree)
         assert missing == set(), f"{path.name}:{name} copied without {sorted(missing)}"
+
+
+def _from_sibling_modules(path: Path) -> set[str]:
+    """Names a lib module imports from another lib module (`from .other import name`), each checked
+    to be a definition of that module."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            defs, _ = _module(LIB / f"{node.module}.py")
+            assert {a.name for a in node.names} <= set(defs), f"{path.name} imports what {node.module} lacks"
+            names |= {a.asname or a.name for a in node.names}
+    return names
 
 
 def _locally_bound(tree: ast.AST) -> set[str]:

@@ -161,8 +161,8 @@ def test_the_runner_starts_the_workers_its_program_names(tmp_path):
 
 
 def test_fedlang_worker_starts_its_worker_with_the_programs_launcher(tmp_path):
-    """`fedlang worker` runs fedlang/lib/tff_worker.py's start_worker_binary as the programs copy it
-    (the worker's environment is written once): output to the log, its own session, two malloc
+    """`fedlang worker` imports fedlang/lib/worker_process.py's start_worker_binary, the definition the
+    programs copy (the worker's environment is written once): output to the log, its own session, two malloc
     arenas; and it does so without importing TensorFlow."""
     fake = tmp_path / "worker_binary"
     fake.write_text('#!/bin/sh\necho "$1 arenas=$MALLOC_ARENA_MAX session=$(cut -d" " -f6 /proc/$$/stat) pid=$$"\n')
@@ -175,3 +175,6 @@ def test_fedlang_worker_starts_its_worker_with_the_programs_launcher(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
     port, arenas, session, pid = (tmp_path / "log").read_text().split()
     assert (port, arenas) == ("--port=1234", "arenas=2") and session.split("=")[1] == pid.split("=")[1]
+    from fedlang.lib import worker_process
+    from fedlang.runtime import worker_service
+    assert worker_service.start_worker_binary is worker_process.start_worker_binary

@@ -189,3 +189,25 @@ def test_a_checkpoint_holds_the_rows_of_its_own_round(tmp_path, capsys):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_checkpoint_of_another_program_is_refused_and_nothing_is_lost(tmp_path, capsys):
+    """`--out` reused after the spec changed: TFF's manager would load a same-structure state of other
+    shapes silently (and a different structure with a ValueError); the harness refuses both with a
+    clear message before it truncates metrics.jsonl."""
+    from fedlang.lib.monitor import RunDirectory
+
+    out = tmp_path / "out"
+    run = RunDirectory(str(out), every=1)
+    run.restore({"w": np.zeros(2, np.float32)})
+    run.on_round({"round": 1, "seconds": 0.1, "train_loss": 1.0})
+    run.completed(1, {"w": np.ones(2, np.float32)}, [{"round": 1}], due=True)
+    capsys.readouterr()
+    before = (out / "metrics.jsonl").read_text()
+    for other in ({"w": np.zeros(3, np.float32)}, {"w": np.zeros(2, np.float32), "b": np.zeros(1, np.float32)}):
+        with pytest.raises(SystemExit) as refused:
+            RunDirectory(str(out), every=1).restore(other)
+        assert "holds another program's state" in str(refused.value.code)
+        assert (out / "metrics.jsonl").read_text() == before
+    done, state, _ = RunDirectory(str(out), every=1).restore({"w": np.zeros(2, np.float32)})
+    assert (done, state["w"].tolist()) == (1, [1.0, 1.0])
