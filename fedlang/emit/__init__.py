@@ -66,7 +66,8 @@ def _render(plan: Plan) -> str:
         )
 
     draft = render(set())
-    part = draft[:draft.index(HELPERS_BANNER)]
+    # The template's banner starts a line; spec text (quoted lines, names) never does, and helpers follow it.
+    part = draft[:draft.rindex("\n" + HELPERS_BANNER)]
     used = {node.id for node in pyast.walk(pyast.parse(part)) if isinstance(node, pyast.Name)}
     return render({line for line in imports if _bound_name(line) in used}).rstrip() + "\n"
 

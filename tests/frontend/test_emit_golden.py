@@ -25,7 +25,7 @@ HELPERS_MARKER = "\n# Helpers (copied verbatim from fedlang.lib"
 
 def split_program(program: str) -> tuple[str, str]:
     """(program part, copied helpers): the helpers start at their banner comment."""
-    at = program.index(HELPERS_MARKER)
+    at = program.rindex(HELPERS_MARKER)
     at = program.rindex("\n# ---", 0, at)  # the rule above the banner
     return program[:at + 1], program[at + 1:]
 

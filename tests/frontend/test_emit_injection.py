@@ -43,6 +43,9 @@ HOSTILE = [
     "\u202eevil\u202c",
     "\ud800 lone surrogate",
     "ünïcødé ε δ",
+    # the comment where the emitter splits the program part from the copied helpers (its imports differ)
+    "# Helpers (copied verbatim from fedlang.lib, where they are tested)",
+    "x\n# Helpers (copied verbatim from fedlang.lib, where they are tested)\n",
 ]
 
 
