@@ -223,8 +223,11 @@ def load_npz(path, x_key="x", y_key="y", client_key=None):
     """(x float32 [n, ...], y int64 [n], client ids int64 [n] or None) from the arrays of an .npz file;
     client ids that are not numbers (e.g. names) are numbered 0, 1, … in order of first appearance."""
     with np.load(path, allow_pickle=False) as archive:
-        x, y = archive[x_key].astype(np.float32), archive[y_key].reshape(-1).astype(np.int64)
+        x, y = archive[x_key].astype(np.float32), archive[y_key].reshape(-1)
         ids = archive[client_key] if client_key is not None else None
+    if y.dtype.kind not in "biu" and not np.all(y == np.floor(y)):  # also NaN; check refuses these (E501)
+        raise ValueError(f"{path}: the labels ({y_key}) must be whole numbers, the classes' indices")
+    y = y.astype(np.int64)
     if ids is None or ids.dtype.kind in "biuf":
         return x, y, None if ids is None else ids.astype(np.int64)
     numbers = {}
@@ -354,13 +357,16 @@ def load_csv(path, label="label", client=None):
         header = [name.strip() for name in next(row for row in rows if row)]
         label_at, client_at = header.index(label), header.index(client) if client is not None else None
         features = [i for i in range(len(header)) if i not in (label_at, client_at)]
-        x, y, ids = array.array("d"), array.array("q"), []  # flat typed arrays: a few bytes per value
+        x, y, ids = array.array("d"), array.array("d"), []  # flat typed arrays: a few bytes per value
         for row in rows:
             if row and (len(row) > 1 or row[0].strip()):  # blank lines are skipped
                 x.extend(float(row[i]) for i in features)
-                y.append(int(float(row[label_at])))
+                y.append(float(row[label_at]))
                 ids.append(row[client_at].strip() if client is not None else None)
-    x, y = np.frombuffer(x, dtype=np.float64).reshape(len(y), -1).astype(np.float32), np.array(y, dtype=np.int64)
+    x, y = np.frombuffer(x, dtype=np.float64).reshape(len(y), -1).astype(np.float32), np.frombuffer(y)
+    if not np.all(y == np.floor(y)):  # also NaN; check refuses these (E501)
+        raise ValueError(f"{path}: the labels ({label}) must be whole numbers, the classes' indices")
+    y = y.astype(np.int64)
     if client is None:
         return x, y, None
     try:

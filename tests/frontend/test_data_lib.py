@@ -517,6 +517,21 @@ def test_load_npz_roundtrip(load, tmp_path):
     assert load(str(path))[2] is None
 
 
+@pytest.mark.parametrize("label", [0.5, float("nan"), -1.25])
+def test_the_short_loaders_refuse_labels_that_are_not_class_indices(label, tmp_path):
+    """A program re-reads its data file when it runs (maybe later, maybe changed): a label such as
+    0.5 must fail there too, not become class 0 (check refuses it with E501 through the checked
+    loaders)."""
+    csv_path, npz_path = tmp_path / "d.csv", tmp_path / "d.npz"
+    csv_path.write_text(f"f,label\n1.0,1\n2.0,{label}\n")
+    np.savez(npz_path, x=np.ones((2, 1)), y=np.array([1.0, label]))
+    for load, path in ((data.load_csv, csv_path), (data.load_npz, npz_path)):
+        with pytest.raises(ValueError, match="must be whole numbers"):
+            load(str(path))
+    csv_path.write_text("f,label\n1.0,1\n2.0,2.0\n")  # whole numbers written as floats are fine
+    assert data.load_csv(str(csv_path))[1].tolist() == [1, 2]
+
+
 def test_load_npz_errors(tmp_path):
     p = tmp_path / "data.npz"
     with pytest.raises(FileNotFoundError, match="data.npz: file not found"):
