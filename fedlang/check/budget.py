@@ -5,10 +5,10 @@
 
 ε is a function of the round alone (the accountant's, before anything runs), so the round r
 after which such an alert fires is known here. The checker then picks the smallest change that
-keeps ε after the declared rounds within the target — the noise multiplier (3 significant
-figures, rounded up) or the largest clients_per_round — and proves it with dp-accounting by
+keeps ε after the declared rounds within the target — the smallest noise multiplier on the
+3-significant-figure grid, or the largest clients_per_round — and proves it with dp-accounting by
 composing r rounds of the declared mechanism with the remaining rounds of the changed one
-(fedlang/lib/privacy.py, `epsilon_after_phases`; the run lists every round's ε with
+(fedlang/check/accounting.py, `epsilon_after_phases`; the run lists every round's ε with
 `epsilon_per_round_phases`). The result goes into the alert as ``adjust``: the program applies
 it after round r (the DP aggregator's noise standard deviation, or its clients and the mean's
 denominator) and its ε column follows the changed mechanism.

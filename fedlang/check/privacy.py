@@ -146,7 +146,7 @@ def check_privacy(block: ast.PrivacyBlock, data: DataConfig, train: TrainConfig,
             accounted = account(rounds, noise, q, delta, accountant, target)
             epsilon, first, last_within = accounted.epsilon, accounted.first, accounted.last_within
     except PLDTooCostly as exc:
-        tail = (f"`accountant rdp` meets the target with noise {exc.rdp_noise:g} or less" if exc.rdp_noise else
+        tail = (f"with `accountant rdp`, `noise auto` would choose a noise multiplier of at most {exc.rdp_noise:g}" if exc.rdp_noise else
                 f"the RDP accountant bounds ε by {_eps(epsilon_function(exc.noise, q, delta, 'rdp')(rounds))} here")
         solving = "solving `noise auto`: " if noise == "auto" else ""
         if exc.solving:

@@ -56,7 +56,9 @@ def guard_round(process, state, result, round_data, sampled, expected, round_num
     for client, data, wanted in zip(sampled, round_data, expected):
         try:
             alone = process.next(state, [data])
-        except Exception:  # noqa: BLE001 - e.g. an aggregator that needs more clients: cannot tell
+        except Exception as exc:  # noqa: BLE001 - e.g. an aggregator that needs more clients: cannot tell
+            if type(exc).__name__ in ("WorkerExitedError", "WorkerUnreachableError"):  # lib/tff_worker.py
+                raise  # a dead worker, not a NaN
             continue
         if not finite(alone) or counted(alone) == 0 < wanted:
             culprits.append(int(client))

@@ -3,7 +3,8 @@
 RunDirectory: ``python program.py --out DIR`` writes metrics.jsonl, alerts.jsonl and checkpoints
 with TFF's own ``tff.program.FileProgramStateManager``, which writes each checkpoint to a
 temporary directory and renames it (a kill never leaves half of one); a checkpoint that does not
-load stops the program with TFF's error, and is never deleted. ``fedlang run`` writes the full
+load, or holds a state of other shapes (another model), stops the program with a message saying
+so, before any file is touched; none is deleted. ``fedlang run`` writes the full
 run directory itself, with the same hook and SHA-256-checked checkpoints
 (fedlang/runtime/checkpoints.py: RunCheckpoints). Nothing besides the server state and the rows
 needs saving to repeat a run exactly: each round's client sample and shuffles come from
@@ -67,15 +68,15 @@ class RunDirectory:
         """(round, state, rows) of the newest checkpoint, or None; the files keep only its rounds."""
         if not self.out_dir:
             return None
-        try:  # TFF loads into `state`'s structure; a checkpoint of another model may still load, reshaped
+        try:
             saved, version = asyncio.run(self.manager.load_latest({"state": state, "rows": ""}))  # version 0: none
-            fits = saved is None or [np.shape(v) for v in tf.nest.flatten(saved["state"])] == [
-                np.shape(v) for v in tf.nest.flatten(state)]
-        except (TypeError, ValueError):
-            fits = False
-        if not fits:  # before touching the files: nothing is lost
-            raise SystemExit(f"error: the newest checkpoint in {self.out_dir} holds another program's state "
-                             "(another model or algorithm); use another --out, or delete its checkpoints folder")
+        except (TypeError, ValueError) as exc:  # before touching the files: nothing is lost
+            raise SystemExit(f"error: the newest checkpoint in {self.out_dir} does not load ({type(exc).__name__}): it "
+                             "is damaged or holds another program's state; use another --out, or remove it") from None
+        if saved is not None and [np.shape(v) for v in tf.nest.flatten(saved["state"])] != [
+                np.shape(v) for v in tf.nest.flatten(state)]:  # TFF loads a state of other shapes silently
+            raise SystemExit(f"error: the checkpoint of round {version} in {self.out_dir} holds another program's "
+                             "state (another model or algorithm); use another --out, or delete its checkpoints folder")
         for name in ("metrics.jsonl", "alerts.jsonl"):  # drop what a stopped run wrote after its checkpoint
             path = os.path.join(self.out_dir, name)
             lines = open(path).readlines() if os.path.exists(path) else []

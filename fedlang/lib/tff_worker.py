@@ -217,8 +217,10 @@ def use_tff_workers(workers: int = 1, addresses=(), log_dir: str | None = None, 
         if len(pool.workers) == 1 and not addresses:
             tff.framework.set_default_context(worker_context(pool.workers[0].channel, transform))
             return pool
-        for worker in pool.workers:
-            wait_until_ready(worker, connect_timeout, "see its log")
+        for worker in pool.workers:  # a local worker may take longer to start on a loaded machine than to connect
+            log = f"see its log {worker.log_path}" if getattr(worker, "log_path", None) else "see its log"
+            wait_until_ready(worker, max(connect_timeout, 60.0) if isinstance(worker, LocalWorker) else connect_timeout,
+                             log)
     except BaseException:
         pool.close()
         raise

@@ -123,6 +123,7 @@ class RunCheckpoints(RunDirectory):
 
     def __init__(self, directory, every, on_restore):  # (no files, no manager of RunDirectory's own)
         self.out_dir, self.every, self.on_restore, self.last, self.saved = directory, every, on_restore, None, None
+        self.manager, self.stopping = None, False  # RunDirectory's, unused here: the runner owns the files
 
     def restore(self, state):
         restored = load_checkpoint(self.out_dir, state)
