@@ -124,3 +124,22 @@ def test_guard_round_stops_a_non_finite_aggregate_without_a_culprit():
     process, data = OverflowingSum(), [3e38, 3e38]
     with pytest.raises(NonFiniteRound, match=r"round 4: the aggregated model \(no single client's update\) is not finite"):
         guard_round(process, 0.0, process.next(0.0, data), data, np.array([0, 1]), [1, 1], 4, "skip", print)
+
+
+class WorkerExitedError(RuntimeError):
+    """Named as fedlang/lib/tff_worker.py's (faults.py matches the class by name: it cannot import it)."""
+
+
+class DyingWorker(PoisonedMean):
+    """The round is suspect; rerunning a client alone finds the worker gone."""
+
+    def next(self, state, data):
+        if len(data) == 1:
+            raise WorkerExitedError("the TFF worker_binary (pid 1) was killed by SIGKILL")
+        return super().next(state, data)
+
+
+def test_guard_round_does_not_read_a_dead_worker_as_a_nan_round():
+    process, data = DyingWorker(), [1.0, np.nan]
+    with pytest.raises(WorkerExitedError, match="killed by SIGKILL"):
+        guard_round(process, 0.0, process.next(0.0, data), data, np.array([0, 1]), [1, 1], 1, "stop", print)
