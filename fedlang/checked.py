@@ -277,6 +277,13 @@ class MonitorConfig:
     checkpoint_every: int = 10
     alerts: tuple[dict, ...] = ()
     source_lines: tuple[tuple[int, str], ...] = field(default=())  # (line number, text) of the block
+    # `checkpoint every k` written: the standalone program checkpoints and resumes too (`fedlang run` always does)
+    declares_checkpoints: bool = False
+
+    @property
+    def resumable(self) -> bool:
+        """The standalone program checkpoints: `checkpoint every k`, or an alert whose action is `checkpoint`."""
+        return self.declares_checkpoints or any(a["action"] == "checkpoint" for a in self.alerts)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         schedules=_schedules(checked),
         monitor=_monitor(checked),
         skips_nonfinite=train.on_nonfinite == "skip",
+        checks_client_data=checks_client_data(checked),
         personal=_personal(checked),
         execution=execution,
         runtime=_runtime(checked),
@@ -333,19 +334,30 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     budget = checked.monitor is not None and any("adjust" in a for a in checked.monitor.alerts)
     if budget:  # a monitor alert's lower_rate / raise_noise (fedlang/check/budget.py)
         modules["privacy.py"].append("epsilon_per_round_phases")
-    # check_client_data needs the examples in memory: streamed files are checked by `fedlang check` only.
     # FedPer's own process (fedlang/lib/fedper.py) is not guarded and measures its update norms itself.
     fedper = checked.model.has_local_layers  # local layers never come with a simulation block (E707)
-    modules["faults.py"] = ([] if source.streamed else ["check_client_data"]) + (
+    modules["faults.py"] = (["check_client_data"] if checks_client_data(checked) else []) + (
         [] if fedper else ["guard_round"])
     modules["tff_worker.py"] = ["use_tff_workers" if _runtime(checked).pooled else "use_local_tff_worker"] + (
         ["simulate_secure_sums"] if uses_secure_intrinsics(checked) else [])
     modules["worker_process.py"] = ["start_worker_binary"]  # tff_worker.py's workers are started with it
     alerts = checked.monitor is not None and bool(checked.monitor.alerts)
     modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
-                             "RunDirectory"] + (
+                             "RunDirectory" if _monitor(checked).resumable else "RunLog"] + (
         ["Monitor", "describe_alert"] if alerts else []) + (["change_dp_mechanism"] if budget else [])
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
+
+
+def checks_client_data(checked: CheckedSpec) -> bool:
+    """Whether train() checks the clients' data before round 1 (faults.py check_client_data): for a
+    file the program reads again when it runs (npz, csv), data `check` could not replay (EMNIST), and
+    a `scale` factor above 1 (its products may overflow float32). `check` has replayed every client
+    of a bundled or generated source, whose values are finite and stay so under minmax or standard
+    scaling or a factor of at most 1; streamed files (not in memory) are checked by `check` only."""
+    data = checked.data
+    source = SOURCE_BY_NAME[data.source.name]
+    overflows = isinstance(data.scale, (int, float)) and abs(data.scale) > 1
+    return not source.streamed and (source.path_option is not None or data.client_sizes is None or overflows)
 
 
 def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:

@@ -164,6 +164,7 @@ class Plan:
     simulation: dict | None = None  # {"expected": …, "columns": …} (fedlang/check/simulation.py)
     monitor: Any = None  # the monitor block's MonitorConfig (checkpoint interval, alerts, its lines)
     skips_nonfinite: bool = False  # on_nonfinite skip: a round with non-finite clients is redone without them
+    checks_client_data: bool = True  # train() checks the clients' data before round 1 (lower.checks_client_data)
     personal: dict | None = None  # per-client test sets: federated evaluation, fine-tuning (fedlang/lib/personal.py)
     execution: tuple[str, str] = ("per_client", "")  # the simulation path and why (fedlang/execution.py)
     sparsify: float | None = None  # compress topk(fraction): share of each update tensor's entries sent

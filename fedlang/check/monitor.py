@@ -90,7 +90,7 @@ def check_monitor(block: ast.MonitorBlock, checked, source: Source, diags: Diagn
     if len(diags.errors) > before:
         return None
     lines = tuple((n, source.lines(n, n)[0]) for n in range(block.span.line, block.span.end_line + 1))
-    return MonitorConfig(every, tuple(alerts), lines)
+    return MonitorConfig(every, tuple(alerts), lines, declares_checkpoints=seen_checkpoint is not None)
 
 
 def _check_alert(item: ast.Alert, metrics: dict[str, str], checked, rounds: int, source: Source,

@@ -1,6 +1,7 @@
 """The standalone program's run directory and checkpoints, and the alerts of a ``monitor`` block.
 
-RunDirectory: ``python program.py --out DIR`` writes metrics.jsonl, alerts.jsonl and checkpoints
+RunLog: ``python program.py --out DIR`` writes metrics.jsonl and alerts.jsonl. RunDirectory, for a
+spec that declares checkpoints, adds checkpoints and resume
 with TFF's own ``tff.program.FileProgramStateManager``, which writes each checkpoint to a
 temporary directory and renames it (a kill never leaves half of one); a checkpoint that does not
 load, or holds a state of other shapes (another model), stops the program with a message saying
@@ -38,18 +39,16 @@ import tensorflow_federated as tff
 # The standalone program's run directory
 # ---------------------------------------------------------------------------------------------
 
-class RunDirectory:
-    """The standalone program's run harness. `on_round` prints each round's row; with `--out DIR` it
-    also appends the row to DIR/metrics.jsonl (`add`: alerts.jsonl) and, as train()'s `checkpoints`
-    hook, saves TFF FileProgramStateManager checkpoints in DIR/checkpoints every `every` rounds and
-    when train() says one is due; a second start resumes from the newest. `with RunDirectory(...)`:
-    Ctrl-C and SIGTERM checkpoint the last completed round and exit 130, a NaN/inf round exits 1
-    saying why (as `fedlang run` does)."""
+class RunLog:
+    """The standalone program's run harness: `on_round` prints each round's row and, with `--out DIR`,
+    writes it to DIR/metrics.jsonl (`add`: alerts.jsonl; a new run replaces them). `with RunLog(...)`:
+    a NaN/inf round exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130."""
 
-    def __init__(self, out_dir, every):
-        self.out_dir, self.every, self.last, self.saved, self.stopping = out_dir, every, None, None, False
-        self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
-                                                                       keep_total=3, keep_first=False)
+    def __init__(self, out_dir):
+        self.out_dir, self.stopping = out_dir, False
+        for name in ("metrics.jsonl", "alerts.jsonl") if out_dir else ():  # a new run replaces an earlier one's
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
 
     def on_round(self, row):
         shown = "  ".join(f"{k} {v:.6f}" for k, v in row.items()
@@ -61,8 +60,40 @@ class RunDirectory:
 
     def add(self, name, item):
         if self.out_dir:
+            os.makedirs(self.out_dir, exist_ok=True)
             with open(os.path.join(self.out_dir, name), "a") as f:
                 f.write(json.dumps(item) + "\n")
+
+    def interrupted(self):  # what Ctrl-C or SIGTERM prints (after a checkpoint, in a subclass that saves one)
+        return "interrupted"
+
+    def interrupt(self, signum, frame):
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: a scheduler preempting the job, like Ctrl-C
+            signal.signal(signum, self.interrupt)
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind and kind.__name__ == "NonFiniteRound":  # fedlang/lib/faults.py: exit 1 saying why
+            raise SystemExit(f"stopped: {error}") from None
+        if kind and issubclass(kind, KeyboardInterrupt):
+            print(self.interrupted(), file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
+
+
+class RunDirectory(RunLog):
+    """A RunLog that, as train()'s `checkpoints` hook, also saves TFF FileProgramStateManager
+    checkpoints in DIR/checkpoints every `every` rounds, when train() says one is due and on Ctrl-C or
+    SIGTERM (the last completed round); a second start resumes from the newest. Programs whose spec
+    declares checkpoints (a monitor block's `checkpoint every k` or `-> checkpoint`) use it."""
+
+    def __init__(self, out_dir, every):  # (not RunLog's __init__: resuming keeps the files)
+        self.out_dir, self.every, self.last, self.saved, self.stopping = out_dir, every, None, None, False
+        self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
+                                                                       keep_total=3, keep_first=False)
 
     def restore(self, state):
         """(round, state, rows) of the newest checkpoint, or None; the files keep only its rounds."""
@@ -103,23 +134,10 @@ class RunDirectory:
     def write(self, round_num, state, rows):
         asyncio.run(self.manager.save({"state": state, "rows": json.dumps(rows)}, round_num))
 
-    def interrupt(self, signum, frame):
-        self.stopping = True
-        raise KeyboardInterrupt
-
-    def __enter__(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM: a scheduler preempting the job, like Ctrl-C
-            signal.signal(signum, self.interrupt)
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if kind and kind.__name__ == "NonFiniteRound":  # fedlang/lib/faults.py: exit 1 saying why
-            raise SystemExit(f"stopped: {error}") from None
-        if kind and issubclass(kind, KeyboardInterrupt):
-            saved = self.save()
-            print("interrupted" + (f"; the checkpoint of round {saved} is in {self.out_dir}: run again to resume"
-                                   if saved else ""), file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
+    def interrupted(self):
+        saved = self.save()
+        return "interrupted" + (f"; the checkpoint of round {saved} is in {self.out_dir}: run again to resume"
+                                if saved else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +300,8 @@ def update_norm_report(measurements):
 REQUIRES: dict[str, tuple[str, ...]] = {
     "measure_update_norms": (),
     "update_norm_report": (),
-    "RunDirectory": (),
+    "RunLog": (),
+    "RunDirectory": ("RunLog",),
     "lower_is_better": (),
     "Monitor": ("lower_is_better",),
     "describe_alert": (),

@@ -45,9 +45,6 @@ class LocalWorker(grpc.UnaryUnaryClientInterceptor):
             log = f"; its log is {self.log_path}" if self.log_path else ""
             raise WorkerExitedError(f"the TFF worker_binary (pid {self.pid}) {how} (it served {self.address}){log}")
 
-    def kill(self):  # a signal handler's way to make the running computation fail at once
-        self.process.kill()
-
     def close(self):
         self.channel.close()
         self.process.kill()
@@ -108,8 +105,6 @@ class RemoteWorker:
 
     def close(self) -> None:
         self.channel.close()
-
-    kill = close
 
 
 class PoolCalls(grpc.UnaryUnaryClientInterceptor):
@@ -182,8 +177,12 @@ class WorkerPool:
         return [w.address for w in self.workers]
 
     def kill(self) -> None:
+        """A signal handler's way to make the running computation fail at once."""
         for worker in self.workers:
-            worker.kill()
+            if isinstance(worker, LocalWorker):
+                worker.process.kill()
+            else:
+                worker.close()
 
     def close(self) -> None:
         for worker in self.workers:
@@ -253,7 +252,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "PoolCalls": ("WorkerUnreachableError",),
     "wait_until_ready": ("WorkerUnreachableError",),
     "connect_worker": ("RemoteWorker", "WorkerUnreachableError", "wait_until_ready"),
-    "WorkerPool": (),
+    "WorkerPool": ("LocalWorker",),
     "use_tff_workers": ("LocalWorker", "PoolCalls", "WorkerPool", "connect_worker", "wait_until_ready",
                         "worker_context"),
 }

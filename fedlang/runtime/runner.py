@@ -351,9 +351,9 @@ class StopOnSignal:
         if self.finishing:  # results are being written: let that finish
             return
         if self.worker is not None:
-            if hasattr(self.worker, "kill"):
+            if hasattr(self.worker, "kill"):  # a WorkerPool
                 self.worker.kill()
-            elif self.worker.process.poll() is None:  # a program.py from before `kill` (a resumed run)
+            elif self.worker.process.poll() is None:  # a LocalWorker
                 self.worker.process.kill()
         raise KeyboardInterrupt
 

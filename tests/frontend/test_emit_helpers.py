@@ -107,7 +107,32 @@ def test_data_checks_and_round_guard_only_where_they_run(in_repo, tmp_path):
     quickstart = _defined(_program(REPO / "examples" / "quickstart.fed"))
     assert "check_client_data" not in streamed and "guard_round" in streamed
     assert "guard_round" not in fedper and "measure_update_norms" not in fedper and "model_fn" not in fedper
-    assert {"check_client_data", "guard_round", "measure_update_norms", "model_fn"} <= quickstart
+    assert {"guard_round", "measure_update_norms", "model_fn"} <= quickstart
+    # check replayed every client of a bundled set: no check of its own, unless a factor may overflow
+    assert "check_client_data" not in quickstart and "check_client_data" not in fedper
+    text = (REPO / "examples" / "quickstart.fed").read_text()
+    overflowing = text.replace("scale     minmax", "scale     1e38")
+    assert overflowing != text
+    assert "check_client_data" in _defined(compile_source(Source("examples/q.fed", overflowing), REPO).program())
+    shrinking = text.replace("scale     minmax", "scale     0.0625")
+    assert "check_client_data" not in _defined(compile_source(Source("examples/q.fed", shrinking), REPO).program())
+    # a file the program reads again when it runs is checked again
+    assert "check_client_data" in _defined(_program(REPO / "examples" / "csv_natural.fed"))
+
+
+def test_standalone_checkpoints_only_when_the_spec_declares_them(in_repo):
+    """`fedlang run` checkpoints every spec; the program copies RunDirectory (checkpoints, resume)
+    only for `checkpoint every k` or a `checkpoint` alert, else the shorter RunLog."""
+    text = (REPO / "examples" / "quickstart.fed").read_text()
+    programs = {extra: compile_source(Source("examples/q.fed", text + extra), REPO).program()
+                for extra in ("", "monitor { checkpoint every 4 }\n", "monitor { alert train_loss > 9 -> checkpoint }\n",
+                              "monitor { alert train_loss > 9 -> warn }\n")}
+    for extra, program in programs.items():
+        resumable = "checkpoint" in extra
+        assert ("RunDirectory" in _defined(program)) == resumable, extra
+        assert "RunLog" in _defined(program)  # RunDirectory builds on it
+        assert ("checkpoints=run" in program) == resumable and ("--checkpoint-every" in program) == resumable
+        assert ("CHECKPOINT_EVERY = 4 " in program) == ("every 4" in extra)
 
 
 @pytest.mark.parametrize("spec", EXAMPLES + GOLDEN, ids=lambda p: str(p.relative_to(REPO)))
@@ -124,7 +149,7 @@ def test_every_constant_is_read(spec: Path, in_repo):
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_the_run_harness_of_fedlang_run_is_not_copied(spec: Path, in_repo):
     defined = _defined(_program(spec))
-    assert "RunDirectory" in defined  # the standalone program's --out and checkpoints (TFF's own manager)
+    assert "RunLog" in defined  # the standalone program's --out (and, as RunDirectory, TFF's own checkpoints)
     assert not defined & {"save_checkpoint", "load_checkpoint", "RunProgress", "RunFiles", "stop_on_sigterm",
                           "interrupts_checkpointed", "gpu_note", "print_round"}
 

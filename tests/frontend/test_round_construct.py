@@ -74,7 +74,7 @@ def test_round_steps_may_call_an_aggregate_block():
 def test_secure_sum_in_the_round_runs_in_the_secure_context():
     compiled = _compile("delta @SERVER = secure_sum(update, lower = -1.0, upper = 1.0)")
     assert compiled.plan.secure_aggregation
-    assert "with use_local_tff_worker(transform=simulate_secure_sums):" in compiled.program()
+    assert "with run, use_local_tff_worker(transform=simulate_secure_sums):" in compiled.program()
 
 
 def test_an_aggregate_named_round_is_refused_at_its_name():

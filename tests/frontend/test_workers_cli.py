@@ -64,7 +64,7 @@ def test_one_local_worker_copies_only_the_launcher(in_repo):
     assert {"LocalWorker", "use_local_tff_worker", "start_worker_binary", "worker_context", "WorkerExitedError"} <= defined
     assert "simulate_secure_sums" not in defined  # only for a spec with secure aggregation
     assert not defined & POOL_ONLY and "MergeableCompExecutionContext" not in program
-    assert "with use_local_tff_worker():" in program
+    assert "with run, use_local_tff_worker():" in program
     assert '"--workers"' not in program and '"--worker"' not in program and "WORKERS" not in program
     # the launcher that stays is small: the worker code of the quickstart program
     start = min(program.index(f"class {name}") for name in ("WorkerExitedError", "LocalWorker"))
@@ -78,7 +78,7 @@ def test_a_runtime_block_with_local_workers_copies_the_pool(in_repo):
     assert "# examples/quickstart.fed:32:   workers 3\n# examples/quickstart.fed:33: }\nWORKERS = 3  #" in program
     assert "WORKERS = 3  #" in program and "WORKER_ADDRESSES = []  #" in program and "WORKER_TIMEOUT = 600.0  #" in program
     assert 'parser.add_argument("--workers"' in program and 'parser.add_argument("--worker"' in program
-    assert "with use_tff_workers(workers, addresses, timeout=args.worker_timeout):" in program
+    assert "with run, use_tff_workers(workers, addresses, timeout=args.worker_timeout):" in program
 
 
 def test_a_runtime_block_with_remote_workers(in_repo):

@@ -211,3 +211,37 @@ def test_a_checkpoint_of_another_program_is_refused_and_nothing_is_lost(tmp_path
         assert (out / "metrics.jsonl").read_text() == before
     done, state, _ = RunDirectory(str(out), every=1).restore({"w": np.zeros(2, np.float32)})
     assert (done, state["w"].tolist()) == (1, [1.0, 1.0])
+
+
+def test_a_program_without_declared_checkpoints_writes_the_rows_and_exits_130(tmp_path):
+    """No `checkpoint every` in the spec: the program copies RunLog, not RunDirectory. `--out` gets the
+    rows of `fedlang run` (which checkpoints every spec) and no checkpoints; a second run replaces the
+    files instead of appending to them; SIGTERM exits 130 and leaves no worker."""
+    spec = SPEC[:SPEC.index("monitor {")]  # the tiny spec without its monitor block
+    (tmp_path / "plain.fed").write_text(spec)
+    compiled = compile_text(spec, "plain.fed")
+    program = compiled.program()
+    assert "class RunLog" in program and "RunDirectory" not in program and "FileProgramStateManager" not in program
+    (tmp_path / "program.py").write_bytes(compiled.program_bytes())
+    result = run_fedlang("run", tmp_path / "plain.fed", "--out", tmp_path / "run", "-q", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["checkpoints"] == ["program_state_4"]  # unasked
+    out = tmp_path / "emitted"
+    for _ in range(2):  # the second run replaces the first one's rows
+        emitted = subprocess.run(_program(tmp_path, "--out", out), cwd=tmp_path, capture_output=True, text=True,
+                                 timeout=600, env=subprocess_env())
+        assert emitted.returncode == 0, emitted.stderr
+        assert _without_time(read_jsonl(out / "metrics.jsonl")) == _without_time(read_jsonl(tmp_path / "run" /
+                                                                                               "metrics.jsonl"))
+    assert not (out / "checkpoints").exists() and not (out / "alerts.jsonl").exists()  # no alerts in this spec
+    proc = subprocess.Popen(_program(tmp_path, "--out", tmp_path / "stopped", "--rounds", 50), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            (tmp_path / "stopped" / "metrics.jsonl").is_file()
+            and read_jsonl(tmp_path / "stopped" / "metrics.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and stderr.strip().endswith("interrupted"), stderr
+    assert_no_worker_left()
