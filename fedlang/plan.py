@@ -122,6 +122,26 @@ class DataSteps:
     per_client: float | None = None  # test per_client(f): each client keeps this fraction as its test set
     client_tests: PyCall | None = None  # …by this call after the split (fedlang/constructs/partitions.py)
 
+    @property
+    def draws(self) -> bool:
+        """Whether a step draws from the run's generator `rng` (load_data() creates it only then)."""
+        steps = [s.value for s in self.load] + [self.split, self.client_tests,
+                                                 self.holdout.call if self.holdout else None]
+        return any(_refers_to(step, "rng") for step in steps)
+
+
+def _refers_to(value: Any, name: str) -> bool:
+    """Whether a call, reference or container of them names `name`."""
+    if isinstance(value, PyRef):
+        return value.name == name
+    if isinstance(value, PyCall):
+        return _refers_to(value.func, name) or any(_refers_to(v, name) for _, v in value.args)
+    if isinstance(value, (list, tuple)):
+        return any(_refers_to(v, name) for v in value)
+    if isinstance(value, dict):
+        return any(_refers_to(v, name) for v in value.values())
+    return False
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -61,8 +61,10 @@ def _render(plan: Plan) -> str:
             stdlib_imports=stdlib,
             third_party_imports=third_party,
             tensorflow_imports=tensorflow,
-            helper_imports="\n\n".join("\n".join(group) for group in _group_imports(imports - top) if group),
-            helpers="\n\n\n".join(s.source for s in snippets),
+            # below the program part, on purpose: E402 (an import not at the top) is silenced for linters
+            helper_imports="\n\n".join("\n".join(f"{line}  # noqa: E402" for line in group)
+                                        for group in _group_imports(imports - top) if group),
+            helpers="\n\n\n".join(s.source for s in snippets if s.source.strip()),
         )
 
     draft = render(set())

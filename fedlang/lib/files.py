@@ -22,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+
 def client_files(pattern: str) -> list:
     """The files matching a glob pattern, sorted by name: one client each."""
     paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))

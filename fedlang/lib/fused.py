@@ -97,7 +97,7 @@ def _build_group_training(model, optimizer, weighting, client_dataset_fn, fedsgd
         def start_client():
             """Reset to the broadcast model; a fresh optimizer (FedAvg) or gradient sum (FedSGD)."""
             with tf.control_dependencies([v.assign(w) for v, w in zip(tf.nest.flatten(weights),
-                                                                        tf.nest.flatten(initial_weights))]):
+                                                                      tf.nest.flatten(initial_weights))]):
                 metrics = tuple(tf.identity(v) for v in model.local_variables)  # to drop a non-finite client's
             if fedsgd:
                 return tf.constant(0.0), tuple(tf.zeros_like(w) for w in initial), metrics
@@ -113,8 +113,8 @@ def _build_group_training(model, optimizer, weighting, client_dataset_fn, fedsgd
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(u)) for u in update])
             update = tuple(tf.where(finite, u, tf.zeros_like(u)) for u in update)  # TFF zeroes such updates
             weight = tf.constant(1.0) if weighting == "uniform" else tf.where(finite, examples, 0.0)
-            restored = [] if fedsgd else [v.assign(tf.where(finite, v, m)) for v, m in zip(model.local_variables,
-                                                                                             metrics)]
+            restored = [] if fedsgd else [v.assign(tf.where(finite, v, m))
+                                          for v, m in zip(model.local_variables, metrics)]
             norm = tf.linalg.global_norm(list(update))
             with tf.control_dependencies(restored):
                 return (tuple(s + weight * u for s, u in zip(update_sum, update)), weight_sum + weight,

@@ -231,8 +231,8 @@ def change_dp_mechanism(state, noise_multiplier, clients_per_round):
     aggregator = state.aggregator
     query = aggregator.query_state
     numerator = query.numerator_state
-    numerator = _replace_fields(numerator, stddev=_same_type(numerator.stddev,
-                                                              noise_multiplier * float(numerator.l2_norm_clip)))
+    stddev = noise_multiplier * float(numerator.l2_norm_clip)
+    numerator = _replace_fields(numerator, stddev=_same_type(numerator.stddev, stddev))
     query = _replace_fields(query, numerator_state=numerator,
                             denominator=_same_type(query.denominator, clients_per_round))
     event = aggregator.dp_event

@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 
+
 def _device_uniforms(seed, clients, stream):
     """A uniform number in (0, 1) for each client: a SplitMix64 hash of (seed, client, stream), so
     a device's draws are its own and the same in every round, without a generator per client."""

@@ -189,3 +189,14 @@ def test_streamed_programs_copy_holdout_tails_only_with_a_holdout(test_line, in_
     copied = _copied_data_helpers(compile_source(Source("s.fed", spec), tmp_path).program())
     assert ("holdout_tails" in copied) == bool(test_line)
     assert [name for name, loaded_elsewhere in copied.items() if name not in loaded_elsewhere] == []
+
+
+@pytest.mark.parametrize("spec", EXAMPLES + GOLDEN, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_local_is_assigned_and_never_read(spec: Path, in_repo):
+    """No dead locals in the program part (e.g. `rng` in a load_data() that draws nothing)."""
+    program = _program(spec)
+    part = program[:program.rindex("\n# Helpers (copied")]
+    for function in (n for n in ast.walk(ast.parse(part)) if isinstance(n, ast.FunctionDef)):
+        stored = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        loaded = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        assert sorted(stored - loaded - {"_"}) == [], function.name
