@@ -107,6 +107,7 @@ class DatasetFacts:
     description: str
     tokens: int | None = None  # the features are integer token ids 0 … tokens−1 (None: real values)
     stored: str | None = None  # streamed files: how they store the features ("float" or "int64")
+    file_format: str | None = None  # streamed files: their one extension (".csv", ".npz" or ".tfrecord")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def lower(checked: CheckedSpec, source: Source) -> Plan:
         + ((aggregate_code(checked.round.aggregate, source, checked.aggregates, is_round=True),)
            if checked.round is not None else ()),
         attacked=checked.attack is not None,
-        data_steps=_data_steps(data, checked.evaluate is not None),
+        data_steps=_data_steps(data, checked.evaluate is not None, _stream(checked)),
         input_shape=tuple(model.input_shape),
         feature_dtype=model.feature_dtype,
         layers=_model_layers(model),
@@ -302,6 +302,10 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
     for module, ns in source.helpers:
         if module != "data.py":
             modules.setdefault(module, []).extend(ns)
+    stream = _stream(checked)
+    if stream is not None:  # its format's counter and reader only
+        modules.setdefault("files.py", []).append(stream[0].func)
+        modules["streams.py"] = [stream[1].func]
     federated = _federated_helpers(checked)
     if federated:
         modules["federated.py"] = list(federated)
@@ -342,7 +346,7 @@ def _helper_modules(checked: CheckedSpec) -> tuple[tuple[str, tuple[str, ...]], 
         ["simulate_secure_sums"] if uses_secure_intrinsics(checked) else [])
     modules["worker_process.py"] = ["start_worker_binary"]  # tff_worker.py's workers are started with it
     alerts = checked.monitor is not None and bool(checked.monitor.alerts)
-    modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]), "update_norm_report",
+    modules["monitor.py"] = [*([] if fused or fedper else ["measure_update_norms"]),
                              "RunDirectory" if _monitor(checked).resumable else "RunLog"] + (
         ["Monitor", "describe_alert"] if alerts else []) + (["change_dp_mechanism"] if budget else [])
     return tuple((module, tuple(dict.fromkeys(ns))) for module, ns in modules.items())
@@ -360,7 +364,15 @@ def checks_client_data(checked: CheckedSpec) -> bool:
     return not source.streamed and (source.path_option is not None or data.client_sizes is None or overflows)
 
 
-def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
+def _stream(checked: CheckedSpec) -> "tuple[PyCall, PyCall] | None":
+    """A streamed source's two calls on `path`: count its examples, read it with tf.data."""
+    data = checked.data
+    source = SOURCE_BY_NAME[data.source.name]
+    return (source.stream(data.source, data.facts, tuple(data.feature_shape), checked.model.feature_dtype)
+            if source.streamed else None)
+
+
+def _data_steps(data: DataConfig, evaluates: bool, stream: "tuple[PyCall, PyCall] | None") -> DataSteps:
     """load_data()'s steps with their literal arguments; the template lays them out in order."""
     source, definition = data.source, SOURCE_BY_NAME[data.source.name]
     path = os.path.abspath(data.path) if data.path is not None else None  # runs from any folder
@@ -371,8 +383,7 @@ def _data_steps(data: DataConfig, evaluates: bool) -> DataSteps:
     return DataSteps(
         load=definition.load(source, path),
         streamed=definition.streamed,
-        read_args=((source["x"], source["y"], data.facts.stored, list(data.feature_shape))
-                   if definition.streamed else None),
+        stream=stream,
         test=test,
         holdout=held_out,
         scale=data.scale,

@@ -108,8 +108,8 @@ class DataSteps:
     and `check` evaluates the same split call on the replayed labels (fedlang/check/clients.py)."""
 
     load: tuple["Assign", ...]  # read the examples: binds x, y (client_ids, x_test, y_test; files if streamed)
-    streamed: bool  # one client per file, read by tf.data while training (read_args: read_client_file's options)
-    read_args: tuple[Any, ...] | None
+    streamed: bool  # one client per file, read by tf.data while training:
+    stream: "tuple[PyCall, PyCall] | None"  # …(count the examples of `path`, read it): its format's two calls
     test: str  # the central test set: holdout, split (the source's own) or none
     holdout: HoldOut | None  # how the central test set is held out (None: no hold-out)
     scale: str | float | None  # minmax, standard (fitted on the training examples) or a factor

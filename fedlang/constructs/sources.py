@@ -59,6 +59,8 @@ class SourceDef:
     test_split: bool = False  # the source has its own test split (`test split`)
     path_option: str | None = None  # the option naming a file, relative to the spec's folder
     streamed: bool = False  # one file per client, read with tf.data as it trains (partition natural only)
+    # streamed: (facts, feature shape and dtype) -> (count call, read call) on `path`; lower copies their helpers
+    stream: Callable[[Choice, DatasetFacts, tuple[int, ...], str], tuple[PyCall, PyCall]] | None = None
     docs: tuple[str, ...] = field(default=())
 
     @property
@@ -309,13 +311,31 @@ def _files_facts(choice, pattern: Path, base_dir: Path) -> "SourceFacts | Source
     (shape, stored), = shapes
     facts = DatasetFacts(sum(counts), shape, max(int(labels.max()) + 1, 2), len(paths),
                          f"{len(paths)} {Path(paths[0]).suffix} files ({choice['pattern']})", tokens=tokens,
-                         stored=stored)
+                         stored=stored, file_format=Path(paths[0]).suffix)
     client_ids = np.repeat(np.arange(len(paths)), counts)
     return SourceFacts(facts, labels, client_ids)
 
 
 def _files_load(choice, pattern: str | None) -> tuple[Assign, ...]:
     return (Assign("files", PyCall.of("client_files", pattern)),)
+
+
+# Per format: the counter of a file's examples (fedlang/lib/files.py) with the options it takes, and
+# its tf.data reader (fedlang/lib/streams.py) with its options; a program copies only its format's two.
+FILE_FORMATS: dict[str, tuple[str, tuple[str, ...], str, tuple[str, ...]]] = {
+    ".tfrecord": ("count_tfrecord_records", (), "read_tfrecord_file", ("x", "y", "stored")),
+    ".csv": ("count_csv_rows", (), "read_csv_file", ("y",)),
+    ".npz": ("count_npz_labels", ("y",), "read_npz_file", ("x", "y")),
+}
+
+
+def _files_stream(choice, facts: DatasetFacts, shape: tuple[int, ...], dtype: str) -> tuple[PyCall, PyCall]:
+    """(the count of the examples in the file `path`, its tf.data reader giving features of `shape`
+    and `dtype`): calls the program makes."""
+    count, count_options, read, read_options = FILE_FORMATS[facts.file_format]
+    options = {"x": choice["x"], "y": choice["y"], "stored": facts.stored}
+    return (PyCall.of(count, PyRef("path"), *(options[o] for o in count_options)),
+            PyCall.of(read, PyRef("path"), *(options[o] for o in read_options), list(shape), PyRef(f"tf.{dtype}")))
 
 
 # ---------------------------------------------------------------- emnist
@@ -394,9 +414,8 @@ SOURCE_DEFS: tuple[SourceDef, ...] = (
              doc="one client per file, streamed with tf.data as the client trains",
              example='source files("silos/*.tfrecord")'),
         facts=_files_facts, replay=_file_replay, load=_files_load,
-        helpers=(("files.py", ("client_files", "count_examples")),
-                 ("streams.py", ("read_client_file",))),
-        path_option="pattern", streamed=True),
+        helpers=(("files.py", ("client_files",)),),
+        path_option="pattern", streamed=True, stream=_files_stream),
     SourceDef(
         Form("emnist", (Param("only_digits", "bool", default=True), Param("cache_dir", "str", default=None)),
              doc="TFF's federated EMNIST (by writer); needs the data set in TFF's cache when offline",

@@ -236,15 +236,23 @@ def client_file_facts(path: str, x_key: str = "x", y_key: str = "y"):
     return _npz_facts(path, x_key, y_key)
 
 
-def count_examples(path: str, y_key: str = "y") -> int:
-    """Examples in one client's file: TFRecord records, CSV data rows or npz labels."""
-    if path.endswith(".tfrecord"):
-        return count_tfrecord_records(path)
-    if path.endswith(".csv"):
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return sum(1 for _ in csv.reader(f)) - 1
+def count_csv_rows(path: str) -> int:
+    """Data rows of a CSV file (the header row is not one)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
+def count_npz_labels(path: str, y_key: str = "y") -> int:
+    """Labels (examples) of an npz archive."""
     with np.load(path, allow_pickle=False) as archive:
         return len(archive[y_key])
+
+
+def count_examples(path: str, y_key: str = "y") -> int:
+    """Examples in one client's file of any format (a program copies only its format's counter)."""
+    if path.endswith(".tfrecord"):
+        return count_tfrecord_records(path)
+    return count_csv_rows(path) if path.endswith(".csv") else count_npz_labels(path, y_key)
 
 
 REQUIRES = {
@@ -260,5 +268,7 @@ REQUIRES = {
     "_csv_facts": (),
     "_npz_facts": (),
     "client_file_facts": ("_tfrecord_facts", "_csv_facts", "_npz_facts"),
-    "count_examples": ("count_tfrecord_records",),
+    "count_csv_rows": (),
+    "count_npz_labels": (),
+    "count_examples": ("count_tfrecord_records", "count_csv_rows", "count_npz_labels"),
 }

@@ -291,15 +291,8 @@ def measure_update_norms(inner):
     return tff.aggregators.add_measurements(inner, client_measurement_fn=norms)
 
 
-def update_norm_report(measurements):
-    """A round's update norms, at the top of the measurements that report them (the model
-    aggregator's, or those of the fused and FedPer processes)."""
-    return {key: float(measurements[key]) for key in ("update_norm_mean", "update_norm_max")}
-
-
 REQUIRES: dict[str, tuple[str, ...]] = {
     "measure_update_norms": (),
-    "update_norm_report": (),
     "RunLog": (),
     "RunDirectory": ("RunLog",),
     "lower_is_better": (),

@@ -74,8 +74,21 @@ def test_check_knows_each_clients_size(tmp_path):
     first = _compile(tmp_path, "silos/*.tfrecord", "partition natural(first = 2)")
     assert first.checked.data.num_clients == 2 and first.checked.data.client_sizes == (30, 45)
     program = first.program()
-    assert "files = files[:2]" in program and "def read_client_file(" in program
+    assert "files = files[:2]" in program and "def read_tfrecord_file(" in program
     assert "tf.data.TFRecordDataset(path)" in program and "load_data" in program
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npz", "tfrecord"])
+def test_a_program_copies_only_its_formats_counter_and_reader(tmp_path, fmt):
+    """Each format has its counter (fedlang/lib/files.py) and tf.data reader (streams.py): the
+    program of a files(*.csv) spec holds no TFRecord or npz code."""
+    write_clients(tmp_path / "silos", fmt, SIZES)
+    program = _compile(tmp_path, f"silos/*.{fmt}", "").program()
+    counters = {"csv": "count_csv_rows", "npz": "count_npz_labels", "tfrecord": "count_tfrecord_records"}
+    for other, counter in counters.items():
+        assert (f"def {counter}(" in program) == (other == fmt)
+        assert (f"def read_{other}_file(" in program) == (other == fmt)
+    assert "def count_examples(" not in program and "endswith(" not in program
 
 
 def test_a_holdout_that_empties_a_client_is_an_error(tmp_path):

@@ -81,6 +81,7 @@ def test_layer_hooks_agree_on_a_real_model():
 @pytest.mark.parametrize("source", SOURCE_DEFS, ids=lambda d: d.name)
 def test_source_has_every_hook(source: SourceDef):
     hooks = _hooks(source)
+    assert callable(hooks.pop("stream")) == source.streamed  # a streamed source counts and reads each file
     assert set(hooks) == {"facts", "replay", "load"}
     assert all(callable(h) for h in hooks.values())
     assert registry.SOURCES[source.name] is source.form
@@ -230,3 +231,11 @@ def test_algorithms_lower_to_a_process():
     from fedlang.lower import ALGORITHM_BUILDERS
 
     assert set(ALGORITHM_BUILDERS) == set(registry.ALGORITHMS)
+
+
+def test_every_file_format_has_its_counter_and_reader():
+    from fedlang.constructs.sources import FILE_FORMATS
+
+    assert set(FILE_FORMATS) == {".csv", ".npz", ".tfrecord"}
+    for count, _, read, _ in FILE_FORMATS.values():
+        assert count in _lib_names("files.py") and read in _lib_names("streams.py")
