@@ -42,7 +42,8 @@ import tensorflow_federated as tff
 class RunLog:
     """The standalone program's run harness: `on_round` prints each round's row and, with `--out DIR`,
     writes it to DIR/metrics.jsonl (`add`: alerts.jsonl; a new run replaces them). `with RunLog(...)`:
-    a NaN/inf round exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130."""
+    a NaN/inf round exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130, a
+    closed stdout (`| head`) exits 1 without a traceback."""
 
     def __init__(self, out_dir):
         self.out_dir, self.stopping = out_dir, False
@@ -82,6 +83,9 @@ class RunLog:
         if kind and issubclass(kind, KeyboardInterrupt):
             print(self.interrupted(), file=sys.stderr, flush=True)
             raise SystemExit(130) from None
+        if kind and issubclass(kind, BrokenPipeError):  # `python program.py | head`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own advice)
+            raise SystemExit(1) from None
 
 
 class RunDirectory(RunLog):

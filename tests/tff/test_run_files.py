@@ -245,3 +245,18 @@ def test_a_program_without_declared_checkpoints_writes_the_rows_and_exits_130(tm
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130 and stderr.strip().endswith("interrupted"), stderr
     assert_no_worker_left()
+
+
+def test_a_program_piped_into_a_reader_that_leaves_exits_without_a_traceback(tmp_path):
+    """`python program.py | head -1`: the next row meets a closed pipe; RunLog ends the program with
+    exit 1 and no traceback, and the worker goes with it."""
+    spec = SPEC[:SPEC.index("monitor {")]
+    (tmp_path / "program.py").write_bytes(compile_text(spec, "plain.fed").program_bytes())
+    proc = subprocess.Popen(_program(tmp_path, "--rounds", 50), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 1, stderr
+    assert first.startswith("round    1") and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert_no_worker_left()
