@@ -8,7 +8,7 @@ rendered with `repr`, so a spec cannot inject code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 
@@ -131,11 +131,11 @@ class DataSteps:
 
 
 def _refers_to(value: Any, name: str) -> bool:
-    """Whether a call, reference or container of them names `name`."""
+    """Whether a plan value (a call, reference, attribute, operation or a container of them) names `name`."""
     if isinstance(value, PyRef):
         return value.name == name
-    if isinstance(value, PyCall):
-        return _refers_to(value.func, name) or any(_refers_to(v, name) for _, v in value.args)
+    if is_dataclass(value):
+        return any(_refers_to(getattr(value, f.name), name) for f in fields(value))
     if isinstance(value, (list, tuple)):
         return any(_refers_to(v, name) for v in value)
     if isinstance(value, dict):

@@ -248,13 +248,6 @@ def count_npz_labels(path: str, y_key: str = "y") -> int:
         return len(archive[y_key])
 
 
-def count_examples(path: str, y_key: str = "y") -> int:
-    """Examples in one client's file of any format (a program copies only its format's counter)."""
-    if path.endswith(".tfrecord"):
-        return count_tfrecord_records(path)
-    return count_csv_rows(path) if path.endswith(".csv") else count_npz_labels(path, y_key)
-
-
 REQUIRES = {
     "client_files": (),
     "checked_client_files": ("client_files",),
@@ -270,5 +263,4 @@ REQUIRES = {
     "client_file_facts": ("_tfrecord_facts", "_csv_facts", "_npz_facts"),
     "count_csv_rows": (),
     "count_npz_labels": (),
-    "count_examples": ("count_tfrecord_records", "count_csv_rows", "count_npz_labels"),
 }

@@ -41,20 +41,23 @@ import tensorflow_federated as tff
 
 class RunLog:
     """The standalone program's run harness: `on_round` prints each round's row and, with `--out DIR`,
-    writes it to DIR/metrics.jsonl (`add`: alerts.jsonl; a new run replaces them). `with RunLog(...)`:
-    a NaN/inf round exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130, a
-    closed stdout (`| head`) exits 1 without a traceback."""
+    writes it to DIR/metrics.jsonl (`add`: alerts.jsonl; the first round's row replaces an earlier
+    run's files, and a folder with checkpoints is refused). `with RunLog(...)`: a NaN/inf round
+    exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130."""
 
     def __init__(self, out_dir):
-        self.out_dir, self.stopping = out_dir, False
-        for name in ("metrics.jsonl", "alerts.jsonl") if out_dir else ():  # a new run replaces an earlier one's
-            if os.path.exists(os.path.join(out_dir, name)):
-                os.remove(os.path.join(out_dir, name))
+        self.out_dir, self.stopping, self.fresh = out_dir, False, True
+        if out_dir and os.path.exists(os.path.join(out_dir, "checkpoints")):  # fedlang run's, or a resumable program's
+            raise SystemExit(f"error: {out_dir} holds checkpoints of another run; give this program another --out")
 
     def on_round(self, row):
         shown = "  ".join(f"{k} {v:.6f}" for k, v in row.items()
                           if k not in ("round", "clients", "seconds", "bytes_down", "bytes_up"))
-        print(f"round {row['round']:4d}  {shown}  ({row['seconds']:.2f} s)", flush=True)
+        try:
+            print(f"round {row['round']:4d}  {shown}  ({row['seconds']:.2f} s)", flush=True)
+        except BrokenPipeError:  # `python program.py | head`: the reader has gone; end without a traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own advice)
+            raise SystemExit(1) from None
         self.add("metrics.jsonl", row)
         if self.stopping:  # an interrupt that TensorFlow swallowed (in a finalizer): stop after this round
             raise KeyboardInterrupt
@@ -62,6 +65,10 @@ class RunLog:
     def add(self, name, item):
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
+            for old in ("metrics.jsonl", "alerts.jsonl") if self.fresh else ():  # an earlier run's
+                if os.path.exists(os.path.join(self.out_dir, old)):
+                    os.remove(os.path.join(self.out_dir, old))
+            self.fresh = False
             with open(os.path.join(self.out_dir, name), "a") as f:
                 f.write(json.dumps(item) + "\n")
 
@@ -83,9 +90,6 @@ class RunLog:
         if kind and issubclass(kind, KeyboardInterrupt):
             print(self.interrupted(), file=sys.stderr, flush=True)
             raise SystemExit(130) from None
-        if kind and issubclass(kind, BrokenPipeError):  # `python program.py | head`: the reader has gone
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own advice)
-            raise SystemExit(1) from None
 
 
 class RunDirectory(RunLog):
@@ -96,6 +100,7 @@ class RunDirectory(RunLog):
 
     def __init__(self, out_dir, every):  # (not RunLog's __init__: resuming keeps the files)
         self.out_dir, self.every, self.last, self.saved, self.stopping = out_dir, every, None, None, False
+        self.fresh = False  # restore() keeps the rows up to the checkpoint
         self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
                                                                        keep_total=3, keep_first=False)
 

@@ -115,7 +115,7 @@ def load_checkpoint(directory, structure, report=None):
 
 
 class RunCheckpoints(RunDirectory):
-    """train()'s `checkpoints` hook for `fedlang run`: the program's own RunDirectory (a checkpoint
+    """train()'s `checkpoints` hook for `fedlang run`: fedlang/lib/monitor.py's RunDirectory (a checkpoint
     every `every` rounds, whenever train() says one is due, and of the last completed round on
     Ctrl-C or SIGTERM: `save`), with SHA-256-checked checkpoints in `directory` (save_checkpoint,
     load_checkpoint). The runner writes the run's other files; `on_restore(round, rows)` learns a
@@ -123,7 +123,7 @@ class RunCheckpoints(RunDirectory):
 
     def __init__(self, directory, every, on_restore):  # (no files, no manager of RunDirectory's own)
         self.out_dir, self.every, self.on_restore, self.last, self.saved = directory, every, on_restore, None, None
-        self.manager, self.stopping = None, False  # RunDirectory's, unused here: the runner owns the files
+        self.manager, self.stopping, self.fresh = None, False, False  # unused here: the runner owns the files
 
     def restore(self, state):
         restored = load_checkpoint(self.out_dir, state)

@@ -260,3 +260,23 @@ def test_a_program_piped_into_a_reader_that_leaves_exits_without_a_traceback(tmp
     assert proc.returncode == 1, stderr
     assert first.startswith("round    1") and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert_no_worker_left()
+
+
+def test_runlog_keeps_an_earlier_runs_files_until_its_first_row_and_refuses_checkpoint_folders(tmp_path):
+    """A program without declared checkpoints never deletes what it cannot replace: an earlier run's
+    rows stay until the first new row is written, and a folder holding checkpoints is refused."""
+    from fedlang.lib.monitor import RunLog
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"round": 7}\n')
+    (out / "alerts.jsonl").write_text('{"round": 7, "alert": "x"}\n')
+    run = RunLog(str(out))
+    assert (out / "metrics.jsonl").read_text() == '{"round": 7}\n'  # a run that fails before round 1 loses nothing
+    run.add("metrics.jsonl", {"round": 1})
+    assert read_jsonl(out / "metrics.jsonl") == [{"round": 1}] and not (out / "alerts.jsonl").exists()
+    (out / "checkpoints").mkdir()
+    with pytest.raises(SystemExit) as refused:
+        RunLog(str(out))
+    assert "holds checkpoints" in str(refused.value.code)
+    assert read_jsonl(out / "metrics.jsonl") == [{"round": 1}]
