@@ -45,9 +45,9 @@ class RunLog:
     run's files, and a folder with checkpoints is refused). `with RunLog(...)`: a NaN/inf round
     exits 1 saying why (as `fedlang run` does), Ctrl-C and SIGTERM exit 130."""
 
-    def __init__(self, out_dir):
-        self.out_dir, self.stopping, self.fresh = out_dir, False, True
-        if out_dir and os.path.exists(os.path.join(out_dir, "checkpoints")):  # fedlang run's, or a resumable program's
+    def __init__(self, out_dir, fresh=True):  # fresh: a new run, not one resuming from its checkpoints
+        self.out_dir, self.stopping, self.fresh = out_dir, False, fresh
+        if fresh and out_dir and os.path.exists(os.path.join(out_dir, "checkpoints")):  # fedlang run's, or a resumable program's
             raise SystemExit(f"error: {out_dir} holds checkpoints of another run; give this program another --out")
 
     def on_round(self, row):
@@ -98,9 +98,9 @@ class RunDirectory(RunLog):
     SIGTERM (the last completed round); a second start resumes from the newest. Programs whose spec
     declares checkpoints (a monitor block's `checkpoint every k` or `-> checkpoint`) use it."""
 
-    def __init__(self, out_dir, every):  # (not RunLog's __init__: resuming keeps the files)
-        self.out_dir, self.every, self.last, self.saved, self.stopping = out_dir, every, None, None, False
-        self.fresh = False  # restore() keeps the rows up to the checkpoint
+    def __init__(self, out_dir, every):
+        super().__init__(out_dir, fresh=False)  # restore() keeps the rows up to the checkpoint
+        self.every, self.last, self.saved = every, None, None
         self.manager = out_dir and tff.program.FileProgramStateManager(os.path.join(out_dir, "checkpoints"),
                                                                        keep_total=3, keep_first=False)
 

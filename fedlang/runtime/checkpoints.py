@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import tensorflow_federated as tff
 
-from ..lib.monitor import RunDirectory
+from ..lib.monitor import RunDirectory, RunLog
 
 
 def _checkpoint_digest(path):
@@ -121,9 +121,9 @@ class RunCheckpoints(RunDirectory):
     load_checkpoint). The runner writes the run's other files; `on_restore(round, rows)` learns a
     resumed run."""
 
-    def __init__(self, directory, every, on_restore):  # (no files, no manager of RunDirectory's own)
-        self.out_dir, self.every, self.on_restore, self.last, self.saved = directory, every, on_restore, None, None
-        self.manager, self.stopping, self.fresh = None, False, False  # unused here: the runner owns the files
+    def __init__(self, directory, every, on_restore):  # no manager of RunDirectory's own: the runner owns the files
+        RunLog.__init__(self, directory, fresh=False)
+        self.every, self.on_restore, self.last, self.saved, self.manager = every, on_restore, None, None, None
 
     def restore(self, state):
         restored = load_checkpoint(self.out_dir, state)
